@@ -1,0 +1,100 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/pmezard/go-difflib/difflib"
+	"github.com/spf13/cobra"
+
+	"github.com/podgrace/podgrace/pkg/manifest"
+	"github.com/podgrace/podgrace/pkg/policy"
+)
+
+type injectOptions struct {
+	file          string
+	configPath    string
+	nsAnnotations map[string]string
+	hookAction    string
+	diff          bool
+}
+
+func newInjectCommand() *cobra.Command {
+	o := &injectOptions{}
+	cmd := &cobra.Command{
+		Use:   "inject -f FILE|-",
+		Short: "Apply podgrace's mutation to manifests offline (GitOps)",
+		Long: `inject applies exactly the mutation the webhook applies to Pods and to the pod
+templates of Deployments, StatefulSets, DaemonSets, ReplicaSets,
+ReplicationControllers, Jobs and CronJobs in a multi-document YAML stream, and
+prints the stream. Other documents pass through unchanged; changed documents
+keep their key order and comments. Warnings go to stderr. On any error nothing
+is printed to stdout and the exit code is 1.`,
+		Example: `  podgrace inject -f deploy.yaml | kubectl apply -f -
+  kustomize build overlays/prod | podgrace inject -f - --diff
+  podgrace inject -f deploy.yaml --namespace-annotations podgrace.dev/prestop-sleep=20s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.file, "filename", "f", "", "manifest file to read, or - for stdin (required)")
+	f.StringVar(&o.configPath, "config", "", "cluster config file (the chart's config.yaml); defaults when unset")
+	f.StringToStringVar(&o.nsAnnotations, "namespace-annotations", nil, "annotations of the target namespace, as k=v,k=v")
+	f.StringVar(&o.hookAction, "hook-action", "", "preStop action: sleep or exec (default: the config's hookAction; auto means sleep)")
+	f.BoolVar(&o.diff, "diff", false, "print a unified diff instead of the mutated manifests")
+	_ = cmd.MarkFlagRequired("filename")
+	return cmd
+}
+
+func (o *injectOptions) run(cmd *cobra.Command) error {
+	cfg, err := policy.LoadConfig(o.configPath)
+	if err != nil {
+		return err
+	}
+	hook := cfg.HookAction
+	if o.hookAction != "" {
+		hook = policy.HookAction(o.hookAction)
+		if hook != policy.HookSleep && hook != policy.HookExec {
+			return fmt.Errorf("--hook-action: %q is not sleep or exec", o.hookAction)
+		}
+	}
+	var in io.Reader = cmd.InOrStdin()
+	name := "stdin"
+	if o.file != "-" {
+		data, err := os.ReadFile(o.file)
+		if err != nil {
+			return err
+		}
+		in, name = bytes.NewReader(data), o.file
+	}
+	src, err := io.ReadAll(in)
+	if err != nil {
+		return err
+	}
+	out, docs, err := manifest.Inject(cmd.Context(), bytes.NewReader(src), manifest.Options{
+		Config: &cfg, NamespaceAnnotations: o.nsAnnotations, HookAction: hook,
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	for _, d := range docs {
+		for _, w := range d.Warnings {
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: document %d (%s): %s\n", name, d.Index, d.Name, w)
+		}
+	}
+	if o.diff {
+		text, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+			A: difflib.SplitLines(string(src)), B: difflib.SplitLines(string(out)),
+			FromFile: name, ToFile: name + " (podgrace)", Context: 3,
+		})
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(cmd.OutOrStdout(), text)
+		return err
+	}
+	_, err = cmd.OutOrStdout().Write(out)
+	return err
+}

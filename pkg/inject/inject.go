@@ -1,0 +1,300 @@
+// Package inject is podgrace's pure mutation core: a pod and its resolved
+// policy in, the mutated pod, a JSON patch of exactly podgrace's changes and a
+// report of what was done and why anything was skipped out. It does no I/O:
+// the webhook and `podgrace inject` fetch what it needs (namespace
+// annotations, image configs) and pass it in, so both run the same code.
+package inject
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"gomodules.xyz/jsonpatch/v2"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podgrace/podgrace/pkg/execform"
+	"github.com/podgrace/podgrace/pkg/policy"
+)
+
+// ImageInfo is what the caller learned of a container image whose config
+// provides the argv (the container has no command).
+type ImageInfo struct {
+	Entrypoint, Cmd []string
+	// Pinned is the image reference pinned to the inspected digest, used
+	// when the config's PinDigest is set and the command was rewritten.
+	Pinned string
+	// Err is why the config could not be read; the container is then left
+	// alone with a warning.
+	Err error
+}
+
+// Input is everything the core needs.
+type Input struct {
+	Pod    *corev1.Pod
+	Policy *policy.PodPolicy
+	Config *policy.Config
+	// HookAction is HookSleep or HookExec (HookAuto counts as HookSleep).
+	HookAction policy.HookAction
+	// Images holds the inspected image configs, keyed by the container's
+	// image string; ImagesNeeded says which are wanted.
+	Images map[string]ImageInfo
+}
+
+// Result is what the core decided.
+type Result struct {
+	// Pod is the mutated pod. It shares unchanged parts with the input pod,
+	// which is never modified.
+	Pod *corev1.Pod
+	// Patch holds only podgrace's changes, as JSON patch operations against
+	// the input pod.
+	Patch []jsonpatch.JsonPatchOperation
+	// Status is the record written to the status annotation.
+	Status Status
+	// Warnings are short admission warnings, each starting with "podgrace:".
+	Warnings []string
+	// Denied is set in strict mode when a setting is invalid: the pod must be
+	// rejected with this message and nothing else applies.
+	Denied string
+}
+
+// Changed reports whether the pod was changed.
+func (r *Result) Changed() bool { return len(r.Patch) > 0 }
+
+// MaxWarningLen bounds a warning: the API server truncates long ones anyway,
+// and a warning is read in a terminal.
+const MaxWarningLen = 120
+
+// ImagesNeeded lists the images whose configs the rewrite needs: those of
+// selected containers with exec-form on, no command and no status record yet.
+func ImagesNeeded(pod *corev1.Pod, pp *policy.PodPolicy) []string {
+	st, _ := parseStatus(pod.Annotations[policy.AnnotationStatus])
+	var out []string
+	seen := map[string]bool{}
+	visit := func(_ int, c *corev1.Container, cp *policy.ContainerPolicy) {
+		if cp.Skip != "" || !cp.ExecForm.Value || len(c.Command) > 0 || st.has(c.Name, cp.Init) || seen[c.Image] {
+			return
+		}
+		seen[c.Image] = true
+		out = append(out, c.Image)
+	}
+	forEach(pod, pp, visit)
+	return out
+}
+
+// target is a container this pass acts on: its index in spec.containers or,
+// for a native sidecar, in spec.initContainers.
+type target struct {
+	idx int
+	c   *corev1.Container
+	cp  *policy.ContainerPolicy
+}
+
+// forEach visits the native sidecars and the app containers, in pod order,
+// with their policies (Resolve lists them in the same order).
+func forEach(pod *corev1.Pod, pp *policy.PodPolicy, visit func(idx int, c *corev1.Container, cp *policy.ContainerPolicy)) {
+	j := 0
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		if policy.IsNativeSidecar(c) && j < len(pp.InitContainers) {
+			visit(i, c, &pp.InitContainers[j])
+			j++
+		}
+	}
+	for i := range pod.Spec.Containers {
+		if i < len(pp.Containers) {
+			visit(i, &pod.Spec.Containers[i], &pp.Containers[i])
+		}
+	}
+}
+
+// mutation accumulates the edits of one pass.
+type mutation struct {
+	in    *Input
+	pod   *corev1.Pod
+	patch []jsonpatch.JsonPatchOperation
+	warn  []string
+}
+
+func (m *mutation) add(path string, v any) {
+	m.patch = append(m.patch, jsonpatch.JsonPatchOperation{Operation: "add", Path: path, Value: v})
+}
+
+func (m *mutation) warnf(format string, args ...any) {
+	m.warn = append(m.warn, truncate("podgrace: "+fmt.Sprintf(format, args...)))
+}
+
+// Mutate applies podgrace's policy to a pod: the preStop sleep (DESIGN §4)
+// and the exec-form rewrite (DESIGN §5) for every selected container that the
+// status annotation does not list yet.
+func Mutate(in Input) Result {
+	pp := in.Policy
+	var res Result
+	for _, p := range pp.Problems {
+		res.Warnings = append(res.Warnings, truncate(p.String()))
+	}
+	if in.Config.Strict && len(pp.Problems) > 0 {
+		msgs := make([]string, len(pp.Problems))
+		for i, p := range pp.Problems {
+			msgs[i] = p.String()
+		}
+		res.Denied = strings.Join(msgs, "; ") + " (strict mode)"
+		res.Pod = in.Pod
+		return res
+	}
+
+	// Copy on write: a shallow copy of the pod with fresh container slices;
+	// each edit replaces a field of a copied container, never shared data.
+	pod := *in.Pod
+	pod.Spec.Containers = append([]corev1.Container(nil), in.Pod.Spec.Containers...)
+	pod.Spec.InitContainers = append([]corev1.Container(nil), in.Pod.Spec.InitContainers...)
+	m := &mutation{in: &in, pod: &pod}
+
+	prev, hadStatus := parseStatus(in.Pod.Annotations[policy.AnnotationStatus])
+	if raw, ok := in.Pod.Annotations[policy.AnnotationStatus]; ok && !hadStatus {
+		m.warnf("%s is not podgrace's JSON; replaced", policy.AnnotationStatus)
+	}
+	grace := DefaultGracePeriod
+	if pod.Spec.TerminationGracePeriodSeconds != nil {
+		grace = *pod.Spec.TerminationGracePeriodSeconds
+	}
+	st := Status{GraceBefore: grace, GraceAfter: grace, Containers: prev.Containers}
+	if hadStatus {
+		st.GraceBefore = prev.GraceBefore
+	}
+
+	// The containers this pass acts on: those the status does not list yet.
+	var targets []target
+	forEach(in.Pod, pp, func(idx int, c *corev1.Container, cp *policy.ContainerPolicy) {
+		if hadStatus && prev.has(c.Name, cp.Init) {
+			return
+		}
+		targets = append(targets, target{idx: idx, c: c, cp: cp})
+	})
+	reports := make([]ContainerReport, len(targets))
+
+	// The sleeps are sized against the grace period the pod came with; the
+	// grace period is then raised once, to what the longest sleep needs.
+	needGrace := grace
+	budget := seconds(in.Config.ShutdownBudget.Duration)
+	for i, t := range targets {
+		r := &reports[i]
+		*r = ContainerReport{Name: t.c.Name, Init: t.cp.Init, Skipped: t.cp.Skip}
+		if t.cp.Skip != "" || t.cp.Init {
+			continue
+		}
+		switch {
+		case t.cp.Sleep.Value.Mode == policy.SleepModeOff:
+			r.PreStopSkipped = SkipOff
+		case t.c.Lifecycle != nil && t.c.Lifecycle.PreStop != nil:
+			r.PreStopSkipped = SkipExistingPreStop
+		case grace == 0:
+			r.PreStopSkipped = SkipGraceZero
+		default:
+			s, need := fitGrace(sizeSleep(t.cp.Sleep.Value, grace, in.Config), grace, budget, pp.ExtendGrace.Value)
+			if s == 0 {
+				r.PreStopSkipped = SkipGraceTooShort
+				m.warnf("%s: no preStop sleep: grace period %ds leaves under 1s after the %ds shutdown budget", t.c.Name, grace, budget)
+				continue
+			}
+			needGrace = max(needGrace, need)
+			m.injectPreStop(t.idx, s)
+			r.PreStopSleep, r.Hook = s, string(m.hook())
+		}
+	}
+	if needGrace != grace {
+		g := needGrace
+		pod.Spec.TerminationGracePeriodSeconds = &g
+		m.add("/spec/terminationGracePeriodSeconds", g)
+		st.GraceAfter = g
+	}
+
+	for i, t := range targets {
+		switch {
+		case t.cp.Skip != "":
+		case !t.cp.ExecForm.Value:
+			reports[i].ExecFormSkipped = SkipOff
+		default:
+			m.rewriteShellForm(t.idx, t.cp.Init, &reports[i])
+		}
+	}
+
+	if len(m.patch) == 0 && len(reports) == 0 {
+		res.Pod, res.Status, res.Warnings = in.Pod, prev, append(res.Warnings, m.warn...)
+		return res
+	}
+	st.Containers = append(st.Containers, reports...)
+	m.setStatus(&st)
+	res.Pod, res.Patch, res.Status = &pod, m.patch, st
+	res.Warnings = append(res.Warnings, m.warn...)
+	return res
+}
+
+// hook is the preStop action to use.
+func (m *mutation) hook() policy.HookAction {
+	if m.in.HookAction == policy.HookExec {
+		return policy.HookExec
+	}
+	return policy.HookSleep
+}
+
+// injectPreStop adds the sleep to container i, which has no preStop hook.
+func (m *mutation) injectPreStop(i int, s int64) {
+	h := &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: s}}
+	if m.hook() == policy.HookExec {
+		h = &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sleep", strconv.FormatInt(s, 10)}}}
+	}
+	c := &m.pod.Spec.Containers[i]
+	base := "/spec/containers/" + strconv.Itoa(i) + "/lifecycle"
+	if c.Lifecycle == nil {
+		c.Lifecycle = &corev1.Lifecycle{PreStop: h}
+		m.add(base, c.Lifecycle)
+		return
+	}
+	lc := *c.Lifecycle
+	lc.PreStop = h
+	c.Lifecycle = &lc
+	m.add(base+"/preStop", h)
+}
+
+// setStatus writes the status annotation.
+func (m *mutation) setStatus(st *Status) {
+	raw, err := json.Marshal(st)
+	if err != nil { // a struct of strings and ints: cannot happen
+		panic(err)
+	}
+	ann := make(map[string]string, len(m.pod.Annotations)+1)
+	for k, v := range m.pod.Annotations {
+		ann[k] = v
+	}
+	ann[policy.AnnotationStatus] = string(raw)
+	if len(m.in.Pod.Annotations) == 0 {
+		m.add("/metadata/annotations", map[string]string{policy.AnnotationStatus: string(raw)})
+	} else {
+		m.add("/metadata/annotations/"+escapePointer(policy.AnnotationStatus), string(raw))
+	}
+	m.pod.Annotations = ann
+}
+
+// escapePointer escapes a JSON pointer token (RFC 6901).
+func escapePointer(s string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}
+
+func truncate(s string) string {
+	if len(s) <= MaxWarningLen {
+		return s
+	}
+	cut := MaxWarningLen - len("…")
+	for cut > 0 && !utf8RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+func removeOp(path string) jsonpatch.JsonPatchOperation {
+	return jsonpatch.JsonPatchOperation{Operation: "remove", Path: path}
+}
