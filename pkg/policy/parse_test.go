@@ -1,0 +1,197 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseSleep(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct {
+		in      string
+		want    Sleep
+		wantErr string
+	}{
+		"auto":              {in: "auto", want: Sleep{Mode: SleepModeAuto}},
+		"auto upper case":   {in: " AUTO ", want: Sleep{Mode: SleepModeAuto}},
+		"off":               {in: "off", want: Sleep{Mode: SleepModeOff}},
+		"seconds":           {in: "15s", want: Sleep{Mode: SleepModeFixed, Seconds: 15}},
+		"composite":         {in: "1m30s", want: Sleep{Mode: SleepModeFixed, Seconds: 90}},
+		"bare number":       {in: "20", want: Sleep{Mode: SleepModeFixed, Seconds: 20}},
+		"zero is off":       {in: "0", want: Sleep{Mode: SleepModeOff}},
+		"zero duration off": {in: "0s", want: Sleep{Mode: SleepModeOff}},
+		"one hour":          {in: "1h", want: Sleep{Mode: SleepModeFixed, Seconds: 3600}},
+		"word":              {in: "abc", wantErr: `"abc" is not a duration, "auto" or "off"`},
+		"empty":             {in: "", wantErr: "is not a duration"},
+		"negative":          {in: "-3s", wantErr: "outside 0s..1h0m0s"},
+		"negative number":   {in: "-3", wantErr: "outside"},
+		"over an hour":      {in: "61m", wantErr: "outside"},
+		"huge number":       {in: "99999999999", wantErr: "outside"},
+		"fraction":          {in: "1500ms", wantErr: "not a whole number of seconds"},
+		"float":             {in: "1.5", wantErr: "not a duration"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ParseSleep(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("ParseSleep(%q) error = %v, want it to contain %q", tc.in, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("ParseSleep(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSleepString(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[Sleep]string{
+		{Mode: SleepModeAuto}:               "auto",
+		{Mode: SleepModeOff}:                "off",
+		{Mode: SleepModeFixed, Seconds: 90}: "1m30s",
+	} {
+		if got := in.String(); got != want {
+			t.Errorf("%+v.String() = %q, want %q", in, got, want)
+		}
+		if back, err := ParseSleep(want); err != nil || back != in {
+			t.Errorf("ParseSleep(%q) = %+v, %v; want %+v", want, back, err, in)
+		}
+	}
+}
+
+func TestParseSwitchAndBool(t *testing.T) {
+	t.Parallel()
+	switches := map[string]any{"on": true, "off": false, " ON ": true, "Off": false, "yes": nil, "true": nil, "": nil, "1": nil}
+	for in, want := range switches {
+		got, err := ParseSwitch(in)
+		if want == nil {
+			if err == nil {
+				t.Errorf("ParseSwitch(%q) = %v, want an error", in, got)
+			}
+			continue
+		}
+		if err != nil || got != want.(bool) {
+			t.Errorf("ParseSwitch(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	bools := map[string]any{"true": true, "false": false, "TRUE": true, " false": false, "on": nil, "yes": nil, "": nil, "0": nil}
+	for in, want := range bools {
+		got, err := ParseBool(in)
+		if want == nil {
+			if err == nil {
+				t.Errorf("ParseBool(%q) = %v, want an error", in, got)
+			}
+			continue
+		}
+		if err != nil || got != want.(bool) {
+			t.Errorf("ParseBool(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+}
+
+func TestParseContainers(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct {
+		in      string
+		want    []string
+		wantErr string
+	}{
+		"one":             {in: "app", want: []string{"app"}},
+		"several":         {in: "app, worker ,cron", want: []string{"app", "worker", "cron"}},
+		"empty items":     {in: "app,,", want: []string{"app"}},
+		"empty":           {in: "", wantErr: "names no container"},
+		"only commas":     {in: " , ", wantErr: "names no container"},
+		"upper case":      {in: "App", wantErr: `"App" is not a container name`},
+		"underscore":      {in: "my_app", wantErr: "is not a container name"},
+		"too long":        {in: strings.Repeat("a", 64), wantErr: "is not a container name"},
+		"one bad of many": {in: "app,bad name", wantErr: `"bad name"`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ParseContainers(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("ParseContainers(%q) error = %v, want it to contain %q", tc.in, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Fatalf("ParseContainers(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct {
+		in      string
+		check   func(t *testing.T, c Config)
+		wantErr string
+	}{
+		"empty keeps every default": {in: "", check: func(t *testing.T, c Config) {
+			d := Default()
+			if c.Ratio != d.Ratio || c.Min != d.Min || c.Max != d.Max || c.ShutdownBudget != d.ShutdownBudget ||
+				c.PreStopSleep != "auto" || !c.ExecForm || !c.ExtendGrace || c.HookAction != HookAuto || c.Strict ||
+				len(c.Sidecars) != 5 || !c.ImageInspection.Enabled || !c.ImageInspection.PinDigest ||
+				c.ImageInspection.Timeout.Duration != 2*time.Second || c.ImageInspection.PullSecrets {
+				t.Fatalf("defaults not kept: %+v", c)
+			}
+		}},
+		"DESIGN defaults": {in: "", check: func(t *testing.T, c Config) {
+			if c.Ratio != 0.5 || c.Min.Duration != 5*time.Second || c.Max.Duration != time.Minute || c.ShutdownBudget.Duration != 5*time.Second {
+				t.Fatalf("DESIGN §4 defaults: %+v", c)
+			}
+		}},
+		"overrides": {in: "ratio: 0.25\nmin: 2s\nmax: 30s\nshutdownBudget: 10s\nhookAction: exec\nstrict: true\nsidecars: [envoy]\npreStopSleep: 20s\nimageInspection:\n  pullSecrets: true\n", check: func(t *testing.T, c Config) {
+			if c.Ratio != 0.25 || c.Min.Duration != 2*time.Second || c.Max.Duration != 30*time.Second || c.ShutdownBudget.Duration != 10*time.Second ||
+				c.HookAction != HookExec || !c.Strict || len(c.Sidecars) != 1 || !c.IsSidecar("envoy") || c.IsSidecar("istio-proxy") ||
+				c.PreStopSleep != "20s" || !c.ImageInspection.PullSecrets || !c.ImageInspection.PinDigest {
+				t.Fatalf("overrides not applied: %+v", c)
+			}
+		}},
+		"unknown key":         {in: "ratoi: 0.3\n", wantErr: `unknown field "ratoi"`},
+		"bad duration":        {in: "min: soon\n", wantErr: "cluster config"},
+		"min over max":        {in: "min: 2m\n", wantErr: "min (2m0s) is greater than max (1m0s)"},
+		"negative budget":     {in: "shutdownBudget: -1s\n", wantErr: "shutdownBudget: -1s is negative"},
+		"bad hook":            {in: "hookAction: http\n", wantErr: `hookAction: "http" is not auto, sleep or exec`},
+		"bad sleep":           {in: "preStopSleep: later\n", wantErr: "preStopSleep"},
+		"ratio out of range":  {in: "ratio: -1\n", wantErr: "ratio"},
+		"zero timeout":        {in: "imageInspection:\n  timeout: 0s\n", wantErr: "timeout: must be positive"},
+		"not yaml":            {in: "ratio: [\n", wantErr: "cluster config"},
+		"several errors join": {in: "ratio: 20\nhookAction: x\n", wantErr: "hookAction"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c, err := ParseConfig([]byte(tc.in))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error = %v, want it to contain %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestReferenceTableListsEveryKey(t *testing.T) {
+	t.Parallel()
+	table := ReferenceTable()
+	for _, k := range []string{LabelInject, AnnotationPreStopSleep, AnnotationExecForm, AnnotationExtendGrace, AnnotationContainers, AnnotationStatus,
+		ContainerAnnotation("<container>", AnnotationPreStopSleep), ContainerAnnotation("<container>", AnnotationExecForm)} {
+		if !strings.Contains(table, "`"+k+"`") {
+			t.Errorf("reference table lacks %s", k)
+		}
+	}
+}
