@@ -1,0 +1,177 @@
+// Package execform rewrites a container's shell-form command into exec form,
+// so that the SIGTERM the runtime sends to the container's PID 1 reaches the
+// application instead of a shell (DESIGN §5).
+//
+// Why: in `sh -c "cd /app && puma"` the shell is PID 1 and puma its child.
+// The runtime signals PID 1 only, and the kernel drops a signal sent to the
+// init of a PID namespace that has no handler for it; the shell installs
+// none, so puma never hears SIGTERM and is SIGKILLed when the grace period
+// ends. Shells differ in whether they replace themselves with the last
+// command (Debian's dash never does; bash and busybox sh in some cases), but
+// an explicit `exec` works in all of them.
+//
+// How: Rewrite recognises the wrapper (parseWrapper), rebuilds the text the
+// shell will receive after the kubelet's $(NAME) expansion while remembering
+// where each byte came from in the pod text (expandKubelet), parses it with
+// mvdan.cc/sh, refuses scripts where exec would change behaviour, and either
+// splices `exec ` into the pod text before the last command or, when the
+// script is one command of literal words, drops the shell altogether. The
+// script is never reprinted: the user's quoting, comments and $(NAME)
+// references stay byte for byte. Every splice is checked by analysing the
+// result again, which must come back as already-exec; so a rewritten command
+// re-parses and a second Rewrite changes nothing.
+//
+// The package is pure: no I/O, argv in, argv or a reason out.
+package execform
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Input is a container's effective argv as the pod text holds it, i.e. what
+// the kubelet will expand: `$(NAME)` references and `$$` escapes intact.
+// Strings copied from an image config must be escaped ($ → $$) by the caller
+// before they are passed here (EscapeForKubelet does that).
+type Input struct {
+	Command []string // the container's command (or the image Entrypoint, escaped)
+	Args    []string // the container's args (or the image Cmd, escaped)
+	// Defined reports whether an env var is defined for the container; the
+	// kubelet only expands $(NAME) when NAME is defined, otherwise `$(NAME)`
+	// reaches the shell literally (where it is a command substitution).
+	// nil means no variable is defined.
+	Defined func(name string) bool
+}
+
+// Kind says what a rewrite did.
+type Kind string
+
+const (
+	KindNone   Kind = ""           // nothing changed
+	KindExec   Kind = "exec"       // `exec ` spliced before the target command
+	KindDirect Kind = "drop-shell" // the shell was dropped: argv is the literal words
+)
+
+// Reason says why a command was left alone. Stable, kebab-case strings: they
+// appear in the status annotation, warnings and metric labels.
+type Reason string
+
+const (
+	// ReasonNotShell: the first word is not sh, bash, dash or ash (also not
+	// behind `env` or `busybox`). The normal case; no warning.
+	ReasonNotShell Reason = "not-a-shell"
+	// ReasonNoScript: a shell without -c (it runs a script file or stdin),
+	// or -c without a script word.
+	ReasonNoScript Reason = "no-script"
+	// ReasonShellOptions: the shell has options the rewrite does not model:
+	// -i, -s, bash's -r and --restricted (which forbids exec), unknown
+	// options, or an option word that holds a kubelet $(NAME).
+	ReasonShellOptions Reason = "shell-options"
+	// ReasonUnparseable: the script does not parse in the shell's grammar
+	// (bash for bash, POSIX for sh, dash and ash).
+	ReasonUnparseable Reason = "unparseable"
+	// ReasonTrap: the script sets a trap anywhere; exec would discard it.
+	ReasonTrap Reason = "trap"
+	// ReasonBackground: the script starts a background job (&) anywhere.
+	ReasonBackground Reason = "background-job"
+	// ReasonCoprocess: the script starts a coprocess anywhere.
+	ReasonCoprocess Reason = "coprocess"
+	// ReasonAlias: the script defines aliases, which non-interactive POSIX
+	// shells expand and exec does not.
+	ReasonAlias Reason = "alias"
+	// ReasonPipeline: the target is a pipeline.
+	ReasonPipeline Reason = "pipeline"
+	// ReasonCompound: the target is if/while/until/for/case/{ }/( )/[[ ]]/
+	// (( ))/time or a function declaration.
+	ReasonCompound Reason = "compound-command"
+	// ReasonNegated: the target is negated with `!`.
+	ReasonNegated Reason = "negated"
+	// ReasonBuiltin: the target is a shell builtin (see builtins), or exec
+	// without a command.
+	ReasonBuiltin Reason = "builtin"
+	// ReasonFunction: the target is a function the script defines.
+	ReasonFunction Reason = "script-function"
+	// ReasonDynamicCommand: the target's command name is a kubelet $(NAME)
+	// reference; the kubelet pastes its value into the script text, so it
+	// may be a builtin, an assignment or several commands.
+	ReasonDynamicCommand Reason = "dynamic-command"
+	// ReasonNoCommand: the last statement has no command word, only
+	// assignments or redirections (`FOO=1`, `>log`).
+	ReasonNoCommand Reason = "no-command"
+	// ReasonAlreadyExec: the target already starts with exec. Normal; no
+	// warning.
+	ReasonAlreadyExec Reason = "already-exec"
+	// ReasonEmpty: the script has no command at all.
+	ReasonEmpty Reason = "empty-script"
+)
+
+// Warn reports whether a command left alone for this reason deserves an
+// admission warning: every reason does, except a command that is not a
+// shell wrapper or already execs, which are what a healthy pod looks like.
+func (r Reason) Warn() bool {
+	return r != "" && r != ReasonNotShell && r != ReasonAlreadyExec
+}
+
+// Result is the outcome of Rewrite.
+type Result struct {
+	// Command and Args are the new fields; equal to Input's when Kind ==
+	// KindNone. With KindDirect, Args is nil: the container's args must be
+	// unset (the image Cmd is not used once command is set).
+	Command, Args []string
+	Kind          Kind
+	Reason        Reason // set iff Kind == KindNone
+	Detail        string // short human detail, e.g. `target "cd" is a shell builtin`
+}
+
+// selfCheckFailed is the Detail of a splice that did not analyse as
+// already-exec afterwards; the fuzz test makes sure it never happens.
+const selfCheckFailed = "internal: the spliced script does not analyse as already-exec"
+
+// Rewrite turns a shell-form command into exec form, or says why not.
+//
+// The element holding the script is edited in place, in Command or Args,
+// wherever it sits; `$0 $1 …` words after it are kept. The shell is dropped
+// (KindDirect) only when the script is one command of literal words, no
+// words follow the script and the shell options cannot matter; otherwise
+// `exec ` is spliced before the target (KindExec), after any `VAR=x`
+// prefixes, which every shell then exports to the program.
+func Rewrite(in Input) Result {
+	argv := slices.Concat(in.Command, in.Args)
+	none := func(reason Reason, detail string) Result {
+		return Result{Command: in.Command, Args: in.Args, Reason: reason, Detail: detail}
+	}
+	w, reason, detail := parseWrapper(argv, in.Defined)
+	if reason != "" {
+		return none(reason, detail)
+	}
+	script := argv[w.script]
+	v := analyzeScript(script, w.lang, in.Defined)
+	if v.reason != "" {
+		return none(v.reason, v.detail)
+	}
+
+	if v.words != nil && w.plain {
+		out := Result{Command: v.words, Kind: KindDirect, Detail: fmt.Sprintf("dropped %s -c: the script is the single command %q", w.shell, script)}
+		// The command may itself be a shell wrapper (`sh -c "bash -c 'x'"`):
+		// rewrite it too, so that a second pass finds nothing to do.
+		inner := Rewrite(Input{Command: v.words, Defined: in.Defined})
+		if inner.Kind != KindNone {
+			out.Command, out.Args = inner.Command, inner.Args
+			out.Detail += "; then " + inner.Detail
+		}
+		return out
+	}
+
+	out := Result{Command: slices.Clone(in.Command), Args: slices.Clone(in.Args), Kind: KindExec,
+		Detail: fmt.Sprintf("exec put before the last command of the %s script", w.shell)}
+	spliced := script[:v.at] + "exec " + script[v.at:]
+	if w.script < len(in.Command) {
+		out.Command[w.script] = spliced
+	} else {
+		out.Args[w.script-len(in.Command)] = spliced
+	}
+	if again := Rewrite(Input{Command: out.Command, Args: out.Args, Defined: in.Defined}); again.Reason != ReasonAlreadyExec {
+		return none(ReasonUnparseable, selfCheckFailed)
+	}
+	return out
+}
