@@ -17,12 +17,11 @@ import (
 // `$` escaped for the kubelet, and the image pinned to the inspected digest
 // so the command always matches the image that runs.
 func (m *mutation) rewriteShellForm(idx int, init bool, r *ContainerReport) {
-	field := "containers"
-	c := &m.pod.Spec.Containers[idx]
+	field, list := "containers", m.pod.Spec.Containers
 	if init {
-		field = "initContainers"
-		c = &m.pod.Spec.InitContainers[idx]
+		field, list = "initContainers", m.pod.Spec.InitContainers
 	}
+	c := &list[idx]
 	in := execform.Input{Command: c.Command, Args: c.Args, Defined: definedFor(c, m.pod.Spec.EnableServiceLinks)}
 	var img *ImageInfo
 	if len(c.Command) == 0 {
@@ -60,6 +59,11 @@ func (m *mutation) rewriteShellForm(idx int, init bool, r *ContainerReport) {
 	}
 	base := "/spec/" + field + "/" + strconv.Itoa(idx)
 	r.ExecForm = string(out.Kind)
+	if img != nil && len(c.Args) == 0 {
+		// The image's Cmd was in effect: once the pod sets a command the
+		// kubelet ignores the image's Cmd, so the whole argv goes into command.
+		out.Command, out.Args = append(slices.Clip(out.Command), out.Args...), nil
+	}
 	if !slices.Equal(out.Command, c.Command) {
 		c.Command = out.Command
 		m.add(base+"/command", c.Command)

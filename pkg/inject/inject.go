@@ -14,7 +14,6 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/podgrace/podgrace/pkg/execform"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
 
@@ -137,7 +136,7 @@ func Mutate(in Input) Result {
 	if in.Config.Strict && len(pp.Problems) > 0 {
 		msgs := make([]string, len(pp.Problems))
 		for i, p := range pp.Problems {
-			msgs[i] = p.String()
+			msgs[i] = p.Denial()
 		}
 		res.Denied = strings.Join(msgs, "; ") + " (strict mode)"
 		res.Pod = in.Pod
@@ -152,7 +151,7 @@ func Mutate(in Input) Result {
 	m := &mutation{in: &in, pod: &pod}
 
 	prev, hadStatus := parseStatus(in.Pod.Annotations[policy.AnnotationStatus])
-	if raw, ok := in.Pod.Annotations[policy.AnnotationStatus]; ok && !hadStatus {
+	if _, ok := in.Pod.Annotations[policy.AnnotationStatus]; ok && !hadStatus {
 		m.warnf("%s is not podgrace's JSON; replaced", policy.AnnotationStatus)
 	}
 	grace := DefaultGracePeriod

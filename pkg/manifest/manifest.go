@@ -152,6 +152,9 @@ func injectDoc(ctx context.Context, raw []byte, o Options) ([]byte, DocResult, e
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
+	if compactSequences(raw) {
+		enc.CompactSeqIndent()
+	}
 	if err := enc.Encode(&node); err != nil {
 		return nil, res, err
 	}
@@ -184,4 +187,31 @@ func podAt(raw []byte, prefix string) (*corev1.Pod, error) {
 		return nil, fmt.Errorf("pod template: %w", err)
 	}
 	return &pod, nil
+}
+
+// compactSequences reports whether a document writes list items at the
+// indentation of their key (`containers:\n- name: app`, kubectl's style) rather
+// than indented under it, so that a changed document keeps its style. With
+// no list to judge by, it says compact.
+func compactSequences(raw []byte) bool {
+	compact, indented := 0, 0
+	lines := strings.Split(string(raw), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		key := strings.TrimRight(lines[i], " ")
+		if !strings.HasSuffix(key, ":") || strings.HasPrefix(strings.TrimSpace(key), "#") {
+			continue
+		}
+		next := lines[i+1]
+		item := strings.TrimLeft(next, " ")
+		if !strings.HasPrefix(item, "- ") && item != "-" {
+			continue
+		}
+		keyIndent := len(key) - len(strings.TrimLeft(key, " "))
+		if len(next)-len(item) == keyIndent {
+			compact++
+		} else {
+			indented++
+		}
+	}
+	return compact >= indented
 }

@@ -39,11 +39,17 @@ type Problem struct {
 
 // String is the warning text; it starts with "podgrace:" like every warning.
 func (p Problem) String() string {
-	s := "podgrace: " + p.Key + "=" + strconv.Quote(p.Value) + " " + p.Msg
+	s := p.Denial()
 	if p.Fallback != "" {
 		s += "; using " + p.Fallback
 	}
 	return s
+}
+
+// Denial is the text without the fallback, for strict mode, where nothing
+// falls back.
+func (p Problem) Denial() string {
+	return "podgrace: " + p.Key + "=" + strconv.Quote(p.Value) + " " + p.Msg
 }
 
 // Setting is a resolved value and the level it came from.
