@@ -1,0 +1,84 @@
+{{/*
+Helpers of the podgrace chart. Names follow `helm create`: fullname is the
+release name, with the chart name appended unless the release name contains it.
+*/}}
+
+{{- define "podgrace.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "podgrace.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "podgrace.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels every object carries. */}}
+{{- define "podgrace.labels" -}}
+helm.sh/chart: {{ include "podgrace.chart" . }}
+{{ include "podgrace.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: podgrace
+{{- end }}
+
+{{/* Labels that select podgrace's pods. */}}
+{{- define "podgrace.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "podgrace.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The Service the API server calls, and the DNS names of its certificate. */}}
+{{- define "podgrace.serviceName" -}}
+{{- printf "%s-webhook" (include "podgrace.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "podgrace.dnsNames" -}}
+{{- $svc := include "podgrace.serviceName" . }}
+- {{ $svc }}
+- {{ $svc }}.{{ .Release.Namespace }}
+- {{ $svc }}.{{ .Release.Namespace }}.svc
+- {{ $svc }}.{{ .Release.Namespace }}.svc.cluster.local
+{{- end }}
+
+{{/* The Secret holding the serving certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "podgrace.tlsSecretName" -}}
+{{- printf "%s-webhook-tls" (include "podgrace.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "podgrace.certificateName" -}}
+{{- printf "%s-webhook" (include "podgrace.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "podgrace.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Where the serving certificate is mounted or written. */}}
+{{- define "podgrace.certDir" -}}
+/var/run/podgrace/serving-certs
+{{- end }}
+
+{{- define "podgrace.configDir" -}}
+/etc/podgrace
+{{- end }}
+
+{{/* terminationGracePeriodSeconds: the preStop sleep, the drain, a margin. */}}
+{{- define "podgrace.gracePeriod" -}}
+{{- add .Values.shutdown.preStopSleepSeconds .Values.shutdown.drainDelaySeconds .Values.shutdown.extraGraceSeconds }}
+{{- end }}

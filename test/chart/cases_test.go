@@ -1,0 +1,98 @@
+package chart_test
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"testing"
+
+	"github.com/podgrace/podgrace/hack/manifests/chart"
+)
+
+// chartCase is one combination of values the chart is rendered, linted and
+// created on the API server with.
+type chartCase struct {
+	name   string
+	values map[string]any
+	// certManager, clusterWide and pullSecrets say what the values select.
+	certManager, clusterWide, pullSecrets bool
+}
+
+// cases covers the main combinations (cert-manager on and off × opt-in and
+// cluster-wide × pull secrets on and off) and the optional features.
+func cases() []chartCase {
+	var out []chartCase
+	for _, cm := range []bool{true, false} {
+		for _, cw := range []bool{false, true} {
+			for _, ps := range []bool{false, true} {
+				mode := "opt-in"
+				if cw {
+					mode = "cluster-wide"
+				}
+				out = append(out, chartCase{
+					name: fmt.Sprintf("certmanager-%t-%s-pullsecrets-%t", cm, mode, ps),
+					values: map[string]any{
+						"certManager": map[string]any{"enabled": cm},
+						"webhook":     map[string]any{"mode": mode},
+						"config":      map[string]any{"imageInspection": map[string]any{"pullSecrets": ps}},
+					},
+					certManager: cm, clusterWide: cw, pullSecrets: ps,
+				})
+			}
+		}
+	}
+	out = append(out, chartCase{
+		name: "extras",
+		values: map[string]any{
+			"certManager": map[string]any{"issuerRef": map[string]any{"name": "corp-ca", "kind": "ClusterIssuer"}},
+			"webhook": map[string]any{
+				"excludeNamespaces":            []any{"monitoring"},
+				"namespaceSelectorExpressions": []any{map[string]any{"key": "team", "operator": "Exists"}},
+				"matchConditions":              []any{map[string]any{"name": "not-batch", "expression": "!has(object.metadata.labels) || !('batch' in object.metadata.labels)"}},
+				"failurePolicy":                "Fail",
+				"timeoutSeconds":               10,
+			},
+			"metrics":                   map[string]any{"service": true},
+			"priorityClassName":         "system-cluster-critical",
+			"podDisruptionBudget":       map[string]any{"minAvailable": "50%"},
+			"topologySpreadConstraints": []any{map[string]any{"topologyKey": "kubernetes.io/hostname", "maxSkew": 1, "whenUnsatisfiable": "DoNotSchedule"}},
+			"image":                     map[string]any{"digest": "sha256:" + fmt.Sprintf("%064d", 1)},
+			"extraArgs":                 []any{"--zap-log-level=debug"},
+			"config":                    map[string]any{"strict": true, "preStopSleep": "15s", "hookAction": "exec"},
+		},
+		certManager: true,
+	})
+	return out
+}
+
+// chartDir is the chart under test.
+func chartDir(t testing.TB) string {
+	t.Helper()
+	dir, err := chart.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// render renders the chart for a case and release.
+func render(t testing.TB, rel chart.Release, values map[string]any) *chart.Rendered {
+	t.Helper()
+	r, err := chart.Render(chartDir(t), rel, values)
+	if err != nil {
+		t.Fatalf("rendering the chart: %v", err)
+	}
+	return r
+}
+
+func kinds(r *chart.Rendered) []string {
+	var out []string
+	for _, o := range r.Objects {
+		out = append(out, o.GetKind()+"/"+o.GetName())
+	}
+	sort.Strings(out)
+	return out
+}

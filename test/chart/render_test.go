@@ -1,0 +1,437 @@
+package chart_test
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
+
+	"github.com/podgrace/podgrace/hack/manifests/chart"
+	"github.com/podgrace/podgrace/pkg/policy"
+)
+
+var rel = chart.Release{Name: "podgrace", Namespace: "podgrace-system"}
+
+// TestLint runs Helm's linter (what `helm lint --strict` checks, with the
+// values schema) for every combination: no warnings, no errors.
+func TestLint(t *testing.T) {
+	t.Parallel()
+	for _, c := range cases() {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			for _, m := range chart.Lint(chartDir(t), rel.Namespace, c.values) {
+				if m.Severity >= support.WarningSev {
+					t.Errorf("lint: %s", m.Error())
+				} else {
+					t.Logf("lint: %s", m.Error())
+				}
+			}
+		})
+	}
+}
+
+// TestRender checks the shape of what each combination renders: DESIGN §7
+// and the install contract of issue 5.
+func TestRender(t *testing.T) {
+	t.Parallel()
+	for _, c := range cases() {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r := render(t, rel, c.values)
+			t.Logf("objects: %v", kinds(r))
+			checkDeployment(t, r, c)
+			checkWebhookConfiguration(t, r, c)
+			checkRBAC(t, r, c)
+			checkTLS(t, r, c)
+			checkConfigMap(t, r, c)
+			if r.Find("PodDisruptionBudget", "podgrace") == nil {
+				t.Error("no PodDisruptionBudget")
+			}
+			for _, o := range r.Objects {
+				if o.GetLabels()["app.kubernetes.io/name"] != "podgrace" {
+					t.Errorf("%s/%s has no app.kubernetes.io/name label", o.GetKind(), o.GetName())
+				}
+			}
+		})
+	}
+}
+
+func checkDeployment(t *testing.T, r *chart.Rendered, c chartCase) {
+	t.Helper()
+	var d appsv1.Deployment
+	if err := chart.Into(r.Find("Deployment", "podgrace"), &d); err != nil {
+		t.Fatal(err)
+	}
+	if *d.Spec.Replicas != 2 {
+		t.Errorf("replicas = %d, want 2", *d.Spec.Replicas)
+	}
+	ps := d.Spec.Template.Spec
+	if d.Spec.Template.Labels[policy.LabelInject] != policy.InjectDisabled {
+		t.Errorf("podgrace's own pods are not labelled %s=%s", policy.LabelInject, policy.InjectDisabled)
+	}
+	if sc := ps.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod securityContext is not restricted: %+v", sc)
+	}
+	if len(ps.TopologySpreadConstraints) == 0 {
+		t.Error("no topologySpreadConstraints")
+	}
+	for _, tsc := range ps.TopologySpreadConstraints {
+		if tsc.LabelSelector == nil || tsc.LabelSelector.MatchLabels["app.kubernetes.io/instance"] != rel.Name {
+			t.Errorf("topology spread constraint %s does not select the release's pods", tsc.TopologyKey)
+		}
+	}
+	if len(ps.Containers) != 1 {
+		t.Fatalf("%d containers, want 1", len(ps.Containers))
+	}
+	ctr := ps.Containers[0]
+	sc := ctr.SecurityContext
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("container securityContext is not restricted: %+v", sc)
+	}
+	if ctr.Resources.Requests.Cpu().IsZero() || ctr.Resources.Requests.Memory().IsZero() || ctr.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources incomplete: %+v", ctr.Resources)
+	}
+	if ctr.Lifecycle == nil || ctr.Lifecycle.PreStop == nil || ctr.Lifecycle.PreStop.Sleep == nil {
+		t.Fatalf("no native preStop sleep: %+v", ctr.Lifecycle)
+	}
+	sleep := ctr.Lifecycle.PreStop.Sleep.Seconds
+	drain := flagDuration(t, ctr.Args, "--drain-delay")
+	if grace := *ps.TerminationGracePeriodSeconds; time.Duration(grace)*time.Second <= time.Duration(sleep)*time.Second+drain {
+		t.Errorf("terminationGracePeriodSeconds %d does not cover the preStop sleep %ds + drain delay %v", grace, sleep, drain)
+	}
+	if ctr.Args[0] != "webhook" {
+		t.Errorf("args %v do not start with the webhook command", ctr.Args)
+	}
+	for _, f := range []string{"--cert-dir", "--port", "--config", "--metrics-bind-address", "--health-probe-bind-address", "--drain-delay"} {
+		if flagValue(ctr.Args, f) == "" {
+			t.Errorf("args %v lack %s", ctr.Args, f)
+		}
+	}
+	if got := flagValue(ctr.Args, "--selfcert-secret") != ""; got == c.certManager {
+		t.Errorf("self-managed CA flags present = %t with certManager.enabled = %t", got, c.certManager)
+	}
+	probes := map[string]*corev1.Probe{"/healthz": ctr.LivenessProbe, "/readyz": ctr.ReadinessProbe}
+	for path, p := range probes {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != path {
+			t.Errorf("no probe on %s: %+v", path, p)
+		}
+	}
+	mounted := map[string]string{}
+	for _, m := range ctr.VolumeMounts {
+		mounted[m.Name] = m.MountPath
+	}
+	if mounted["serving-certs"] != flagValue(ctr.Args, "--cert-dir") {
+		t.Errorf("--cert-dir %s is not the serving-certs mount %s", flagValue(ctr.Args, "--cert-dir"), mounted["serving-certs"])
+	}
+	if !strings.HasPrefix(flagValue(ctr.Args, "--config"), mounted["config"]+"/") {
+		t.Errorf("--config %s is not in the config mount %s", flagValue(ctr.Args, "--config"), mounted["config"])
+	}
+	if c.name == "extras" {
+		if ps.PriorityClassName != "system-cluster-critical" {
+			t.Errorf("priorityClassName = %q", ps.PriorityClassName)
+		}
+		if !strings.Contains(ctr.Image, "@sha256:") {
+			t.Errorf("image %q does not use the digest", ctr.Image)
+		}
+	}
+}
+
+func flagValue(args []string, name string) string {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func flagDuration(t *testing.T, args []string, name string) time.Duration {
+	t.Helper()
+	d, err := time.ParseDuration(flagValue(args, name))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return d
+}
+
+func checkWebhookConfiguration(t *testing.T, r *chart.Rendered, c chartCase) {
+	t.Helper()
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := chart.Into(r.Find("MutatingWebhookConfiguration", "podgrace"), &mwc); err != nil {
+		t.Fatal(err)
+	}
+	if len(mwc.Webhooks) != 1 {
+		t.Fatalf("%d webhooks, want 1", len(mwc.Webhooks))
+	}
+	w := mwc.Webhooks[0]
+	wantFailure := admissionregistrationv1.Ignore
+	wantTimeout := int32(5)
+	if c.name == "extras" {
+		wantFailure, wantTimeout = admissionregistrationv1.Fail, 10
+	}
+	if *w.FailurePolicy != wantFailure || *w.TimeoutSeconds != wantTimeout || *w.SideEffects != admissionregistrationv1.SideEffectClassNone ||
+		*w.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy || !slices.Equal(w.AdmissionReviewVersions, []string{"v1"}) {
+		t.Errorf("webhook policy differs from DESIGN §7: failurePolicy %s timeout %d sideEffects %s reinvocation %s versions %v",
+			*w.FailurePolicy, *w.TimeoutSeconds, *w.SideEffects, *w.ReinvocationPolicy, w.AdmissionReviewVersions)
+	}
+	if len(w.Rules) != 1 || !slices.Equal(w.Rules[0].Operations, []admissionregistrationv1.OperationType{admissionregistrationv1.Create}) ||
+		!slices.Equal(w.Rules[0].Resources, []string{"pods"}) || !slices.Equal(w.Rules[0].APIGroups, []string{""}) {
+		t.Errorf("rules = %+v, want pods CREATE", w.Rules)
+	}
+	svc := w.ClientConfig.Service
+	if svc == nil || *svc.Path != "/mutate-v1-pod" || svc.Namespace != rel.Namespace || r.Find("Service", svc.Name) == nil {
+		t.Errorf("clientConfig.service %+v does not point at the chart's Service and /mutate-v1-pod", svc)
+	}
+	if len(w.ClientConfig.CABundle) != 0 {
+		t.Error("the chart sets a caBundle; cainjector or podgrace must own it")
+	}
+	_, inject := mwc.Annotations["cert-manager.io/inject-ca-from"]
+	if inject != c.certManager {
+		t.Errorf("cert-manager.io/inject-ca-from present = %t, certManager.enabled = %t", inject, c.certManager)
+	}
+
+	sel, err := metav1.LabelSelectorAsSelector(w.NamespaceSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := func(name string, extra map[string]string) bool {
+		l := labels.Set{corev1.LabelMetadataName: name, "team": "a"}
+		for k, v := range extra {
+			l[k] = v
+		}
+		return sel.Matches(l)
+	}
+	enabled := map[string]string{policy.LabelInject: policy.InjectEnabled}
+	for _, name := range []string{"kube-system", "kube-public", "kube-node-lease", rel.Namespace} {
+		if ns(name, enabled) || ns(name, nil) {
+			t.Errorf("namespace %s is selected", name)
+		}
+	}
+	if !ns("shop", enabled) {
+		t.Error("a namespace labelled enabled is not selected")
+	}
+	if ns("shop", map[string]string{policy.LabelInject: policy.InjectDisabled}) {
+		t.Error("a namespace labelled disabled is selected")
+	}
+	if got := ns("shop", nil); got != c.clusterWide {
+		t.Errorf("an unlabelled namespace selected = %t, cluster-wide = %t", got, c.clusterWide)
+	}
+	osel, err := metav1.LabelSelectorAsSelector(w.ObjectSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if osel.Matches(labels.Set{policy.LabelInject: policy.InjectDisabled}) || !osel.Matches(labels.Set{}) {
+		t.Errorf("objectSelector %v does not skip exactly the pods labelled disabled", osel)
+	}
+	for _, mc := range w.MatchConditions {
+		if strings.Contains(mc.Expression, policy.AnnotationStatus) {
+			t.Errorf("matchCondition %s skips pods with the status annotation: reinvocation would no longer reach podgrace", mc.Name)
+		}
+	}
+}
+
+func checkRBAC(t *testing.T, r *chart.Rendered, c chartCase) {
+	t.Helper()
+	var rules []rbacv1.PolicyRule
+	for _, kind := range []string{"ClusterRole", "Role"} {
+		for _, o := range r.OfKind(kind) {
+			var role rbacv1.ClusterRole
+			if err := chart.Into(o, &role); err != nil {
+				t.Fatal(err)
+			}
+			rules = append(rules, role.Rules...)
+		}
+	}
+	var secretsUnscoped, secretsScoped, webhookScoped bool
+	for _, rule := range rules {
+		for _, v := range rule.Verbs {
+			if v == "*" || v == "create" || v == "delete" || v == "deletecollection" {
+				t.Errorf("rule %+v grants %s", rule, v)
+			}
+		}
+		if slices.Contains(rule.Resources, "*") || slices.Contains(rule.APIGroups, "*") {
+			t.Errorf("rule %+v uses a wildcard", rule)
+		}
+		if slices.Contains(rule.Resources, "secrets") {
+			if len(rule.ResourceNames) == 0 {
+				secretsUnscoped = true
+				if !slices.Equal(rule.Verbs, []string{"get"}) {
+					t.Errorf("unscoped secrets rule grants %v, want get only", rule.Verbs)
+				}
+			} else {
+				secretsScoped = true
+			}
+		}
+		if slices.Contains(rule.Resources, "mutatingwebhookconfigurations") {
+			webhookScoped = slices.Equal(rule.ResourceNames, []string{"podgrace"})
+			if !webhookScoped {
+				t.Errorf("webhook configuration rule is not scoped to podgrace's own: %+v", rule)
+			}
+		}
+	}
+	if secretsUnscoped != c.pullSecrets {
+		t.Errorf("cluster-wide Secret read = %t, pullSecrets = %t", secretsUnscoped, c.pullSecrets)
+	}
+	if secretsScoped == c.certManager || webhookScoped == c.certManager {
+		t.Errorf("self-managed CA rules (secret %t, webhook %t) with certManager.enabled = %t", secretsScoped, webhookScoped, c.certManager)
+	}
+}
+
+func checkTLS(t *testing.T, r *chart.Rendered, c chartCase) {
+	t.Helper()
+	certs := r.OfKind("Certificate")
+	if !c.certManager {
+		if len(certs)+len(r.OfKind("Issuer")) != 0 {
+			t.Errorf("cert-manager objects rendered with certManager.enabled=false: %v", kinds(r))
+		}
+		if s := r.Find("Secret", "podgrace-webhook-tls"); s == nil || s.Object["data"] != nil {
+			t.Errorf("self-managed mode needs the empty podgrace-webhook-tls Secret, got %v", s)
+		}
+		return
+	}
+	serving := r.Find("Certificate", "podgrace-webhook")
+	if serving == nil {
+		t.Fatalf("no serving Certificate: %v", kinds(r))
+	}
+	dns, _, _ := unstructured.NestedStringSlice(serving.Object, "spec", "dnsNames")
+	if !slices.Contains(dns, "podgrace-webhook.podgrace-system.svc") {
+		t.Errorf("serving certificate dnsNames %v lack the Service's name", dns)
+	}
+	issuer, _, _ := unstructured.NestedString(serving.Object, "spec", "issuerRef", "name")
+	if c.name == "extras" {
+		if issuer != "corp-ca" || len(r.OfKind("Issuer")) != 0 {
+			t.Errorf("issuerRef not used: issuer %q, Issuers %d", issuer, len(r.OfKind("Issuer")))
+		}
+	} else if issuer != "podgrace-ca" || r.Find("Issuer", "podgrace-ca") == nil || r.Find("Issuer", "podgrace-selfsigned") == nil || r.Find("Certificate", "podgrace-ca") == nil {
+		t.Errorf("no self-signed → CA issuer chain: %v", kinds(r))
+	}
+}
+
+func checkConfigMap(t *testing.T, r *chart.Rendered, c chartCase) {
+	t.Helper()
+	var cm corev1.ConfigMap
+	if err := chart.Into(r.Find("ConfigMap", "podgrace"), &cm); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := policy.ParseConfig([]byte(cm.Data["config.yaml"]))
+	if err != nil {
+		t.Fatalf("the rendered cluster config does not parse: %v\n%s", err, cm.Data["config.yaml"])
+	}
+	want := policy.Default()
+	want.ImageInspection.PullSecrets = c.pullSecrets
+	if c.name == "extras" {
+		want.Strict, want.PreStopSleep, want.HookAction = true, "15s", policy.HookExec
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("rendered config = %+v\nwant %+v", cfg, want)
+	}
+}
+
+// TestConfigDefaults: values.yaml's `config:` holds every key of the cluster
+// config, each with the default of policy.Default (DESIGN §4–6): no default
+// is left to the binary, and none differs from it.
+func TestConfigDefaults(t *testing.T) {
+	t.Parallel()
+	vals, err := chart.ReadValues(chartDir(t) + "/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := yaml.Marshal(vals["config"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := policy.ParseConfig(doc)
+	if err != nil {
+		t.Fatalf("values.yaml config: %v", err)
+	}
+	if !reflect.DeepEqual(cfg, policy.Default()) {
+		t.Errorf("values.yaml config = %+v\npolicy.Default() = %+v", cfg, policy.Default())
+	}
+	defJSON, err := json.Marshal(policy.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var def map[string]any
+	if err := json.Unmarshal(defJSON, &def); err != nil {
+		t.Fatal(err)
+	}
+	got, want := keyPaths("", vals["config"]), keyPaths("", def)
+	if !slices.Equal(got, want) {
+		t.Errorf("values.yaml config keys %v\npolicy.Config keys %v", got, want)
+	}
+}
+
+func keyPaths(prefix string, v any) []string {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return []string{prefix}
+	}
+	var out []string
+	for k, sub := range m {
+		out = append(out, keyPaths(strings.TrimPrefix(prefix+"."+k, "."), sub)...)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestSchemaRejects: values.schema.json stops typos and invalid settings
+// before anything reaches the cluster.
+func TestSchemaRejects(t *testing.T) {
+	t.Parallel()
+	bad := map[string]map[string]any{
+		"unknown top-level key":  {"replicas": 3},
+		"unknown config key":     {"config": map[string]any{"preStopSleeps": "auto"}},
+		"mode":                   {"webhook": map[string]any{"mode": "everywhere"}},
+		"failurePolicy":          {"webhook": map[string]any{"failurePolicy": "Maybe"}},
+		"timeout over 30":        {"webhook": map[string]any{"timeoutSeconds": 31}},
+		"zero replicas":          {"replicaCount": 0},
+		"ratio type":             {"config": map[string]any{"ratio": "half"}},
+		"preStopSleep":           {"config": map[string]any{"preStopSleep": "soon"}},
+		"duration":               {"config": map[string]any{"min": "5 seconds"}},
+		"hookAction":             {"config": map[string]any{"hookAction": "wait"}},
+		"sidecar name":           {"config": map[string]any{"sidecars": []any{"Not_A_Name"}}},
+		"issuerRef without name": {"certManager": map[string]any{"issuerRef": map[string]any{"kind": "ClusterIssuer"}}},
+		"digest":                 {"image": map[string]any{"digest": "latest"}},
+	}
+	for name, values := range bad {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := chart.Render(chartDir(t), rel, values); err == nil {
+				t.Errorf("values %v were accepted", values)
+			} else {
+				t.Logf("rejected: %v", err)
+			}
+		})
+	}
+}
+
+// The PodDisruptionBudget keeps one of the two replicas.
+func TestPodDisruptionBudget(t *testing.T) {
+	t.Parallel()
+	var pdb policyv1.PodDisruptionBudget
+	if err := chart.Into(render(t, rel, nil).Find("PodDisruptionBudget", "podgrace"), &pdb); err != nil {
+		t.Fatal(err)
+	}
+	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 1 || pdb.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != "podgrace" {
+		t.Errorf("PodDisruptionBudget %+v", pdb.Spec)
+	}
+	if r := render(t, rel, map[string]any{"podDisruptionBudget": map[string]any{"enabled": false}}); r.Find("PodDisruptionBudget", "podgrace") != nil {
+		t.Error("podDisruptionBudget.enabled=false still renders one")
+	}
+}

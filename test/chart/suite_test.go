@@ -1,0 +1,120 @@
+package chart_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// One real kube-apiserver and etcd (envtest) serve every test that needs
+// them; it starts on first use, so the render tests run without it.
+var (
+	envOnce sync.Once
+	env     *envtest.Environment
+	envCfg  *rest.Config
+	envErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if env != nil {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// apiServer returns an admin config for the shared API server. The API
+// server routes service-referenced webhooks to the Service's EndpointSlice
+// (--enable-aggregator-routing), as no kube-proxy routes cluster IPs here.
+// cert-manager's CRDs are installed from the cert-manager Go module.
+func apiServer(t testing.TB) *rest.Config {
+	t.Helper()
+	envOnce.Do(func() {
+		var crds string
+		crds, envErr = certManagerCRDs()
+		if envErr != nil {
+			return
+		}
+		env = &envtest.Environment{
+			CRDDirectoryPaths:     []string{crds},
+			ErrorIfCRDPathMissing: true,
+			BinaryAssetsDirectory: assetsDir(),
+		}
+		env.ControlPlane.GetAPIServer().Configure().Set("enable-aggregator-routing", "true")
+		envCfg, envErr = env.Start()
+		if envErr != nil {
+			envErr = fmt.Errorf("starting kube-apiserver and etcd from %s (run `make envtest-assets`): %w", env.BinaryAssetsDirectory, envErr)
+		}
+	})
+	if envErr != nil {
+		t.Fatal(envErr)
+	}
+	return rest.CopyConfig(envCfg)
+}
+
+// assetsDir is KUBEBUILDER_ASSETS, or the Makefile's envtest-assets directory.
+func assetsDir() string {
+	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
+		return d
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "..", "..", "bin", "k8s", "1.36.3-linux-amd64")
+}
+
+// certManagerCRDs is deploy/crds of the cert-manager module go.mod requires:
+// the CustomResourceDefinitions cert-manager's chart installs (v1 only, no
+// conversion webhook), as plain YAML.
+func certManagerCRDs() (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager").Output()
+	if err != nil {
+		return "", fmt.Errorf("locating the cert-manager module: %w", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
+	if _, err := os.Stat(filepath.Join(dir, "cert-manager.io_certificates.yaml")); err != nil {
+		return "", fmt.Errorf("cert-manager CRDs: %w", err)
+	}
+	return dir, nil
+}
+
+func newClient(t testing.TB, cfg *rest.Config) client.Client {
+	t.Helper()
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newClientset(t testing.TB, cfg *rest.Config) *kubernetes.Clientset {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// asServiceAccount returns cfg impersonating a ServiceAccount, so a test
+// runs with exactly the permissions the chart's RBAC grants it.
+func asServiceAccount(cfg *rest.Config, namespace, name string) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:" + namespace + ":" + name,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}
+	return c
+}
