@@ -27,6 +27,7 @@ package execform
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Input is a container's effective argv as the pod text holds it, i.e. what
@@ -132,7 +133,8 @@ const selfCheckFailed = "internal: the spliced script does not analyse as alread
 // The element holding the script is edited in place, in Command or Args,
 // wherever it sits; `$0 $1 …` words after it are kept. The shell is dropped
 // (KindDirect) only when the script is one command of literal words, no
-// words follow the script and the shell options cannot matter; otherwise
+// words follow the script, the shell options cannot matter and the command
+// is not a path to a file that may be a script without `#!`; otherwise
 // `exec ` is spliced before the target (KindExec), after any `VAR=x`
 // prefixes, which every shell then exports to the program.
 func Rewrite(in Input) Result {
@@ -151,15 +153,23 @@ func Rewrite(in Input) Result {
 	}
 
 	if v.words != nil && w.plain {
-		out := Result{Command: v.words, Kind: KindDirect, Detail: fmt.Sprintf("dropped %s -c: the script is the single command %q", w.shell, script)}
 		// The command may itself be a shell wrapper (`sh -c "bash -c 'x'"`):
-		// rewrite it too, so that a second pass finds nothing to do.
+		// it is rewritten too, so that a second pass finds nothing to do.
 		inner := Rewrite(Input{Command: v.words, Defined: in.Defined})
-		if inner.Kind != KindNone {
-			out.Command, out.Args = inner.Command, inner.Args
-			out.Detail += "; then " + inner.Detail
+		// A command name with a slash names a file of the image, often the
+		// user's own script, which may lack a `#!` line: every shell runs
+		// such a file itself when execve fails with ENOEXEC, even through
+		// its exec builtin, while the container runtime would fail to start
+		// it. So the shell stays (with exec) unless the file is a shell;
+		// a name found in PATH is taken to be an installed program.
+		if !strings.Contains(v.words[0], "/") || inner.Reason != ReasonNotShell {
+			out := Result{Command: v.words, Kind: KindDirect, Detail: fmt.Sprintf("dropped %s -c: the script is the single command %q", w.shell, script)}
+			if inner.Kind != KindNone {
+				out.Command, out.Args = inner.Command, inner.Args
+				out.Detail += "; then " + inner.Detail
+			}
+			return out
 		}
-		return out
 	}
 
 	out := Result{Command: slices.Clone(in.Command), Args: slices.Clone(in.Args), Kind: KindExec,

@@ -41,6 +41,10 @@ var rewriteCases = []rewriteCase{
 	// KindDirect: the script is one command of literal words.
 	{name: "drop/plain", command: sh("bundle exec puma"), wantCommand: []string{"bundle", "exec", "puma"}, kind: KindDirect},
 	{name: "drop/absolute shell", command: []string{"/bin/sh", "-c", "puma"}, wantCommand: []string{"puma"}, kind: KindDirect},
+	{name: "drop/not a path, which may be a script without #!", command: sh("./start.sh --port 1"), wantCommand: sh("exec ./start.sh --port 1"), kind: KindExec},
+	{name: "drop/not an absolute path", command: sh("/usr/local/bin/puma"), wantCommand: sh("exec /usr/local/bin/puma"), kind: KindExec},
+	{name: "drop/a path to a shell", command: sh("/bin/bash -c puma"), wantCommand: []string{"puma"}, kind: KindDirect},
+	{name: "drop/a path to a shell running a file", command: sh("/bin/sh /app/run.sh"), wantCommand: []string{"/bin/sh", "/app/run.sh"}, kind: KindDirect},
 	{name: "drop/quotes of literal text", command: sh(`java -jar 'my app.jar' "--name=a b" c\ d`), wantCommand: []string{"java", "-jar", "my app.jar", "--name=a b", "c d"}, kind: KindDirect},
 	{name: "drop/escaped glob", command: sh(`find . -name \*.rb`), wantCommand: []string{"find", ".", "-name", "*.rb"}, kind: KindDirect},
 	{name: "drop/double-quote escapes", command: sh(`app "a\"b" "c\d"`), wantCommand: []string{"app", `a"b`, `c\d`}, kind: KindDirect},

@@ -2,6 +2,7 @@ package execform
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -63,6 +64,8 @@ var signalCases = []signalCase{
 		originalDelivers: []string{"bash", "busybox"}},
 	{name: "exec with -ec", command: []string{"sh", "-ec", "cd /\nsigapp serve\n"}, kind: KindExec,
 		originalDelivers: []string{"bash"}},
+	{name: "exec before a script without #!", command: sh("./noshebang serve"), kind: KindExec,
+		originalDelivers: []string{"bash", "busybox"}, started: `args=["serve"] greeting=""`},
 	{name: "exec with -o pipefail -c (bash)", command: []string{"bash", "-o", "pipefail", "-c", "true | true && sigapp serve"}, kind: KindExec,
 		shells: []string{"bash"}, originalDelivers: []string{"bash"}},
 	{name: "exec in args with $0 words", command: []string{"sh", "-c"}, args: []string{`sigapp "$0" "$@"`, "zero", "one two"}, kind: KindExec,
@@ -204,6 +207,7 @@ func runAsPID1(t *testing.T, bin, shell string, command, args []string, env map[
 	// --kill-child: the namespace dies with unshare, whatever happens to
 	// the test.
 	cmd := exec.Command("unshare", slices.Concat([]string{"--pid", "--fork", "--mount-proc", "--kill-child"}, argv)...)
+	cmd.Dir = bin
 	cmd.Env = []string{"PATH=" + bin + ":/usr/local/bin:/usr/bin:/bin", "SIGAPP_LOG=" + log}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -330,7 +334,7 @@ func requireShells(t *testing.T) {
 
 // buildSigapp builds testdata/sigapp into a temporary directory, as its own
 // module so that the build does not depend on the state of the repository's
-// go.mod, and returns the directory.
+// go.mod, adds the noshebang script next to it, and returns the directory.
 func buildSigapp(t *testing.T) string {
 	t.Helper()
 	src, err := os.ReadFile(filepath.Join("testdata", "sigapp", "main.go"))
@@ -348,6 +352,15 @@ func buildSigapp(t *testing.T) string {
 	build.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build sigapp: %v\n%s", err, out)
+	}
+	// A script without a #! line, which shells run and execve refuses:
+	// why a command given by path keeps its shell.
+	noshebang := filepath.Join(bin, "noshebang")
+	if err := os.WriteFile(noshebang, []byte("exec sigapp \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command(noshebang).Run(); !errors.Is(err, syscall.ENOEXEC) {
+		t.Fatalf("running %s directly: %v, want ENOEXEC", noshebang, err)
 	}
 	return bin
 }
