@@ -160,6 +160,7 @@ var rewriteCases = []rewriteCase{
 	{name: "none/export under bash", command: bash("export A=1"), reason: ReasonBuiltin},
 	{name: "none/let", command: bash("let n=1"), reason: ReasonBuiltin},
 	{name: "none/[[ under sh", command: sh("[[ -f x ]]"), reason: ReasonBuiltin},
+	{name: "none/time under sh", command: sh("time puma"), reason: ReasonBuiltin},
 	{name: "none/exec without command", command: sh("puma; exec >/dev/null"), reason: ReasonBuiltin},
 	{name: "none/script function", command: sh("serve() { puma; }; serve"), reason: ReasonFunction},
 	{name: "none/bash function keyword", command: bash("function serve { puma; }; serve -p 1"), reason: ReasonFunction},

@@ -10,8 +10,9 @@ import (
 // builtins are the commands `exec` cannot replace the shell with: exec looks
 // the name up in PATH only, so `exec cd` fails, and `exec echo` fails in an
 // image without /bin/echo. It is one list for every shell: POSIX special and
-// regular built-ins, the bash and busybox ash additions, and echo, printf,
-// test and [ which every shell here builds in. `exec` is not in the list:
+// regular built-ins, the bash and busybox ash additions, echo, printf, test
+// and [ which every shell here builds in, and time (a bash keyword, a
+// program elsewhere that slim images lack). `exec` is not in the list:
 // exec with a command is already what the rewrite wants, and exec without
 // one is reported on its own.
 var builtins = func() map[string]bool {
@@ -20,7 +21,7 @@ var builtins = func() map[string]bool {
 		: . break continue eval exit export readonly return set shift times trap unset
 		alias bg cd command false fc fg getopts hash jobs kill pwd read true type
 		ulimit umask unalias wait
-		echo printf test [ [[
+		echo printf test [ [[ time
 		source builtin declare typeset local let shopt enable caller compgen complete
 		compopt dirs disown help history logout mapfile readarray popd pushd suspend bind`) {
 		m[name] = true

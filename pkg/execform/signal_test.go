@@ -225,15 +225,15 @@ func runAsPID1(t *testing.T, bin, shell string, command, args []string, env map[
 	// its parent, reaps it and exits. Killing unshare first would orphan
 	// PID 1 to the host's init, which may never reap it. The process group
 	// is the fallback.
-	init := 0
+	nsInit := 0
 	defer func() {
 		select {
 		case <-done:
 			return
 		default:
 		}
-		if init > 0 {
-			_ = syscall.Kill(init, syscall.SIGKILL)
+		if nsInit > 0 {
+			_ = syscall.Kill(nsInit, syscall.SIGKILL)
 			select {
 			case <-done:
 				return
@@ -257,11 +257,11 @@ func runAsPID1(t *testing.T, bin, shell string, command, args []string, env map[
 	o.started = m[2]
 
 	var err error
-	if init, err = namespaceInit(cmd.Process.Pid); err != nil {
+	if nsInit, err = namespaceInit(cmd.Process.Pid); err != nil {
 		return o, err
 	}
-	if err := syscall.Kill(init, syscall.SIGTERM); err != nil {
-		return o, fmt.Errorf("SIGTERM to PID 1 (%d): %w", init, err)
+	if err := syscall.Kill(nsInit, syscall.SIGTERM); err != nil {
+		return o, fmt.Errorf("SIGTERM to PID 1 (%d): %w", nsInit, err)
 	}
 	o.delivered = poll(time.Second, func() bool { return strings.Contains(logText(), "got SIGTERM") })
 	return o, nil
@@ -287,13 +287,13 @@ func namespaceInit(unshare int) (int, error) {
 		return 0, fmt.Errorf("no child of unshare (%d) in %s", unshare, children)
 	}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil || !nsInitPID.Match(status) {
+	if err != nil || !nsPIDLine.Match(status) {
 		return 0, fmt.Errorf("process %d is not PID 1 of a child namespace (%v):\n%s", pid, err, status)
 	}
 	return pid, nil
 }
 
-var nsInitPID = regexp.MustCompile(`(?m)^NSpid:\s+\d+\s+1$`)
+var nsPIDLine = regexp.MustCompile(`(?m)^NSpid:\s+\d+\s+1$`)
 
 func poll(timeout time.Duration, cond func() bool) bool {
 	for deadline := time.Now().Add(timeout); ; time.Sleep(10 * time.Millisecond) {
