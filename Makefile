@@ -57,6 +57,14 @@ test: lint envtest-assets ## Run every test but the real-node ones (unit, golden
 build: ## Build the podgrace binary into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/podgrace ./cmd/podgrace
 
+.PHONY: manifests
+manifests: ## Regenerate config/ (kustomize) and the chart README's values table from charts/podgrace.
+	$(GO) run ./hack/manifests
+
+.PHONY: verify-manifests
+verify-manifests: ## Fail when config/ or the chart README are stale (make test checks it too).
+	$(GO) run ./hack/manifests -check
+
 ##@ Tools
 
 .PHONY: envtest-assets
