@@ -10,14 +10,14 @@
 // command (Debian's dash never does; bash and busybox sh in some cases), but
 // an explicit `exec` works in all of them.
 //
-// How: Rewrite recognises the wrapper (parseWrapper), rebuilds the text the
+// How: Rewrite recognizes the wrapper (parseWrapper), rebuilds the text the
 // shell will receive after the kubelet's $(NAME) expansion while remembering
 // where each byte came from in the pod text (expandKubelet), parses it with
-// mvdan.cc/sh, refuses scripts where exec would change behaviour, and either
+// mvdan.cc/sh, refuses scripts where exec would change behavior, and either
 // splices `exec ` into the pod text before the last command or, when the
 // script is one command of literal words, drops the shell altogether. The
 // script is never reprinted: the user's quoting, comments and $(NAME)
-// references stay byte for byte. Every splice is checked by analysing the
+// references stay byte for byte. Every splice is checked by analyzing the
 // result again, which must come back as already-exec; so a rewritten command
 // re-parses and a second Rewrite changes nothing.
 //
@@ -47,6 +47,7 @@ type Input struct {
 // Kind says what a rewrite did.
 type Kind string
 
+// The kinds of rewrite; their values appear in the status annotation.
 const (
 	KindNone   Kind = ""           // nothing changed
 	KindExec   Kind = "exec"       // `exec ` spliced before the target command
@@ -58,51 +59,53 @@ const (
 type Reason string
 
 const (
-	// ReasonNotShell: the first word is not sh, bash, dash or ash (also not
-	// behind `env` or `busybox`). The normal case; no warning.
+	// ReasonNotShell means the first word is not sh, bash, dash or ash, also
+	// not behind `env` or `busybox`. The normal case; no warning.
 	ReasonNotShell Reason = "not-a-shell"
-	// ReasonNoScript: a shell without -c (it runs a script file or stdin),
-	// or -c without a script word.
+	// ReasonNoScript means a shell without -c (it runs a script file or
+	// stdin), or -c without a script word.
 	ReasonNoScript Reason = "no-script"
-	// ReasonShellOptions: the shell has options the rewrite does not model:
-	// -i, -s, bash's -r and --restricted (which forbids exec), unknown
+	// ReasonShellOptions means the shell has options the rewrite does not
+	// model: -i, -s, bash's -r and --restricted (which forbid exec), unknown
 	// options, or an option word that holds a kubelet $(NAME).
 	ReasonShellOptions Reason = "shell-options"
-	// ReasonUnparseable: the script does not parse in the shell's grammar
-	// (bash for bash, POSIX for sh, dash and ash).
+	// ReasonUnparseable means the script does not parse in the shell's
+	// grammar (bash for bash, POSIX for sh, dash and ash).
 	ReasonUnparseable Reason = "unparseable"
-	// ReasonTrap: the script sets a trap anywhere; exec would discard it.
+	// ReasonTrap means the script sets a trap somewhere; exec would discard
+	// it.
 	ReasonTrap Reason = "trap"
-	// ReasonBackground: the script starts a background job (&) anywhere.
+	// ReasonBackground means the script starts a background job (&)
+	// somewhere.
 	ReasonBackground Reason = "background-job"
-	// ReasonCoprocess: the script starts a coprocess anywhere.
+	// ReasonCoprocess means the script starts a coprocess somewhere.
 	ReasonCoprocess Reason = "coprocess"
-	// ReasonAlias: the script defines aliases, which non-interactive POSIX
-	// shells expand and exec does not.
+	// ReasonAlias means the script defines aliases, which non-interactive
+	// POSIX shells expand and exec does not.
 	ReasonAlias Reason = "alias"
-	// ReasonPipeline: the target is a pipeline.
+	// ReasonPipeline means the target is a pipeline.
 	ReasonPipeline Reason = "pipeline"
-	// ReasonCompound: the target is if/while/until/for/case/{ }/( )/[[ ]]/
-	// (( ))/time or a function declaration.
+	// ReasonCompound means the target is if, while, until, for, case,
+	// { }, ( ), [[ ]], (( )), bash's time or a function declaration.
 	ReasonCompound Reason = "compound-command"
-	// ReasonNegated: the target is negated with `!`.
+	// ReasonNegated means the target is negated with `!`.
 	ReasonNegated Reason = "negated"
-	// ReasonBuiltin: the target is a shell builtin (see builtins), or exec
-	// without a command.
+	// ReasonBuiltin means the target is a shell builtin (see builtins), or
+	// exec without a command.
 	ReasonBuiltin Reason = "builtin"
-	// ReasonFunction: the target is a function the script defines.
+	// ReasonFunction means the target is a function the script defines.
 	ReasonFunction Reason = "script-function"
-	// ReasonDynamicCommand: the target's command name is a kubelet $(NAME)
-	// reference; the kubelet pastes its value into the script text, so it
-	// may be a builtin, an assignment or several commands.
+	// ReasonDynamicCommand means the target's command name is a kubelet
+	// $(NAME) reference; the kubelet pastes its value into the script text,
+	// so it may be a builtin, an assignment or several commands.
 	ReasonDynamicCommand Reason = "dynamic-command"
-	// ReasonNoCommand: the last statement has no command word, only
+	// ReasonNoCommand means the last statement has no command word, only
 	// assignments or redirections (`FOO=1`, `>log`).
 	ReasonNoCommand Reason = "no-command"
-	// ReasonAlreadyExec: the target already starts with exec. Normal; no
-	// warning.
+	// ReasonAlreadyExec means the target already starts with exec. Normal;
+	// no warning.
 	ReasonAlreadyExec Reason = "already-exec"
-	// ReasonEmpty: the script has no command at all.
+	// ReasonEmpty means the script has no command at all.
 	ReasonEmpty Reason = "empty-script"
 )
 
@@ -124,9 +127,9 @@ type Result struct {
 	Detail        string // short human detail, e.g. `target "cd" is a shell builtin`
 }
 
-// selfCheckFailed is the Detail of a splice that did not analyse as
+// selfCheckFailed is the Detail of a splice that did not analyze as
 // already-exec afterwards; the fuzz test makes sure it never happens.
-const selfCheckFailed = "internal: the spliced script does not analyse as already-exec"
+const selfCheckFailed = "internal: the spliced script does not analyze as already-exec"
 
 // Rewrite turns a shell-form command into exec form, or says why not.
 //

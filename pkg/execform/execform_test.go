@@ -33,8 +33,8 @@ func sh(script string, extra ...string) []string {
 	return append([]string{"sh", "-c", script}, extra...)
 }
 
-func bash(script string, extra ...string) []string {
-	return append([]string{"bash", "-c", script}, extra...)
+func bash(script string) []string {
+	return []string{"bash", "-c", script}
 }
 
 var rewriteCases = []rewriteCase{
@@ -245,7 +245,7 @@ func TestReasonWarn(t *testing.T) {
 
 // checkInvariants asserts what holds for every input: KindNone returns the
 // input's fields untouched with a reason; a rewrite has no reason, a
-// rewritten script analyses as already-exec (so it re-parses), and a second
+// rewritten script analyzes as already-exec (so it re-parses), and a second
 // Rewrite changes nothing.
 func checkInvariants(t *testing.T, in Input, got Result) {
 	t.Helper()
@@ -276,7 +276,7 @@ func checkInvariants(t *testing.T, in Input, got Result) {
 			in.Command, in.Args, got.Command, got.Args, again.Command, again.Args, again.Kind)
 	}
 	if got.Kind == KindExec && again.Reason != ReasonAlreadyExec {
-		t.Fatalf("Rewrite(%q, %q) = %q, %q, which analyses as %q (%s), not already-exec",
+		t.Fatalf("Rewrite(%q, %q) = %q, %q, which analyzes as %q (%s), not already-exec",
 			in.Command, in.Args, got.Command, got.Args, again.Reason, again.Detail)
 	}
 }

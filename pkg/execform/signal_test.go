@@ -287,8 +287,11 @@ func namespaceInit(unshare int) (int, error) {
 		return 0, fmt.Errorf("no child of unshare (%d) in %s", unshare, children)
 	}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil || !nsPIDLine.Match(status) {
-		return 0, fmt.Errorf("process %d is not PID 1 of a child namespace (%v):\n%s", pid, err, status)
+	if err != nil {
+		return 0, err
+	}
+	if !nsPIDLine.Match(status) {
+		return 0, fmt.Errorf("process %d is not PID 1 of a child namespace:\n%s", pid, status)
 	}
 	return pid, nil
 }

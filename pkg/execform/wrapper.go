@@ -23,7 +23,7 @@ var shellLang = map[string]syntax.LangVariant{
 // bashLongOptions are the long options bash accepts before its short ones,
 // mapped to whether they take an argument. Others (--restricted, which
 // disables exec; --pretty-print, which does not run the script; …) are not
-// modelled.
+// modeled.
 var bashLongOptions = map[string]bool{
 	"login":     false,
 	"noprofile": false,
@@ -47,7 +47,7 @@ const (
 	keptOptions  = "abCfhmnvxlpBEHkPTt"
 )
 
-// wrapper is a recognised `sh -c SCRIPT [$0 [$1…]]` argv.
+// wrapper is a recognized `sh -c SCRIPT [$0 [$1…]]` argv.
 type wrapper struct {
 	shell  string // the shell's basename
 	lang   syntax.LangVariant
@@ -58,7 +58,7 @@ type wrapper struct {
 	plain bool
 }
 
-// parseWrapper recognises a shell wrapper in argv (DESIGN §5 step 2):
+// parseWrapper recognizes a shell wrapper in argv (DESIGN §5 step 2):
 // optionally `env` or `busybox` in front, a shell from shellLang, options,
 // `-c` among them, and the first operand after the options is the script.
 // Like the shells, it lets options follow `-c` (`sh -c -e 'script'`) and
@@ -77,7 +77,7 @@ func parseWrapper(argv []string, defined func(string) bool) (wrapper, Reason, st
 		return wrapper{}, ReasonNotShell, fmt.Sprintf("command %q is set by the kubelet", argv[0])
 	}
 	// `env sh -c …` (a PATH lookup; env's own options and assignments are
-	// not modelled) and `busybox sh -c …` (the applet called by name) are
+	// not modeled) and `busybox sh -c …` (the applet called by name) are
 	// the same wrapper one word later.
 	at, name := 0, first
 	if base := path.Base(first); (base == "env" || base == "busybox") && len(argv) > 1 {
