@@ -57,6 +57,13 @@ test: lint envtest-assets ## Run every test but the real-node ones (unit, golden
 build: ## Build the podgrace binary into bin/.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/podgrace ./cmd/podgrace
 
+# Reference recorded in the image archive (`ctr images import` names it so).
+IMAGE ?= ghcr.io/podgrace/podgrace:$(VERSION)
+
+.PHONY: image
+image: build ## Build the podgrace image without Docker: an OCI layout tarball in dist/ (same image as the Dockerfile).
+	$(GO) run ./hack/image -binary $(BIN)/podgrace -o dist/podgrace-image.tar -ref '$(IMAGE)' -version '$(VERSION)'
+
 .PHONY: manifests
 manifests: ## Regenerate config/ (kustomize) and the chart README's values table from charts/podgrace.
 	$(GO) run ./hack/manifests

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// TestImage builds podgrace as `make build` does, writes the image as
+// `make image` does, and reads the tarball back with go-containerregistry:
+// an OCI layout naming the image, an exec-form entrypoint, a non-root user,
+// and a static executable /podgrace that runs.
+func TestImage(t *testing.T) {
+	t.Parallel()
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "podgrace")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X github.com/podgrace/podgrace/pkg/version.Version=v0.0.0-test", "-o", bin, "github.com/podgrace/podgrace/cmd/podgrace")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	archive := filepath.Join(tmp, "podgrace-image.tar")
+	o := options{binary: bin, out: archive, ref: "ghcr.io/podgrace/podgrace:v0.0.0-test", version: "v0.0.0-test", arch: "amd64"}
+	if err := o.run(); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := filepath.Join(tmp, "layout")
+	untar(t, archive, dir)
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(im.Manifests) != 1 {
+		t.Fatalf("%d manifests in index.json, want 1", len(im.Manifests))
+	}
+	desc := im.Manifests[0]
+	if desc.MediaType != types.OCIManifestSchema1 || desc.Annotations["io.containerd.image.name"] != o.ref || desc.Annotations["org.opencontainers.image.ref.name"] != o.ref {
+		t.Errorf("index entry %+v: want an OCI manifest named %s", desc, o.ref)
+	}
+	img, err := idx.Image(desc.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cf.Config
+	if !slices.Equal(c.Entrypoint, []string{"/podgrace"}) || !slices.Equal(c.Cmd, []string{"webhook"}) {
+		t.Errorf("entrypoint %q cmd %q, want exec form [/podgrace] [webhook]", c.Entrypoint, c.Cmd)
+	}
+	if c.User != "65532:65532" {
+		t.Errorf("user %q, want 65532:65532 (non-root)", c.User)
+	}
+	if cf.OS != "linux" || cf.Architecture != "amd64" || c.Labels["org.opencontainers.image.version"] != "v0.0.0-test" {
+		t.Errorf("platform %s/%s labels %v", cf.OS, cf.Architecture, c.Labels)
+	}
+	checkDockerfile(t, c)
+
+	layers, err := img.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("layers: %d, %v", len(layers), err)
+	}
+	if mt, _ := layers[0].MediaType(); mt != types.OCILayer {
+		t.Errorf("layer media type %s", mt)
+	}
+	files := layerFiles(t, layers[0])
+	h, ok := files["podgrace"]
+	if !ok {
+		t.Fatalf("no /podgrace in the layer: %v", keys(files))
+	}
+	if h.hdr.Typeflag != tar.TypeReg || h.hdr.Mode&0o111 != 0o111 || h.hdr.Uid != 0 {
+		t.Errorf("/podgrace: type %c mode %o uid %d, want a root-owned executable", h.hdr.Typeflag, h.hdr.Mode, h.hdr.Uid)
+	}
+	checkStatic(t, h.data)
+	out := filepath.Join(tmp, "from-layer")
+	if err := os.WriteFile(out, h.data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := exec.Command(out, "version").Output(); err != nil || strings.TrimSpace(string(v)) != "v0.0.0-test" {
+		t.Errorf("/podgrace version: %q, %v", v, err)
+	}
+	if !strings.Contains(string(files["etc/passwd"].data), "nonroot:x:65532:65532:") {
+		t.Errorf("/etc/passwd lacks nonroot 65532:\n%s", files["etc/passwd"].data)
+	}
+	if d := files["tmp/"]; d.hdr == nil || d.hdr.Mode != 0o1777 {
+		t.Error("no world-writable sticky /tmp")
+	}
+	if _, err := os.Stat(hostCABundle); err == nil {
+		if _, ok := files["etc/ssl/certs/ca-certificates.crt"]; !ok {
+			t.Error("no CA certificates in the image")
+		}
+	}
+
+	// Same binary, same image: the build is reproducible.
+	again, err := build2(t, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d1, d2 := digest(t, img), digest(t, again); d1 != d2 {
+		t.Errorf("two builds of the same binary differ: %s, %s", d1, d2)
+	}
+}
+
+func build2(t *testing.T, bin string) (v1.Image, error) {
+	t.Helper()
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return nil, err
+	}
+	return build(data, "v0.0.0-test", "amd64")
+}
+
+func digest(t *testing.T, img v1.Image) string {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+// checkDockerfile: the Dockerfile and this builder describe the same image.
+func checkDockerfile(t *testing.T, c v1.Config) {
+	t.Helper()
+	f, err := os.Open("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	var final []string // instructions of the last stage
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "FROM ") {
+			final = []string{line}
+			continue
+		}
+		if line != "" && !strings.HasPrefix(line, "#") {
+			final = append(final, line)
+		}
+	}
+	if len(final) == 0 || !strings.HasPrefix(final[0], "FROM gcr.io/distroless/static:nonroot") {
+		t.Fatalf("the Dockerfile's final stage is not distroless static nonroot: %q", final)
+	}
+	want := map[string]string{"USER": c.User}
+	for k, v := range map[string][]string{"ENTRYPOINT": c.Entrypoint, "CMD": c.Cmd} {
+		j, _ := json.Marshal(v)
+		want[k] = string(j)
+	}
+	for _, line := range final {
+		instr, arg, _ := strings.Cut(line, " ")
+		if w, ok := want[instr]; ok {
+			if strings.ReplaceAll(arg, ", ", ",") != w {
+				t.Errorf("Dockerfile %s %s, the image has %s", instr, arg, w)
+			}
+			delete(want, instr)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("the Dockerfile's final stage lacks %v", want)
+	}
+}
+
+func checkStatic(t *testing.T, bin []byte) {
+	t.Helper()
+	f, err := elf.NewFile(bytes.NewReader(bin))
+	if err != nil {
+		t.Fatalf("/podgrace is not an ELF executable: %v", err)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Error("/podgrace is dynamically linked; distroless static has no libc")
+		}
+	}
+}
+
+type entry struct {
+	hdr  *tar.Header
+	data []byte
+}
+
+func layerFiles(t *testing.T, l v1.Layer) map[string]entry {
+	t.Helper()
+	rc, err := l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rc.Close() }()
+	out := map[string]entry{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[h.Name] = entry{hdr: h, data: data}
+	}
+}
+
+func keys(m map[string]entry) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func untar(t *testing.T, archive, dir string) {
+	t.Helper()
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, filepath.FromSlash(h.Name))
+		if !strings.HasPrefix(p, dir) {
+			t.Fatalf("archive entry %s escapes", h.Name)
+		}
+		if h.Typeflag == tar.TypeDir {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
