@@ -8,6 +8,7 @@ package inject
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -146,8 +147,8 @@ func Mutate(in Input) Result {
 	// Copy on write: a shallow copy of the pod with fresh container slices;
 	// each edit replaces a field of a copied container, never shared data.
 	pod := *in.Pod
-	pod.Spec.Containers = append([]corev1.Container(nil), in.Pod.Spec.Containers...)
-	pod.Spec.InitContainers = append([]corev1.Container(nil), in.Pod.Spec.InitContainers...)
+	pod.Spec.Containers = slices.Clone(in.Pod.Spec.Containers)
+	pod.Spec.InitContainers = slices.Clone(in.Pod.Spec.InitContainers)
 	m := &mutation{in: &in, pod: &pod}
 
 	prev, hadStatus := parseStatus(in.Pod.Annotations[policy.AnnotationStatus])

@@ -1,0 +1,171 @@
+package cli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/yaml"
+)
+
+const pumaDeployment = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: puma
+spec:
+  selector:
+    matchLabels: {app: puma}
+  template:
+    metadata:
+      labels: {app: puma}
+    spec:
+      containers:
+      - name: puma
+        image: example.com/puma:6
+        command: ["sh", "-c", "cd /app && bundle exec puma"]
+`
+
+func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Main(append([]string{"podgrace"}, args...), strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// The issue's acceptance example: a 15 s native sleep and `exec` spliced in.
+func TestInjectPumaDeployment(t *testing.T) {
+	t.Parallel()
+	code, out, errOut := runCLI(t, "", "inject", "-f", writeFile(t, "d.yaml", pumaDeployment))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var d appsv1.Deployment
+	if err := yaml.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatalf("output is not a Deployment: %v\n%s", err, out)
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds != 15 {
+		t.Errorf("preStop = %+v, want a native 15s sleep", c.Lifecycle)
+	}
+	if want := []string{"sh", "-c", "cd /app && exec bundle exec puma"}; strings.Join(c.Command, "|") != strings.Join(want, "|") {
+		t.Errorf("command = %q, want %q", c.Command, want)
+	}
+	if d.Spec.Template.Annotations["podgrace.dev/status"] == "" {
+		t.Error("no status annotation on the template")
+	}
+}
+
+func TestInjectStdinAndNamespaceAnnotations(t *testing.T) {
+	t.Parallel()
+	code, out, errOut := runCLI(t, pumaDeployment, "inject", "-f", "-", "--namespace-annotations", "podgrace.dev/prestop-sleep=20s,podgrace.dev/exec-form=off")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "seconds: 20") || strings.Contains(out, "exec bundle") {
+		t.Errorf("namespace annotations not applied:\n%s", out)
+	}
+}
+
+func TestInjectConfigAndHookAction(t *testing.T) {
+	t.Parallel()
+	cfg := writeFile(t, "config.yaml", "ratio: 0.2\nhookAction: exec\n")
+	code, out, errOut := runCLI(t, pumaDeployment, "inject", "-f", "-", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "- sleep\n") || !strings.Contains(out, `- "6"`) {
+		t.Errorf("want exec [sleep 6] (0.2 × 30):\n%s", out)
+	}
+	code, out, _ = runCLI(t, pumaDeployment, "inject", "-f", "-", "--config", cfg, "--hook-action", "sleep")
+	if code != 0 || !strings.Contains(out, "seconds: 6") {
+		t.Errorf("--hook-action sleep should override the config:\n%s", out)
+	}
+}
+
+func TestInjectDiff(t *testing.T) {
+	t.Parallel()
+	code, out, errOut := runCLI(t, pumaDeployment, "inject", "-f", "-", "--diff")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"--- stdin\n", "+++ stdin (podgrace)\n", "+              seconds: 15\n", "+        - cd /app && exec bundle exec puma\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("diff lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestInjectWarningsGoToStderr(t *testing.T) {
+	t.Parallel()
+	in := strings.Replace(pumaDeployment, "labels: {app: puma}\n", "labels: {app: puma}\n      annotations: {podgrace.dev/prestop-sleep: abc}\n", 1)
+	code, out, errOut := runCLI(t, in, "inject", "-f", "-")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want := `stdin: document 1 (Deployment/puma): podgrace: podgrace.dev/prestop-sleep="abc" is not a duration, "auto" or "off"; using auto`
+	if !strings.Contains(errOut, want) {
+		t.Errorf("stderr = %q, want %q", errOut, want)
+	}
+	if strings.Contains(out, "is not a duration") {
+		t.Error("a warning reached stdout")
+	}
+}
+
+func TestInjectErrors(t *testing.T) {
+	t.Parallel()
+	strict := writeFile(t, "strict.yaml", "strict: true\n")
+	cases := map[string]struct {
+		stdin   string
+		args    []string
+		wantErr string
+	}{
+		"bad yaml in the second document": {stdin: pumaDeployment + "---\nkind: Pod\nmetadata: [\n", args: []string{"-f", "-"}, wantErr: "stdin: document 2: invalid YAML"},
+		"pod template not an object":      {stdin: "kind: Deployment\nmetadata: {name: x}\nspec:\n  template: 3\n", args: []string{"-f", "-"}, wantErr: "document 1 (Deployment/x)"},
+		"unknown flag":                    {args: []string{"-f", "-", "--frobnicate"}, wantErr: "unknown flag: --frobnicate"},
+		"missing -f":                      {args: []string{}, wantErr: `required flag(s) "filename" not set`},
+		"missing file":                    {args: []string{"-f", "/nonexistent/x.yaml"}, wantErr: "no such file"},
+		"bad config":                      {args: []string{"-f", "-", "--config", writeFile(t, "bad.yaml", "ratoi: 1\n")}, wantErr: `unknown field "ratoi"`},
+		"bad hook action":                 {args: []string{"-f", "-", "--hook-action", "http"}, wantErr: `--hook-action: "http" is not sleep or exec`},
+		"bad namespace annotations":       {args: []string{"-f", "-", "--namespace-annotations", "novalue"}, wantErr: "namespace-annotations"},
+		"strict denial": {
+			stdin:   strings.Replace(pumaDeployment, "labels: {app: puma}\n", "labels: {app: puma}\n      annotations: {podgrace.dev/exec-form: maybe}\n", 1),
+			args:    []string{"-f", "-", "--config", strict},
+			wantErr: `podgrace.dev/exec-form="maybe" is not "on" or "off" (strict mode)`,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			code, out, errOut := runCLI(t, tc.stdin, append([]string{"inject"}, tc.args...)...)
+			if code != 1 {
+				t.Errorf("exit code %d, want 1", code)
+			}
+			if out != "" {
+				t.Errorf("stdout not empty on error:\n%s", out)
+			}
+			if !strings.Contains(errOut, tc.wantErr) {
+				t.Errorf("stderr = %q, want it to contain %q", errOut, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	code, out, _ := runCLI(t, "", "version")
+	if code != 0 || strings.TrimSpace(out) == "" {
+		t.Fatalf("version: exit %d, %q", code, out)
+	}
+}
