@@ -1,9 +1,11 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -164,4 +166,53 @@ func (c *Config) IsSidecar(name string) bool {
 		}
 	}
 	return false
+}
+
+// ConfigField documents one field of the cluster config; ConfigFields feeds
+// the README's and the chart's reference tables, and a test checks that it
+// names every field of Config.
+type ConfigField struct {
+	Path string // dotted JSON path, e.g. imageInspection.timeout
+	Doc  string
+}
+
+// ConfigFields lists every cluster config field in the order the README shows them.
+var ConfigFields = []ConfigField{
+	{"preStopSleep", "Default of `" + AnnotationPreStopSleep + "`: `auto`, a duration or `off`."},
+	{"execForm", "Default of `" + AnnotationExecForm + "` (true = on)."},
+	{"extendGrace", "Default of `" + AnnotationExtendGrace + "`."},
+	{"ratio", "`auto` sleep = clamp(ratio × terminationGracePeriodSeconds, min, max)."},
+	{"min", "Lower bound of an `auto` sleep."},
+	{"max", "Upper bound of an `auto` sleep."},
+	{"shutdownBudget", "Time the app needs after the sleep to stop; the grace period must cover sleep + budget."},
+	{"hookAction", "`auto` (native sleep on Kubernetes ≥ 1.30, else exec), `sleep` or `exec` (`[\"sleep\",\"S\"]`, needs a sleep binary in the image)."},
+	{"sidecars", "Container names never touched."},
+	{"strict", "Deny a pod with an invalid podgrace annotation instead of warning."},
+	{"imageInspection.enabled", "Read the image config when a container's argv comes from its image."},
+	{"imageInspection.timeout", "Deadline for all image lookups of one admission."},
+	{"imageInspection.pullSecrets", "Use the pod's and its ServiceAccount's imagePullSecrets (the chart then grants Secret read)."},
+	{"imageInspection.pinDigest", "Pin a rewritten tag-referenced image to the inspected digest."},
+	{"imageInspection.tagTTL", "How long a tag → digest resolution is trusted."},
+	{"imageInspection.errorTTL", "How long a failed lookup is remembered."},
+	{"imageInspection.cacheSize", "Image configs kept in memory (by digest)."},
+	{"imageInspection.insecure", "Allow plain-HTTP registries (local registries and tests only)."},
+}
+
+// ConfigTable renders ConfigFields with their defaults as a Markdown table.
+func ConfigTable() string {
+	d := Default()
+	raw, _ := json.Marshal(&d)
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	var b strings.Builder
+	b.WriteString("| key | default | meaning |\n|---|---|---|\n")
+	for _, f := range ConfigFields {
+		var v any = m
+		for _, p := range strings.Split(f.Path, ".") {
+			v = v.(map[string]any)[p]
+		}
+		def, _ := json.Marshal(v)
+		b.WriteString("| `" + f.Path + "` | `" + strings.Trim(string(def), `"`) + "` | " + f.Doc + " |\n")
+	}
+	return b.String()
 }

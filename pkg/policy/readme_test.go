@@ -1,0 +1,70 @@
+package policy
+
+import (
+	"encoding/json"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// The README's reference tables are generated from Keys and ConfigFields;
+// `make golden` (REFRESH_GOLDEN=true) rewrites them, and this test fails when
+// they are stale.
+func TestREADMEReference(t *testing.T) {
+	const path = "../../README.md"
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(raw)
+	for _, sec := range []struct{ name, body string }{{"keys", ReferenceTable()}, {"config", ConfigTable()}} {
+		begin, end := "<!-- BEGIN GENERATED: "+sec.name+" -->\n", "<!-- END GENERATED: "+sec.name+" -->"
+		i, j := strings.Index(readme, begin), strings.Index(readme, end)
+		if i < 0 || j < i {
+			t.Fatalf("README.md lacks the %q markers", sec.name)
+		}
+		if got := readme[i+len(begin) : j]; got != sec.body {
+			if os.Getenv("REFRESH_GOLDEN") != "true" {
+				t.Errorf("README.md's %s table is stale (run `make golden`):\n%s", sec.name, sec.body)
+				continue
+			}
+			readme = readme[:i+len(begin)] + sec.body + readme[j:]
+		}
+	}
+	if os.Getenv("REFRESH_GOLDEN") == "true" {
+		if err := os.WriteFile(path, []byte(readme), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// ConfigFields documents every leaf of Config, and nothing else.
+func TestConfigFieldsComplete(t *testing.T) {
+	t.Parallel()
+	d := Default()
+	raw, _ := json.Marshal(&d)
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	var leaves []string
+	var walk func(prefix string, v map[string]any)
+	walk = func(prefix string, v map[string]any) {
+		for k, x := range v {
+			if sub, ok := x.(map[string]any); ok {
+				walk(prefix+k+".", sub)
+				continue
+			}
+			leaves = append(leaves, prefix+k)
+		}
+	}
+	walk("", m)
+	var documented []string
+	for _, f := range ConfigFields {
+		documented = append(documented, f.Path)
+	}
+	sort.Strings(leaves)
+	sort.Strings(documented)
+	if strings.Join(leaves, ",") != strings.Join(documented, ",") {
+		t.Errorf("ConfigFields = %v\nConfig has   %v", documented, leaves)
+	}
+}
