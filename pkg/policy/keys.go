@@ -74,7 +74,7 @@ type Key struct {
 
 // Keys lists every public name in the order the README shows them.
 var Keys = []Key{
-	{LabelInject, "Namespace label", "`enabled` / `disabled`", "Opt a namespace in (default install mode: only labelled namespaces); `disabled` opts it out in cluster-wide mode."},
+	{LabelInject, "Namespace label", "`enabled` / `disabled`", "Opt a namespace in (default install mode: only labeled namespaces); `disabled` opts it out in cluster-wide mode."},
 	{LabelInject, "Pod label", "`disabled`", "Skip this pod. It is the webhook's objectSelector, so the API server does not even call podgrace."},
 	{AnnotationPreStopSleep, "Pod or Namespace annotation", "`auto`, a duration (`15s`, `1m30s`, `20` = seconds), `off`", "The preStop sleep; `auto` sizes it from terminationGracePeriodSeconds."},
 	{AnnotationExecForm, "Pod or Namespace annotation", "`on`, `off`", "Rewrite shell-form commands into exec form."},

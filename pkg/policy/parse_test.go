@@ -66,7 +66,7 @@ func TestSleepString(t *testing.T) {
 
 func TestParseSwitchAndBool(t *testing.T) {
 	t.Parallel()
-	switches := map[string]any{"on": true, "off": false, " ON ": true, "Off": false, "yes": nil, "true": nil, "": nil, "1": nil}
+	switches := map[string]any{"on": true, "off": false, "\tON\n": true, "Off": false, "yes": nil, "true": nil, "": nil, "1": nil}
 	for in, want := range switches {
 		got, err := ParseSwitch(in)
 		if want == nil {
@@ -79,7 +79,7 @@ func TestParseSwitchAndBool(t *testing.T) {
 			t.Errorf("ParseSwitch(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	bools := map[string]any{"true": true, "false": false, "TRUE": true, " false": false, "on": nil, "yes": nil, "": nil, "0": nil}
+	bools := map[string]any{"true": true, "false": false, "TRUE": true, "\tfalse": false, "on": nil, "yes": nil, "": nil, "0": nil}
 	for in, want := range bools {
 		got, err := ParseBool(in)
 		if want == nil {

@@ -224,11 +224,12 @@ func unknownKeys(ann map[string]string, containers map[string]bool, onPod bool) 
 		case strings.HasSuffix(prefix, "."+Prefix):
 			container := strings.TrimSuffix(prefix, "."+Prefix)
 			full := Prefix + "/" + name
-			if full != AnnotationPreStopSleep && full != AnnotationExecForm {
+			switch {
+			case full != AnnotationPreStopSleep && full != AnnotationExecForm:
 				out = append(out, Problem{Key: k, Value: v, Msg: "is not a per-container podgrace key; ignored"})
-			} else if !onPod {
+			case !onPod:
 				out = append(out, Problem{Key: k, Value: v, Msg: "is only read on pods; ignored"})
-			} else if !containers[container] {
+			case !containers[container]:
 				out = append(out, Problem{Key: k, Value: v, Msg: fmt.Sprintf("names no container %q; ignored", container)})
 			}
 		}
