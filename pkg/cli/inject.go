@@ -2,13 +2,17 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/pmezard/go-difflib/difflib"
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 
+	"github.com/podgrace/podgrace/pkg/imageconfig"
 	"github.com/podgrace/podgrace/pkg/manifest"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
@@ -19,6 +23,7 @@ type injectOptions struct {
 	nsAnnotations map[string]string
 	hookAction    string
 	diff          bool
+	inspect       bool
 }
 
 func newInjectCommand() *cobra.Command {
@@ -44,6 +49,7 @@ is printed to stdout and the exit code is 1.`,
 	f.StringToStringVar(&o.nsAnnotations, "namespace-annotations", nil, "annotations of the target namespace, as k=v,k=v")
 	f.StringVar(&o.hookAction, "hook-action", "", "preStop action: sleep or exec (default: the config's hookAction; auto means sleep)")
 	f.BoolVar(&o.diff, "diff", false, "print a unified diff instead of the mutated manifests")
+	f.BoolVar(&o.inspect, "inspect-images", false, "read image configs from their registries (with your docker credentials) to rewrite a shell-form ENTRYPOINT/CMD")
 	_ = cmd.MarkFlagRequired("filename")
 	return cmd
 }
@@ -73,9 +79,14 @@ func (o *injectOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	out, docs, err := manifest.Inject(cmd.Context(), bytes.NewReader(src), manifest.Options{
-		Config: &cfg, NamespaceAnnotations: o.nsAnnotations, HookAction: hook,
-	})
+	opts := manifest.Options{Config: &cfg, NamespaceAnnotations: o.nsAnnotations, HookAction: hook}
+	if o.inspect {
+		// The same inspector the webhook uses; credentials are the user's
+		// own (docker/podman config, credential helpers) instead of pull secrets.
+		opts.Images = imageconfig.New(imageconfig.OptionsFrom(cfg.ImageInspection)).Lookup(
+			func(context.Context, *corev1.Pod) (authn.Keychain, error) { return authn.DefaultKeychain, nil })
+	}
+	out, docs, err := manifest.Inject(cmd.Context(), bytes.NewReader(src), opts)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/podgrace/podgrace/pkg/imageconfig/imagetest"
 )
 
 const pumaDeployment = `apiVersion: apps/v1
@@ -167,5 +169,38 @@ func TestVersion(t *testing.T) {
 	code, out, _ := runCLI(t, "", "version")
 	if code != 0 || strings.TrimSpace(out) == "" {
 		t.Fatalf("version: exit %d, %q", code, out)
+	}
+}
+
+// --inspect-images reads the image config from a real registry (served on
+// loopback by go-containerregistry's registry) and rewrites the inherited
+// shell-form CMD, pinning the image to the inspected digest.
+func TestInjectInspectImages(t *testing.T) {
+	t.Parallel()
+	reg := imagetest.NewRegistry(t)
+	digest := reg.Push(t, "shop/ruby", "1.2", imagetest.Image{Cmd: []string{"/bin/sh", "-c", "ruby server.rb --port $PORT"}})
+	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: web\n    image: " + reg.Ref("shop/ruby:1.2") + "\n"
+
+	code, out, errOut := runCLI(t, pod, "inject", "-f", "-", "--inspect-images")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"image: " + reg.Ref("shop/ruby@"+digest), "- exec ruby server.rb --port $$PORT"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// Without the flag the argv from the image is left alone.
+	code, out, _ = runCLI(t, pod, "inject", "-f", "-")
+	if code != 0 || strings.Contains(out, "exec ruby") || !strings.Contains(out, "image-not-inspected") {
+		t.Errorf("without --inspect-images: exit %d\n%s", code, out)
+	}
+
+	// A registry that is down: a warning, the pod admitted untouched but for the sleep.
+	reg.Close()
+	code, out, errOut = runCLI(t, pod, "inject", "-f", "-", "--inspect-images")
+	if code != 0 || strings.Contains(out, "exec ruby") || !strings.Contains(errOut, "image config of "+reg.Ref("shop/ruby:1.2")+" unreadable") {
+		t.Errorf("registry down: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 }
