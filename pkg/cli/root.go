@@ -44,7 +44,7 @@ func NewRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newInjectCommand(), newVersionCommand())
+	root.AddCommand(newInjectCommand(), newWebhookCommand(), newVersionCommand())
 	return root
 }
 

@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"flag"
+
+	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/webhook"
+)
+
+func newWebhookCommand() *cobra.Command {
+	var (
+		o          webhook.Options
+		configPath string
+		zapOpts    = zap.Options{}
+	)
+	cmd := &cobra.Command{
+		Use:   "webhook",
+		Short: "Serve the mutating admission webhook",
+		Long: `webhook serves podgrace's Pod mutation as a Kubernetes mutating admission
+webhook on https://:PORT/mutate-v1-pod, with /healthz and /readyz on the probe
+address and Prometheus metrics on the metrics address.
+
+The serving certificate is read from --cert-dir (tls.crt, tls.key) and
+reloaded when it is rotated. On SIGTERM podgrace turns unready but keeps
+answering admissions for --drain-delay, then stops listening.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := zap.New(zap.UseFlagOptions(&zapOpts), zap.WriteTo(cmd.ErrOrStderr()))
+			ctrl.SetLogger(log)
+			klog.SetLogger(log.WithName("client-go"))
+
+			cfg, err := policy.LoadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			rc, err := config.GetConfig()
+			if err != nil {
+				return err
+			}
+			o.Config, o.RESTConfig, o.Logger = &cfg, rc, &log
+			return webhook.Run(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.CertDir, "cert-dir", webhook.DefaultCertDir, "directory holding the serving certificate (tls.crt, tls.key); watched for rotation")
+	f.IntVar(&o.Port, "port", webhook.DefaultPort, "port the webhook serves HTTPS on")
+	f.StringVar(&configPath, "config", "", "cluster config file (the chart mounts its ConfigMap); defaults when unset")
+	f.StringVar(&o.MetricsBindAddress, "metrics-bind-address", webhook.DefaultMetricsBindAddress, `address /metrics is served on ("0" turns it off)`)
+	f.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", webhook.DefaultHealthProbeBindAddress, `address /healthz and /readyz are served on ("0" turns them off)`)
+	f.DurationVar(&o.DrainDelay, "drain-delay", webhook.DefaultDrainDelay, "after SIGTERM, how long to keep serving (unready) before closing the listener; keep it under the pod's terminationGracePeriodSeconds")
+
+	// --kubeconfig (controller-runtime's flag) and the --zap-* logging flags.
+	goFlags := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	config.RegisterFlags(goFlags)
+	zapOpts.BindFlags(goFlags)
+	f.AddGoFlagSet(goFlags)
+	return cmd
+}

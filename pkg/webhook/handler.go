@@ -1,0 +1,236 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podgrace/podgrace/pkg/inject"
+	"github.com/podgrace/podgrace/pkg/policy"
+)
+
+// NamespaceLookup returns the annotations of a namespace. The server's
+// implementation reads a metadata-only informer cache; an error means they are
+// unknown and the cluster config applies alone.
+type NamespaceLookup func(ctx context.Context, namespace string) (map[string]string, error)
+
+// Handler is the mutating admission handler for Pod CREATE. It is a plain
+// http.Handler that decodes the AdmissionReview itself (rather than going
+// through controller-runtime's admission.Webhook) so that a request costs
+// little more than decoding it; the webhook server wraps it in
+// controller-runtime's request metrics when it is registered.
+//
+// What it answers, and why, given failurePolicy Ignore:
+//
+//   - Not an AdmissionReview at all (wrong method or media type, body over
+//     MaxBodyBytes, bad JSON, not admission.k8s.io/v1, no request or uid):
+//     an HTTP 4xx with a metav1.Status body. There is no uid to answer to, so
+//     no AdmissionReview response could be valid; the API server reports the
+//     call as failed with our message and, under Ignore, admits the pod.
+//   - A well-formed review podgrace does not handle (not a Pod, not CREATE,
+//     an object it cannot decode): allowed, unchanged, with a warning that
+//     names the misconfiguration. Allowing is what Ignore would do anyway,
+//     and it stays fail-open even if someone sets failurePolicy Fail.
+//   - A Pod CREATE: the core's patch (podgrace's own operations only, never
+//     a diff of whole documents), its warnings and the status annotation; or,
+//     in strict mode with an invalid setting, a denial with the message.
+//   - A panic: HTTP 500 (the pod is admitted unmutated under Ignore), logged
+//     with its stack and counted.
+type Handler struct {
+	// Config is the cluster config.
+	Config *policy.Config
+	// HookAction is the resolved preStop action, HookSleep or HookExec.
+	HookAction policy.HookAction
+	// Images reads image configs for the exec-form rewrite; nil leaves argvs
+	// that come from the image alone.
+	Images inject.ImageLookup
+	// Namespaces reads namespace annotations; nil means none.
+	Namespaces NamespaceLookup
+	// Log is the handler's logger.
+	Log logr.Logger
+}
+
+// Reasons a well-formed review is allowed without running the core.
+const (
+	reasonNotPod       = "not-a-pod"
+	reasonNotCreate    = "not-create"
+	reasonNoObject     = "no-object"
+	reasonUndecodable  = "undecodable-object"
+	reasonPatchEncoded = "patch-encoding"
+)
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	answered := false
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		if v == http.ErrAbortHandler { //nolint:errorlint // recover() returns the sentinel itself, never a wrapped error
+			panic(v)
+		}
+		h.Log.Error(fmt.Errorf("panic: %v", v), "Admission handler panicked; the pod is admitted unmutated", "stack", string(debug.Stack()))
+		notHandledTotal.WithLabelValues(reasonPanic).Inc()
+		if !answered {
+			writeError(w, &requestError{code: http.StatusInternalServerError, reason: reasonPanic, msg: "internal error; see podgrace's log"})
+		}
+	}()
+
+	req, rerr := readReview(w, r)
+	if rerr != nil {
+		notHandledTotal.WithLabelValues(rerr.reason).Inc()
+		h.Log.Info("Rejected a request that is not a valid AdmissionReview", "reason", rerr.reason, "error", rerr.msg, "remote", r.RemoteAddr)
+		answered = true
+		writeError(w, rerr)
+		return
+	}
+	resp := h.admit(r.Context(), req)
+	resp.UID = req.UID
+	answered = true
+	if err := writeResponse(w, resp); err != nil {
+		h.Log.Error(err, "Writing the admission response", "uid", req.UID)
+	}
+}
+
+// admit decides one well-formed admission request.
+func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1.AdmissionResponse {
+	log := h.Log.WithValues("uid", req.UID, "namespace", req.Namespace)
+	if reason, msg := notPodCreate(req); reason != "" {
+		return h.allowUnchanged(log, reason, msg)
+	}
+	pod := &corev1.Pod{}
+	if err := decode(req.Object, pod); err != nil {
+		return h.allowUnchanged(log, reasonUndecodable, "cannot decode the Pod: "+err.Error())
+	}
+	if pod.Namespace == "" {
+		// The API server sets metadata.namespace before admission, so its
+		// objects always have metadata; the patch's
+		// `add /metadata/annotations` needs that.
+		return h.allowUnchanged(log, reasonUndecodable, "the Pod has no metadata.namespace; the API server always sets it")
+	}
+	name := pod.Name
+	if name == "" {
+		name = pod.GenerateName
+	}
+	log = log.WithValues("pod", name)
+	if req.DryRun != nil && *req.DryRun {
+		log = log.WithValues("dryRun", true)
+	}
+
+	var warnings []string
+	var nsAnnotations map[string]string
+	if h.Namespaces != nil {
+		ann, err := h.Namespaces(ctx, req.Namespace)
+		if err != nil {
+			log.Error(err, "Namespace annotations unavailable; using the cluster config alone")
+			warnings = append(warnings, fmt.Sprintf("podgrace: annotations of namespace %q unavailable; namespace defaults not applied", req.Namespace))
+			warningsTotal.WithLabelValues(warnNamespace).Inc()
+		}
+		nsAnnotations = ann
+	}
+
+	res := inject.Pod(ctx, inject.PodInput{
+		Pod:                  pod,
+		NamespaceAnnotations: nsAnnotations,
+		Config:               h.Config,
+		HookAction:           h.HookAction,
+		Images:               h.Images,
+	})
+	observe(pod, &res)
+
+	if res.Denied != "" {
+		log.Info("Denied pod: invalid podgrace setting in strict mode", "reason", res.Denied)
+		return &admissionv1.AdmissionResponse{
+			Allowed:  false,
+			Warnings: warnings,
+			Result: &metav1.Status{
+				Status:  metav1.StatusFailure,
+				Code:    http.StatusForbidden,
+				Reason:  metav1.StatusReasonForbidden,
+				Message: res.Denied,
+			},
+		}
+	}
+	warnings = append(warnings, res.Warnings...)
+	if !res.Changed() {
+		log.V(1).Info("Pod unchanged", "warnings", len(warnings))
+		return &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}
+	}
+	patch, err := json.Marshal(res.Patch)
+	if err != nil { // values are API types and strings: should not happen
+		log.Error(err, "Encoding the patch; the pod is admitted unmutated")
+		return h.allowUnchanged(log, reasonPatchEncoded, "internal error encoding the patch; pod not mutated")
+	}
+	log.Info("Mutated pod", "graceBefore", res.Status.GraceBefore, "graceAfter", res.Status.GraceAfter,
+		"containers", summary(res.Status.Containers), "operations", len(res.Patch), "warnings", len(warnings))
+	pt := admissionv1.PatchTypeJSONPatch
+	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt, Warnings: warnings}
+}
+
+// notPodCreate says why a well-formed request is not a Pod CREATE ("" when it is).
+func notPodCreate(req *admissionRequest) (reason, msg string) {
+	switch {
+	case req.Kind.Group != "" || req.Kind.Version != "v1" || req.Kind.Kind != "Pod" ||
+		req.Resource.Resource != "pods" || req.SubResource != "":
+		res := req.Resource.Resource
+		if req.SubResource != "" {
+			res += "/" + req.SubResource
+		}
+		return reasonNotPod, fmt.Sprintf("%s of %s (kind %s) is not a Pod; check the webhook's rules", req.Operation, res, req.Kind.Kind)
+	case req.Operation != admissionv1.Create:
+		return reasonNotCreate, fmt.Sprintf("%s of a Pod is not handled, only CREATE; check the webhook's rules", req.Operation)
+	case len(req.Object) == 0 || string(req.Object) == "null":
+		return reasonNoObject, "the request holds no object"
+	}
+	return "", ""
+}
+
+// allowUnchanged admits a request podgrace does not handle, saying why.
+func (h *Handler) allowUnchanged(log logr.Logger, reason, msg string) *admissionv1.AdmissionResponse {
+	notHandledTotal.WithLabelValues(reason).Inc()
+	warningsTotal.WithLabelValues(warnNotHandled).Inc()
+	log.Info("Allowed unchanged: not a Pod podgrace can handle", "reason", reason, "detail", msg)
+	return &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{truncateWarning("podgrace: pod not mutated: " + msg)}}
+}
+
+// summary renders the containers of a status record for the log.
+func summary(cs []inject.ContainerReport) []string {
+	out := make([]string, 0, len(cs))
+	for i := range cs {
+		c := &cs[i]
+		s := c.Name + ":"
+		switch {
+		case c.Skipped != "":
+			s += "skipped=" + c.Skipped
+		default:
+			if c.PreStopSleep > 0 {
+				s += fmt.Sprintf(" preStop=%ds(%s)", c.PreStopSleep, c.Hook)
+			}
+			if c.ExecForm != "" {
+				s += " execForm=" + c.ExecForm
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// truncateWarning keeps a warning to inject.MaxWarningLen bytes, on a rune boundary.
+func truncateWarning(s string) string {
+	if len(s) <= inject.MaxWarningLen {
+		return s
+	}
+	cut := inject.MaxWarningLen - len("…")
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "…"
+}

@@ -1,0 +1,127 @@
+package webhook
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/podgrace/podgrace/pkg/inject"
+	"github.com/podgrace/podgrace/pkg/policy"
+)
+
+// podgrace's own counters, served on /metrics next to controller-runtime's
+// webhook request metrics (controller_runtime_webhook_requests_total,
+// _latency_seconds, _requests_in_flight, labeled webhook="/mutate-v1-pod").
+// Labels are bounded sets: skip reasons and warning kinds are fixed strings,
+// never pod or container names.
+var (
+	podsMutatedTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "podgrace_pods_mutated_total",
+		Help: "Pod CREATE requests answered with a patch (dry runs included).",
+	})
+	podsDeniedTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "podgrace_pods_denied_total",
+		Help: "Pod CREATE requests denied in strict mode for an invalid podgrace setting.",
+	})
+	containersSkippedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podgrace_containers_skipped_total",
+		Help: "Containers podgrace left alone, by action (container, prestop, exec-form) and reason.",
+	}, []string{"action", "reason"})
+	warningsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podgrace_warnings_total",
+		Help: "Admission warnings returned, by kind (invalid-setting, mutation, namespace-unavailable, not-handled).",
+	}, []string{"kind"})
+	notHandledTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podgrace_requests_not_handled_total",
+		Help: "Requests answered without running the mutation: HTTP errors for malformed reviews, allowed-unchanged for reviews that are not a Pod CREATE, panics.",
+	}, []string{"reason"})
+	namespaceLookupsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podgrace_namespace_lookups_total",
+		Help: "Namespace annotation lookups by source: cache, api (not cached yet, read from the API server) or failed.",
+	}, []string{"source"})
+)
+
+func init() {
+	ctrlmetrics.Registry.MustRegister(podsMutatedTotal, podsDeniedTotal, containersSkippedTotal,
+		warningsTotal, notHandledTotal, namespaceLookupsTotal)
+}
+
+// Kinds of warnings (podgrace_warnings_total).
+const (
+	warnInvalidSetting = "invalid-setting"
+	warnMutation       = "mutation"
+	warnNamespace      = "namespace-unavailable"
+	warnNotHandled     = "not-handled"
+)
+
+// Actions a container can be skipped for (podgrace_containers_skipped_total).
+const (
+	actionContainer = "container"
+	actionPreStop   = "prestop"
+	actionExecForm  = "exec-form"
+)
+
+// observe counts the outcome of one pass of the core over pod.
+func observe(pod *corev1.Pod, res *inject.Result) {
+	for _, w := range res.Warnings {
+		warningsTotal.WithLabelValues(warningKind(w)).Inc()
+	}
+	if res.Denied != "" {
+		podsDeniedTotal.Inc()
+		return
+	}
+	if res.Changed() {
+		podsMutatedTotal.Inc()
+	}
+	// The status lists earlier passes first; count this pass's reports only.
+	reports := res.Status.Containers
+	if n := previousReports(pod); n <= len(reports) {
+		reports = reports[n:]
+	}
+	for i := range reports {
+		r := &reports[i]
+		if r.Skipped != "" {
+			containersSkippedTotal.WithLabelValues(actionContainer, r.Skipped).Inc()
+			continue
+		}
+		if r.PreStopSkipped != "" {
+			containersSkippedTotal.WithLabelValues(actionPreStop, r.PreStopSkipped).Inc()
+		}
+		if r.ExecFormSkipped != "" {
+			containersSkippedTotal.WithLabelValues(actionExecForm, r.ExecFormSkipped).Inc()
+		}
+	}
+}
+
+// previousReports is how many containers the pod's status annotation already
+// lists (0 when it has none or an unreadable one, as the core reads it).
+func previousReports(pod *corev1.Pod) int {
+	raw, ok := pod.Annotations[policy.AnnotationStatus]
+	if !ok {
+		return 0
+	}
+	var st inject.Status
+	if json.Unmarshal([]byte(raw), &st) != nil {
+		return 0
+	}
+	return len(st.Containers)
+}
+
+// warningKind classifies a warning of the core. An invalid setting reads
+// `podgrace: <key>="<value>" …` (policy.Problem), where the key is a podgrace
+// annotation; anything else the core says is about the mutation itself.
+func warningKind(w string) string {
+	rest, ok := strings.CutPrefix(w, "podgrace: ")
+	if !ok {
+		return warnMutation
+	}
+	key, value, ok := strings.Cut(rest, "=")
+	if ok && strings.HasPrefix(value, `"`) && !strings.Contains(key, " ") &&
+		(strings.HasPrefix(key, policy.Prefix+"/") || strings.Contains(key, "."+policy.Prefix+"/")) {
+		return warnInvalidSetting
+	}
+	return warnMutation
+}

@@ -1,0 +1,191 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"sync"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	kjson "sigs.k8s.io/json"
+)
+
+// MaxBodyBytes bounds an AdmissionReview. The API server refuses objects over
+// 3 MiB (its request limit; etcd stores at most 1.5 MiB) and a review carries
+// the object and, on updates, the old object: 7 MiB holds both with room to
+// spare, the limit controller-runtime's own admission handler uses.
+const MaxBodyBytes = 7 << 20
+
+const (
+	reviewAPIVersion = "admission.k8s.io/v1"
+	reviewKind       = "AdmissionReview"
+)
+
+// decode reads JSON as the API server does: field names are case-sensitive.
+// encoding/json would match "speC" to spec, and a patch computed on that pod
+// would not apply to the document the API server holds.
+func decode(data []byte, v any) error {
+	return kjson.UnmarshalCaseSensitivePreserveInts(data, v)
+}
+
+// admissionReview is the part of an admission.k8s.io/v1 AdmissionReview that
+// podgrace reads. Decoding only this (and the object as raw bytes, decoded
+// once as a Pod) keeps the handler close to the cost of decoding the review
+// at all: userInfo, oldObject and options are skipped by the scanner.
+type admissionReview struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Request    *admissionRequest `json:"request"`
+}
+
+type admissionRequest struct {
+	UID         types.UID                   `json:"uid"`
+	Kind        metav1.GroupVersionKind     `json:"kind"`
+	Resource    metav1.GroupVersionResource `json:"resource"`
+	SubResource string                      `json:"subResource"`
+	Name        string                      `json:"name"`
+	Namespace   string                      `json:"namespace"`
+	Operation   admissionv1.Operation       `json:"operation"`
+	DryRun      *bool                       `json:"dryRun"`
+	Object      json.RawMessage             `json:"object"`
+}
+
+// requestError is a request podgrace cannot answer with an AdmissionReview: it
+// gets an HTTP error whose body is a metav1.Status. The API server decodes
+// that Status into the error it logs ("failed calling webhook …: <message>")
+// and, under failurePolicy Ignore, admits the pod unmutated.
+type requestError struct {
+	code   int
+	reason string // metric label and metav1.Status reason detail
+	msg    string
+}
+
+func (e *requestError) Error() string { return e.msg }
+
+func badRequest(reason, format string, args ...any) *requestError {
+	return &requestError{code: http.StatusBadRequest, reason: reason, msg: fmt.Sprintf(format, args...)}
+}
+
+// Reasons a request is answered with an HTTP error (podgrace_requests_not_handled_total).
+const (
+	reasonMethod      = "method-not-allowed"
+	reasonContentType = "unsupported-media-type"
+	reasonTooLarge    = "body-too-large"
+	reasonBody        = "unreadable-body"
+	reasonJSON        = "malformed-json"
+	reasonReview      = "not-an-admission-review"
+	reasonNoRequest   = "missing-request"
+	reasonPanic       = "panic"
+)
+
+// bodyPool recycles request buffers; buffers grown past pooledBodyMax by a
+// huge pod are dropped rather than kept alive.
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const pooledBodyMax = 1 << 20
+
+func putBody(b *bytes.Buffer) {
+	if b.Cap() <= pooledBodyMax {
+		b.Reset()
+		bodyPool.Put(b)
+	}
+}
+
+// readReview checks the transport (method, media type, size) and decodes the
+// review. It returns a requestError for anything that is not a well-formed
+// admission.k8s.io/v1 AdmissionReview holding a request with a uid.
+func readReview(w http.ResponseWriter, r *http.Request) (*admissionRequest, *requestError) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return nil, &requestError{code: http.StatusMethodNotAllowed, reason: reasonMethod, msg: "method " + r.Method + " not allowed: POST an AdmissionReview"}
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return nil, &requestError{code: http.StatusUnsupportedMediaType, reason: reasonContentType, msg: fmt.Sprintf("content type %q: expected application/json", ct)}
+		}
+	}
+	if r.ContentLength > MaxBodyBytes {
+		return nil, tooLarge()
+	}
+	buf := bodyPool.Get().(*bytes.Buffer)
+	defer putBody(buf)
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes)); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, tooLarge()
+		}
+		return nil, &requestError{code: http.StatusBadRequest, reason: reasonBody, msg: "reading the request body: " + err.Error()}
+	}
+
+	var rev admissionReview
+	if err := decode(buf.Bytes(), &rev); err != nil {
+		return nil, badRequest(reasonJSON, "decoding the AdmissionReview: %v", err)
+	}
+	if rev.APIVersion != reviewAPIVersion || rev.Kind != reviewKind {
+		return nil, badRequest(reasonReview, "got apiVersion %q kind %q: podgrace serves %s %s only (admissionReviewVersions: [v1])", rev.APIVersion, rev.Kind, reviewAPIVersion, reviewKind)
+	}
+	if rev.Request == nil {
+		return nil, badRequest(reasonNoRequest, "the AdmissionReview has no request")
+	}
+	if rev.Request.UID == "" {
+		return nil, badRequest(reasonNoRequest, "the AdmissionReview's request has no uid")
+	}
+	return rev.Request, nil
+}
+
+func tooLarge() *requestError {
+	return &requestError{code: http.StatusRequestEntityTooLarge, reason: reasonTooLarge, msg: fmt.Sprintf("request body over %d bytes", MaxBodyBytes)}
+}
+
+// writeResponse answers an AdmissionReview.
+func writeResponse(w http.ResponseWriter, resp *admissionv1.AdmissionResponse) error {
+	body, err := json.Marshal(&admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: reviewAPIVersion, Kind: reviewKind},
+		Response: resp,
+	})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, err = w.Write(body)
+	return err
+}
+
+// writeError answers with an HTTP error carrying a metav1.Status, the shape
+// client-go (and so the API server) decodes into a readable error.
+func writeError(w http.ResponseWriter, e *requestError) {
+	st := metav1.Status{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Status"},
+		Status:   metav1.StatusFailure,
+		Message:  "podgrace: " + e.msg,
+		Reason:   statusReason(e.code),
+		Code:     int32(e.code),
+	}
+	body, _ := json.Marshal(&st) // a struct of strings and ints: cannot fail
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(e.code)
+	_, _ = w.Write(body)
+}
+
+func statusReason(code int) metav1.StatusReason {
+	switch code {
+	case http.StatusMethodNotAllowed:
+		return metav1.StatusReasonMethodNotAllowed
+	case http.StatusUnsupportedMediaType:
+		return metav1.StatusReasonUnsupportedMediaType
+	case http.StatusRequestEntityTooLarge:
+		return metav1.StatusReasonRequestEntityTooLarge
+	case http.StatusInternalServerError:
+		return metav1.StatusReasonInternalError
+	default:
+		return metav1.StatusReasonBadRequest
+	}
+}

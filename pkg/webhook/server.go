@@ -1,0 +1,265 @@
+// Package webhook serves podgrace's mutation core (pkg/inject) as a
+// Kubernetes mutating admission webhook: the Pod CREATE handler, the server
+// around it (controller-runtime's webhook server, certificate reloading,
+// health probes, metrics, a metadata-only namespace cache), the drain on
+// shutdown, and the MutatingWebhookConfiguration that registers it.
+package webhook
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/podgrace/podgrace/pkg/inject"
+	"github.com/podgrace/podgrace/pkg/policy"
+)
+
+// Defaults of the `podgrace webhook` flags.
+const (
+	DefaultPort                   = 9443
+	DefaultCertDir                = "/tmp/k8s-webhook-server/serving-certs"
+	DefaultMetricsBindAddress     = ":8080"
+	DefaultHealthProbeBindAddress = ":8081"
+	// DefaultDrainDelay covers the time the API server and kube-proxy take
+	// to stop sending to a terminating pod (endpoint propagation, open
+	// keep-alive connections). The chart's terminationGracePeriodSeconds
+	// must exceed it.
+	DefaultDrainDelay = 10 * time.Second
+)
+
+// Options configure the webhook server. Zero values take the defaults above,
+// except the bind addresses: empty or "0" turns the metrics or probe server off.
+type Options struct {
+	// RESTConfig reaches the API server (namespace cache, discovery).
+	RESTConfig *rest.Config
+	// Config is the cluster config; policy.Default() when nil.
+	Config *policy.Config
+	// CertDir holds the serving certificate (CertName, KeyName: tls.crt,
+	// tls.key by default). It is watched: a rotated certificate is served
+	// without a restart.
+	CertDir           string
+	CertName, KeyName string
+	// Host and Port the webhook listens on ("" = all addresses).
+	Host string
+	Port int
+	// MetricsBindAddress serves /metrics; HealthProbeBindAddress serves
+	// /healthz and /readyz.
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
+	// DrainDelay is how long podgrace keeps serving after its context ends
+	// (SIGTERM), unready, before it stops listening. Zero stops at once.
+	DrainDelay time.Duration
+	// Images reads image configs for the exec-form rewrite; nil (for now)
+	// leaves argvs that come from the image alone.
+	Images inject.ImageLookup
+	// Logger is podgrace's logger; controller-runtime's global one when unset.
+	Logger *logr.Logger
+}
+
+// Server is a configured, not yet started, podgrace webhook.
+type Server struct {
+	opts     Options
+	mgr      manager.Manager
+	hook     policy.HookAction
+	version  string
+	draining atomic.Bool
+	log      logr.Logger
+}
+
+// Run builds the server and serves until ctx ends, then drains.
+func Run(ctx context.Context, o Options) error {
+	s, err := NewServer(ctx, o)
+	if err != nil {
+		return err
+	}
+	return s.Start(ctx)
+}
+
+// NewServer wires the webhook: it decides the preStop hook from the API
+// server's version, builds a controller-runtime manager holding the webhook
+// server, the metadata-only namespace cache, the probes and the metrics, and
+// registers the handler at Path.
+func NewServer(ctx context.Context, o Options) (*Server, error) {
+	if o.RESTConfig == nil {
+		return nil, errors.New("webhook: no REST config")
+	}
+	if o.DrainDelay < 0 {
+		return nil, fmt.Errorf("webhook: negative drain delay %v", o.DrainDelay)
+	}
+	if o.Config == nil {
+		cfg := policy.Default()
+		o.Config = &cfg
+	}
+	if o.Port == 0 {
+		o.Port = DefaultPort
+	}
+	if o.CertDir == "" {
+		o.CertDir = DefaultCertDir
+	}
+	if o.MetricsBindAddress == "" {
+		o.MetricsBindAddress = "0"
+	}
+	log := ctrl.Log.WithName("podgrace")
+	if o.Logger != nil {
+		log = *o.Logger
+	}
+	s := &Server{opts: o, log: log}
+
+	hook, version, err := resolveHookAction(o.Config.HookAction, o.RESTConfig)
+	if err != nil {
+		return nil, err
+	}
+	s.hook, s.version = hook, version
+
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	whs := ctrlwebhook.NewServer(ctrlwebhook.Options{
+		Host:     o.Host,
+		Port:     o.Port,
+		CertDir:  o.CertDir,
+		CertName: o.CertName,
+		KeyName:  o.KeyName,
+		TLSOpts:  []func(*tls.Config){secureTLS},
+	})
+	mgr, err := ctrl.NewManager(o.RESTConfig, ctrl.Options{
+		Scheme:                 scheme,
+		Logger:                 log,
+		WebhookServer:          whs,
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress: o.HealthProbeBindAddress,
+		// Only namespace metadata is cached, and without managedFields.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
+	s.mgr = mgr
+
+	// Registering the informer now makes it start, and be waited for, with
+	// the manager's cache instead of lazily on the first admission.
+	nsInformer, err := mgr.GetCache().GetInformer(ctx, namespaceMeta(), cache.BlockUntilSynced(false))
+	if err != nil {
+		return nil, fmt.Errorf("webhook: namespace informer: %w", err)
+	}
+	namespaces := &namespaceAnnotations{
+		cached: mgr.GetClient(),
+		live:   mgr.GetAPIReader(),
+		synced: nsInformer.HasSynced,
+		log:    log.WithName("namespaces"),
+	}
+	handler := &Handler{
+		Config:     o.Config,
+		HookAction: hook,
+		Images:     o.Images,
+		Namespaces: namespaces.lookup,
+		Log:        log.WithName("admission"),
+	}
+	// Registered on controller-runtime's server, the handler is wrapped in
+	// its request metrics (controller_runtime_webhook_requests_total …).
+	whs.Register(Path, s.closeWhenDraining(handler))
+
+	checks := []struct {
+		name  string
+		check healthz.Checker
+		ready bool
+	}{
+		{"ping", healthz.Ping, false},
+		// Ready once the listener serves TLS, so the certificate is loaded.
+		{"webhook", whs.StartedChecker(), true},
+		{"namespace-cache", func(*http.Request) error {
+			if !nsInformer.HasSynced() {
+				return errors.New("namespace cache not synced")
+			}
+			return nil
+		}, true},
+		{"drain", func(*http.Request) error {
+			if s.draining.Load() {
+				return errors.New("draining: shutting down")
+			}
+			return nil
+		}, true},
+	}
+	for _, c := range checks {
+		add := mgr.AddHealthzCheck
+		if c.ready {
+			add = mgr.AddReadyzCheck
+		}
+		if err := add(c.name, c.check); err != nil {
+			return nil, fmt.Errorf("webhook: health check %s: %w", c.name, err)
+		}
+	}
+	return s, nil
+}
+
+// HookAction is the preStop action this server applies (sleep or exec).
+func (s *Server) HookAction() policy.HookAction { return s.hook }
+
+// Start serves until ctx ends, then drains: /readyz fails at once so the pod
+// leaves the Service's endpoints, but the listener stays open and every
+// admission, on open keep-alive connections and new ones, is still answered
+// for DrainDelay; responses meanwhile carry `Connection: close` so the API
+// server moves its connections to other replicas. Then the manager stops:
+// the listener closes and in-flight requests finish.
+func (s *Server) Start(ctx context.Context) error {
+	mgrCtx, stopManager := context.WithCancel(logr.NewContext(context.WithoutCancel(ctx), s.log))
+	defer stopManager()
+	done := make(chan error, 1)
+	go func() { done <- s.mgr.Start(mgrCtx) }()
+	s.log.Info("Starting podgrace webhook", "port", s.opts.Port, "certDir", s.opts.CertDir,
+		"hookAction", s.hook, "apiServerVersion", s.version, "strict", s.opts.Config.Strict, "drainDelay", s.opts.DrainDelay)
+
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	s.log.Info("Draining: unready, still serving admissions", "for", s.opts.DrainDelay)
+	t := time.NewTimer(s.opts.DrainDelay)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+	}
+	s.log.Info("Drain over; closing the listener")
+	stopManager()
+	return <-done
+}
+
+// closeWhenDraining asks clients to close their connection after each
+// response once draining, so they reconnect to a replica that is staying.
+func (s *Server) closeWhenDraining(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// secureTLS sets TLS 1.2 as the minimum and turns HTTP/2 off: HTTP/2 stream
+// resets allow a cheap denial of service (CVE-2023-44487, "rapid reset"),
+// and the API server talks to webhooks over HTTP/1.1 just as well. This is
+// the option kubebuilder scaffolds.
+func secureTLS(c *tls.Config) {
+	c.MinVersion = tls.VersionTLS12
+	c.NextProtos = []string{"http/1.1"}
+}
