@@ -110,9 +110,9 @@ type Inspector struct {
 	now        func() time.Time // the caches' clock; tests replace it
 	credKey    []byte           // HMAC key for credential identities
 
-	nodes *lru[*node]    // identity+repo@digest → config or index, no expiry
-	tags  *lru[tagEntry] // identity+tag → digest, TagTTL
-	errs  *lru[errEntry] // lookup key → error, ErrorTTL
+	nodes *cache[*node]    // identity+repo@digest → config or index, no expiry
+	tags  *cache[tagEntry] // identity+tag → digest, TagTTL
+	errs  *cache[errEntry] // lookup key → error, ErrorTTL
 
 	lookups singleflight.Group // one registry lookup per lookup key
 	fetches singleflight.Group // one manifest+config fetch per node key

@@ -1,69 +1,26 @@
 package imageconfig
 
-import (
-	"container/list"
-	"sync"
-)
+import "k8s.io/utils/lru"
 
-// lru is a fixed-size, least-recently-used map safe for concurrent use.
-// Expiry, where wanted, lives in the values: the tag and error caches keep a
-// deadline next to what they store, so a stale tag entry can still say which
-// digest it pointed at.
-type lru[V any] struct {
-	mu    sync.Mutex
-	max   int
-	order *list.List // front = most recently used; elements hold *lruItem[V]
-	items map[string]*list.Element
-}
+// cache is a typed view of k8s.io/utils/lru: a fixed-size, least-recently
+// used map, safe for concurrent use. Expiry, where wanted, lives in the
+// values: the tag and error caches keep a deadline next to what they store,
+// so a stale tag entry can still say which digest it pointed at.
+type cache[V any] struct{ c *lru.Cache }
 
-type lruItem[V any] struct {
-	key string
-	val V
-}
+func newLRU[V any](maxEntries int) *cache[V] { return &cache[V]{c: lru.New(maxEntries)} }
 
-func newLRU[V any](maxEntries int) *lru[V] {
-	return &lru[V]{max: maxEntries, order: list.New(), items: make(map[string]*list.Element)}
-}
-
-func (c *lru[V]) get(key string) (V, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.items[key]
+func (c *cache[V]) get(key string) (V, bool) {
+	v, ok := c.c.Get(key)
 	if !ok {
 		var zero V
 		return zero, false
 	}
-	c.order.MoveToFront(e)
-	return e.Value.(*lruItem[V]).val, true
+	return v.(V), true
 }
 
-func (c *lru[V]) add(key string, val V) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.items[key]; ok {
-		e.Value.(*lruItem[V]).val = val
-		c.order.MoveToFront(e)
-		return
-	}
-	c.items[key] = c.order.PushFront(&lruItem[V]{key: key, val: val})
-	for c.order.Len() > c.max {
-		oldest := c.order.Back()
-		c.order.Remove(oldest)
-		delete(c.items, oldest.Value.(*lruItem[V]).key)
-	}
-}
+func (c *cache[V]) add(key string, val V) { c.c.Add(key, val) }
 
-func (c *lru[V]) remove(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.items[key]; ok {
-		c.order.Remove(e)
-		delete(c.items, key)
-	}
-}
+func (c *cache[V]) remove(key string) { c.c.Remove(key) }
 
-func (c *lru[V]) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.order.Len()
-}
+func (c *cache[V]) len() int { return c.c.Len() }
