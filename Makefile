@@ -29,6 +29,10 @@ LDFLAGS := -s -w -X github.com/podgrace/podgrace/pkg/version.Version=$(VERSION)
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} /^[a-zA-Z0-9_.-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
 
+.PHONY: demo
+demo: envtest-assets build ## See podgrace mutate a pod on a throwaway local control plane (the README's first command; cleans up).
+	$(GO) run ./hack/demo -podgrace $(BIN)/podgrace -assets '$(KUBEBUILDER_ASSETS)'
+
 ##@ Development
 
 .PHONY: fmt

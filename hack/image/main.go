@@ -125,7 +125,7 @@ func build(bin []byte, version, arch string) (v1.Image, error) {
 	}
 	base := mutate.MediaType(mutate.ConfigMediaType(empty.Image, types.OCIConfigJSON), types.OCIManifestSchema1)
 	img, err := mutate.Append(base, mutate.Addendum{
-		Layer:     layer,
+		Layer:   layer,
 		History: v1.History{CreatedBy: "hack/image: podgrace on a distroless-static-nonroot-like base", Created: v1.Time{Time: time.Unix(0, 0).UTC()}},
 	})
 	if err != nil {
@@ -226,7 +226,7 @@ func writeOCIArchive(out, ref string, img v1.Image) error {
 		return err
 	}
 	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{
-		"io.containerd.image.name":         ref,
+		"io.containerd.image.name":          ref,
 		"org.opencontainers.image.ref.name": ref,
 	})); err != nil {
 		return err

@@ -82,7 +82,7 @@ func checkDeployment(t *testing.T, r *chart.Rendered, c chartCase) {
 	}
 	ps := d.Spec.Template.Spec
 	if d.Spec.Template.Labels[policy.LabelInject] != policy.InjectDisabled {
-		t.Errorf("podgrace's own pods are not labelled %s=%s", policy.LabelInject, policy.InjectDisabled)
+		t.Errorf("podgrace's own pods are not labeled %s=%s", policy.LabelInject, policy.InjectDisabled)
 	}
 	if sc := ps.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("pod securityContext is not restricted: %+v", sc)
@@ -224,20 +224,20 @@ func checkWebhookConfiguration(t *testing.T, r *chart.Rendered, c chartCase) {
 		}
 	}
 	if !ns("shop", enabled) {
-		t.Error("a namespace labelled enabled is not selected")
+		t.Error("a namespace labeled enabled is not selected")
 	}
 	if ns("shop", map[string]string{policy.LabelInject: policy.InjectDisabled}) {
-		t.Error("a namespace labelled disabled is selected")
+		t.Error("a namespace labeled disabled is selected")
 	}
 	if got := ns("shop", nil); got != c.clusterWide {
-		t.Errorf("an unlabelled namespace selected = %t, cluster-wide = %t", got, c.clusterWide)
+		t.Errorf("an unlabeled namespace selected = %t, cluster-wide = %t", got, c.clusterWide)
 	}
 	osel, err := metav1.LabelSelectorAsSelector(w.ObjectSelector)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if osel.Matches(labels.Set{policy.LabelInject: policy.InjectDisabled}) || !osel.Matches(labels.Set{}) {
-		t.Errorf("objectSelector %v does not skip exactly the pods labelled disabled", osel)
+		t.Errorf("objectSelector %v does not skip exactly the pods labeled disabled", osel)
 	}
 	for _, mc := range w.MatchConditions {
 		if strings.Contains(mc.Expression, policy.AnnotationStatus) {
