@@ -66,7 +66,7 @@ func checkAnswer(t *testing.T, h *Handler, body []byte) {
 		decodeStatus(t, w)
 		return
 	}
-	var rev admissionReview
+	var rev rawReview
 	if err := decode(body, &rev); err != nil || rev.Request == nil {
 		t.Fatalf("HTTP 200 for a body that is not a review: %v", err)
 	}

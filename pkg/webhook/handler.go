@@ -9,7 +9,6 @@ import (
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podgrace/podgrace/pkg/inject"
@@ -102,28 +101,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // admit decides one well-formed admission request.
 func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1.AdmissionResponse {
-	log := h.Log.WithValues("uid", req.UID, "namespace", req.Namespace)
 	if reason, msg := notPodCreate(req); reason != "" {
-		return h.allowUnchanged(log, reason, msg)
+		return h.allowUnchanged(h.Log.WithValues("uid", req.UID, "namespace", req.Namespace), reason, msg)
 	}
-	pod := &corev1.Pod{}
-	if err := decode(req.Object, pod); err != nil {
-		return h.allowUnchanged(log, reasonUndecodable, "cannot decode the Pod: "+err.Error())
+	if req.PodErr != nil {
+		return h.allowUnchanged(h.Log.WithValues("uid", req.UID, "namespace", req.Namespace), reasonUndecodable, "cannot decode the Pod: "+req.PodErr.Error())
 	}
+	pod := req.Pod
 	if pod.Namespace == "" {
 		// The API server sets metadata.namespace before admission, so its
 		// objects always have metadata; the patch's
 		// `add /metadata/annotations` needs that.
-		return h.allowUnchanged(log, reasonUndecodable, "the Pod has no metadata.namespace; the API server always sets it")
+		return h.allowUnchanged(h.Log.WithValues("uid", req.UID, "namespace", req.Namespace), reasonUndecodable, "the Pod has no metadata.namespace; the API server always sets it")
 	}
 	name := pod.Name
 	if name == "" {
 		name = pod.GenerateName
 	}
-	log = log.WithValues("pod", name)
-	if req.DryRun != nil && *req.DryRun {
-		log = log.WithValues("dryRun", true)
-	}
+	log := h.Log.WithValues("uid", req.UID, "namespace", req.Namespace, "pod", name, "dryRun", req.DryRun != nil && *req.DryRun)
 
 	var warnings []string
 	var nsAnnotations map[string]string
@@ -169,8 +164,10 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1
 		log.Error(err, "Encoding the patch; the pod is admitted unmutated")
 		return h.allowUnchanged(log, reasonPatchEncoded, "internal error encoding the patch; pod not mutated")
 	}
-	log.Info("Mutated pod", "graceBefore", res.Status.GraceBefore, "graceAfter", res.Status.GraceAfter,
-		"containers", summary(res.Status.Containers), "operations", len(res.Patch), "warnings", len(warnings))
+	if log.Enabled() {
+		log.Info("Mutated pod", "graceBefore", res.Status.GraceBefore, "graceAfter", res.Status.GraceAfter,
+			"containers", summary(res.Status.Containers), "operations", len(res.Patch), "warnings", len(warnings))
+	}
 	pt := admissionv1.PatchTypeJSONPatch
 	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt, Warnings: warnings}
 }
@@ -187,7 +184,7 @@ func notPodCreate(req *admissionRequest) (reason, msg string) {
 		return reasonNotPod, fmt.Sprintf("%s of %s (kind %s) is not a Pod; check the webhook's rules", req.Operation, res, req.Kind.Kind)
 	case req.Operation != admissionv1.Create:
 		return reasonNotCreate, fmt.Sprintf("%s of a Pod is not handled, only CREATE; check the webhook's rules", req.Operation)
-	case len(req.Object) == 0 || string(req.Object) == "null":
+	case req.Pod == nil && req.PodErr == nil:
 		return reasonNoObject, "the request holds no object"
 	}
 	return "", ""

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kjson "sigs.k8s.io/json"
@@ -33,17 +34,17 @@ func decode(data []byte, v any) error {
 	return kjson.UnmarshalCaseSensitivePreserveInts(data, v)
 }
 
-// admissionReview is the part of an admission.k8s.io/v1 AdmissionReview that
-// podgrace reads. Decoding only this (and the object as raw bytes, decoded
-// once as a Pod) keeps the handler close to the cost of decoding the review
-// at all: userInfo, oldObject and options are skipped by the scanner.
-type admissionReview struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
-	Request    *admissionRequest `json:"request"`
+// admissionRequest is the part of an admission.k8s.io/v1 AdmissionRequest
+// that podgrace reads, with the object already decoded as a Pod.
+type admissionRequest struct {
+	requestMeta
+	// Pod is request.object; nil when the request holds none.
+	Pod *corev1.Pod
+	// PodErr says why request.object is not a Pod.
+	PodErr error
 }
 
-type admissionRequest struct {
+type requestMeta struct {
 	UID         types.UID                   `json:"uid"`
 	Kind        metav1.GroupVersionKind     `json:"kind"`
 	Resource    metav1.GroupVersionResource `json:"resource"`
@@ -52,7 +53,33 @@ type admissionRequest struct {
 	Namespace   string                      `json:"namespace"`
 	Operation   admissionv1.Operation       `json:"operation"`
 	DryRun      *bool                       `json:"dryRun"`
-	Object      json.RawMessage             `json:"object"`
+}
+
+// podReview is what a Pod admission is decoded into: one validating scan and
+// one decoding pass over the body, the Pod decoded in place (as an
+// admissionPod, which skips what podgrace never reads). userInfo,
+// oldObject and options are skipped. This keeps a request close to the cost
+// of decoding the review at all (the floor): a raw object decoded in a second
+// step would cost two more passes over the largest part of the body.
+type podReview struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Request    *struct {
+		requestMeta
+		Object *admissionPod `json:"object"`
+	} `json:"request"`
+}
+
+// rawReview is the slow path, for a body podReview cannot take: it tells a
+// malformed review (an HTTP error) from an object that is not a Pod (a
+// well-formed review podgrace allows unchanged).
+type rawReview struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Request    *struct {
+		requestMeta
+		Object json.RawMessage `json:"object"`
+	} `json:"request"`
 }
 
 // requestError is a request podgrace cannot answer with an AdmissionReview: it
@@ -124,20 +151,47 @@ func readReview(w http.ResponseWriter, r *http.Request) (*admissionRequest, *req
 		return nil, &requestError{code: http.StatusBadRequest, reason: reasonBody, msg: "reading the request body: " + err.Error()}
 	}
 
-	var rev admissionReview
+	var fast podReview
+	if err := decode(buf.Bytes(), &fast); err == nil {
+		if rerr := checkReview(fast.APIVersion, fast.Kind, fast.Request == nil, fast.Request != nil && fast.Request.UID == ""); rerr != nil {
+			return nil, rerr
+		}
+		req := &admissionRequest{requestMeta: fast.Request.requestMeta}
+		if fast.Request.Object != nil {
+			req.Pod = fast.Request.Object.pod()
+		}
+		return req, nil
+	}
+	var rev rawReview
 	if err := decode(buf.Bytes(), &rev); err != nil {
 		return nil, badRequest(reasonJSON, "decoding the AdmissionReview: %v", err)
 	}
-	if rev.APIVersion != reviewAPIVersion || rev.Kind != reviewKind {
-		return nil, badRequest(reasonReview, "got apiVersion %q kind %q: podgrace serves %s %s only (admissionReviewVersions: [v1])", rev.APIVersion, rev.Kind, reviewAPIVersion, reviewKind)
+	if rerr := checkReview(rev.APIVersion, rev.Kind, rev.Request == nil, rev.Request != nil && rev.Request.UID == ""); rerr != nil {
+		return nil, rerr
 	}
-	if rev.Request == nil {
-		return nil, badRequest(reasonNoRequest, "the AdmissionReview has no request")
+	req := &admissionRequest{requestMeta: rev.Request.requestMeta}
+	if len(rev.Request.Object) > 0 && string(rev.Request.Object) != "null" {
+		var obj admissionPod
+		if err := decode(rev.Request.Object, &obj); err != nil {
+			req.PodErr = err
+		} else {
+			req.Pod = obj.pod()
+		}
 	}
-	if rev.Request.UID == "" {
-		return nil, badRequest(reasonNoRequest, "the AdmissionReview's request has no uid")
+	return req, nil
+}
+
+// checkReview rejects what is not an admission.k8s.io/v1 review of a request with a uid.
+func checkReview(apiVersion, kind string, noRequest, noUID bool) *requestError {
+	switch {
+	case apiVersion != reviewAPIVersion || kind != reviewKind:
+		return badRequest(reasonReview, "got apiVersion %q kind %q: podgrace serves %s %s only (admissionReviewVersions: [v1])", apiVersion, kind, reviewAPIVersion, reviewKind)
+	case noRequest:
+		return badRequest(reasonNoRequest, "the AdmissionReview has no request")
+	case noUID:
+		return badRequest(reasonNoRequest, "the AdmissionReview's request has no uid")
 	}
-	return rev.Request, nil
+	return nil
 }
 
 func tooLarge() *requestError {

@@ -151,6 +151,9 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("webhook: %w", err)
 	}
 	s.mgr = mgr
+	// Asking the manager for its webhook server is what adds it to the
+	// manager's runnables.
+	whs = mgr.GetWebhookServer()
 
 	// Registering the informer now makes it start, and be waited for, with
 	// the manager's cache instead of lazily on the first admission.

@@ -1,0 +1,94 @@
+package webhook
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// admissionPod is how the handler decodes request.object: a corev1.Pod minus
+// the subtrees podgrace never reads, which the JSON scanner then skips instead
+// of decoding. Those subtrees are most of a real pod's bytes and the costliest
+// to decode (resource quantities, probes, managedFields, volumes), and
+// decoding the pod is most of what a request costs. Every other field is
+// decoded as usual, so a field the core starts to read is there; the
+// skipped ones are listed here, and TestAdmissionPodKeepsWhatTheCoreReads
+// fails if the mutation's result ever depends on one of them.
+type admissionPod struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        admissionMeta `json:"metadata"`
+	Spec            admissionSpec `json:"spec"`
+	Status          skipped       `json:"status"`
+}
+
+type admissionMeta struct {
+	metav1.ObjectMeta
+	ManagedFields   skipped `json:"managedFields"`
+	OwnerReferences skipped `json:"ownerReferences"`
+}
+
+type admissionSpec struct {
+	corev1.PodSpec
+	Containers                []admissionContainer `json:"containers"`
+	InitContainers            []admissionContainer `json:"initContainers"`
+	EphemeralContainers       skipped              `json:"ephemeralContainers"`
+	Volumes                   skipped              `json:"volumes"`
+	Tolerations               skipped              `json:"tolerations"`
+	SecurityContext           skipped              `json:"securityContext"`
+	TopologySpreadConstraints skipped              `json:"topologySpreadConstraints"`
+	Overhead                  skipped              `json:"overhead"`
+	Resources                 skipped              `json:"resources"`
+	ResourceClaims            skipped              `json:"resourceClaims"`
+	ReadinessGates            skipped              `json:"readinessGates"`
+	HostAliases               skipped              `json:"hostAliases"`
+	DNSConfig                 skipped              `json:"dnsConfig"`
+}
+
+type admissionContainer struct {
+	corev1.Container
+	Resources       skipped `json:"resources"`
+	ResizePolicy    skipped `json:"resizePolicy"`
+	LivenessProbe   skipped `json:"livenessProbe"`
+	ReadinessProbe  skipped `json:"readinessProbe"`
+	StartupProbe    skipped `json:"startupProbe"`
+	SecurityContext skipped `json:"securityContext"`
+	VolumeMounts    skipped `json:"volumeMounts"`
+	VolumeDevices   skipped `json:"volumeDevices"`
+	Ports           skipped `json:"ports"`
+	// Env is read for its names only (which $(VAR) the kubelet expands).
+	Env []envName `json:"env"`
+}
+
+type envName struct {
+	Name string `json:"name"`
+}
+
+// skipped is a JSON value that is scanned past, never decoded.
+type skipped struct{}
+
+func (*skipped) UnmarshalJSON([]byte) error { return nil }
+
+// pod returns the corev1.Pod the core works on.
+func (p *admissionPod) pod() *corev1.Pod {
+	out := &corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: p.Metadata.ObjectMeta, Spec: p.Spec.PodSpec}
+	out.Spec.Containers = containers(p.Spec.Containers)
+	out.Spec.InitContainers = containers(p.Spec.InitContainers)
+	return out
+}
+
+func containers(in []admissionContainer) []corev1.Container {
+	if in == nil {
+		return nil
+	}
+	out := make([]corev1.Container, len(in))
+	for i := range in {
+		out[i] = in[i].Container
+		if in[i].Env != nil {
+			env := make([]corev1.EnvVar, len(in[i].Env))
+			for j, e := range in[i].Env {
+				env[j].Name = e.Name
+			}
+			out[i].Env = env
+		}
+	}
+	return out
+}

@@ -1,0 +1,147 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"reflect"
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/randfill"
+
+	"github.com/podgrace/podgrace/pkg/inject"
+	"github.com/podgrace/podgrace/pkg/policy"
+)
+
+// TestAdmissionPodKeepsWhatTheCoreReads fills pods with random values in
+// every field, shapes the fields podgrace acts on (names, commands, grace
+// periods, podgrace annotations) and checks that the mutation of the pod as
+// the handler decodes it (admissionPod, which skips subtrees) equals the
+// mutation of the fully decoded pod: same patch, warnings, status, denial,
+// and the same images asked for. If the core starts reading a skipped
+// field, the random values there make the two differ.
+func TestAdmissionPodKeepsWhatTheCoreReads(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewSource(1))
+	f := randfill.NewWithSeed(1).NilChance(0.2).NumElements(0, 3).MaxDepth(12).Funcs(
+		func(q *resource.Quantity, c randfill.Continue) {
+			*q = *resource.NewQuantity(c.Int63n(1<<20), resource.DecimalSI)
+		},
+		func(v *intstr.IntOrString, c randfill.Continue) { *v = intstr.FromInt32(c.Int31n(65535)) },
+		func(v *metav1.FieldsV1, _ randfill.Continue) { v.SetRawBytes([]byte(`{"f:spec":{}}`)) },
+		func(v *runtime.RawExtension, c randfill.Continue) { v.Raw = []byte(`{}`) },
+		func(v *metav1.Time, c randfill.Continue) { *v = metav1.Unix(c.Int63n(1<<31), 0) },
+		func(v *metav1.MicroTime, c randfill.Continue) {
+			*v = metav1.NewMicroTime(metav1.Unix(c.Int63n(1<<31), 0).Time)
+		},
+	)
+	commands := [][]string{
+		nil,
+		{"sh", "-c", "bundle exec puma"},
+		{"/bin/bash", "-ec", "echo $(HOME) && exec app --port=$(PORT)"},
+		{"sh", "-c", "app --home=$(HOME)"},
+		{"sh", "-c", "$(HOME)/bin/app serve"},
+		{"bash", "-c", "app serve"},
+		{"sh", "-c", "trap 'exit 0' TERM; ./run & wait"},
+		{"dash", "-c", "cd /app && node server.js"},
+		{"app", "--flag"},
+	}
+	sleeps := []string{"auto", "15s", "off", "abc", "90"}
+	graces := []*int64{nil, ptr(int64(0)), ptr(int64(3)), ptr(int64(30)), ptr(int64(120))}
+	cfg := policy.Default()
+	strict := policy.Default()
+	strict.Strict = true
+	images := func(_ context.Context, _ *corev1.Pod, imgs []string) map[string]inject.ImageInfo {
+		out := map[string]inject.ImageInfo{}
+		for _, img := range imgs {
+			out[img] = inject.ImageInfo{Entrypoint: []string{"sh", "-c"}, Cmd: []string{"exec-me " + img}, Pinned: img + "@sha256:0"}
+		}
+		return out
+	}
+
+	checked := 0
+	for i := range 400 {
+		var p corev1.Pod
+		f.Fill(&p)
+		p.Namespace = "shop"
+		p.Spec.TerminationGracePeriodSeconds = graces[r.Intn(len(graces))]
+		shape := func(cs []corev1.Container, prefix string, init bool) {
+			for j := range cs {
+				c := &cs[j]
+				c.Name = fmt.Sprintf("%s%d", prefix, j)
+				c.Image = fmt.Sprintf("img%d", r.Intn(3))
+				c.Command = slices.Clone(commands[r.Intn(len(commands))])
+				if r.Intn(2) == 0 {
+					c.Args = nil
+				}
+				if r.Intn(2) == 0 {
+					c.Lifecycle = nil
+				}
+				if r.Intn(2) == 0 {
+					c.EnvFrom = nil
+				}
+				if r.Intn(2) == 0 {
+					c.Env = append(c.Env, corev1.EnvVar{Name: "HOME", Value: "/home/app"}, corev1.EnvVar{Name: "BASH_ENV", Value: "/env"})
+				}
+				if init && r.Intn(2) == 0 {
+					c.RestartPolicy = ptr(corev1.ContainerRestartPolicyAlways)
+				}
+			}
+		}
+		shape(p.Spec.Containers, "c", false)
+		shape(p.Spec.InitContainers, "i", true)
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Annotations[policy.AnnotationPreStopSleep] = sleeps[r.Intn(len(sleeps))]
+		if len(p.Spec.Containers) > 0 && r.Intn(2) == 0 {
+			p.Annotations[policy.ContainerAnnotation("c0", policy.AnnotationExecForm)] = "off"
+		}
+		raw, err := json.Marshal(&p)
+		if err != nil {
+			continue // a random value that does not encode
+		}
+		var full corev1.Pod
+		if err := decode(raw, &full); err != nil {
+			t.Fatalf("case %d: full decode: %v", i, err)
+		}
+		var slim admissionPod
+		if err := decode(raw, &slim); err != nil {
+			t.Fatalf("case %d: admissionPod decode: %v", i, err)
+		}
+		for _, c := range []*policy.Config{&cfg, &strict} {
+			for _, hook := range []policy.HookAction{policy.HookSleep, policy.HookExec} {
+				var askedFull, askedSlim []string
+				run := func(pod *corev1.Pod, asked *[]string) inject.Result {
+					return inject.Pod(context.Background(), inject.PodInput{
+						Pod: pod, NamespaceAnnotations: map[string]string{policy.AnnotationExtendGrace: "false"},
+						Config: c, HookAction: hook,
+						Images: func(ctx context.Context, pod *corev1.Pod, imgs []string) map[string]inject.ImageInfo {
+							*asked = append(*asked, imgs...)
+							return images(ctx, pod, imgs)
+						},
+					})
+				}
+				want, got := run(&full, &askedFull), run(slim.pod(), &askedSlim)
+				wantPatch, _ := json.Marshal(want.Patch)
+				gotPatch, _ := json.Marshal(got.Patch)
+				if string(wantPatch) != string(gotPatch) || !slices.Equal(want.Warnings, got.Warnings) ||
+					want.Denied != got.Denied || !reflect.DeepEqual(want.Status, got.Status) || !slices.Equal(askedFull, askedSlim) {
+					t.Fatalf("case %d: the mutation of admissionPod differs from the full pod's:\nfull %s %q %q\nslim %s %q %q\npod %s",
+						i, wantPatch, want.Warnings, want.Denied, gotPatch, got.Warnings, got.Denied, raw)
+				}
+			}
+		}
+		checked++
+	}
+	if checked < 200 {
+		t.Fatalf("only %d random pods encoded", checked)
+	}
+}
