@@ -1,0 +1,163 @@
+// Package integration proves podgrace's webhook against a real kube-apiserver
+// and etcd (controller-runtime's envtest, binaries from `make envtest-assets`):
+// the webhook is registered with the MutatingWebhookConfiguration that
+// pkg/webhook builds, served in process over TLS, and pods are created
+// through client-go.
+//
+// One control plane serves the whole suite (TestMain). Every podgrace
+// instance owns its namespaces: the main instance's configuration excludes
+// namespaces with the label podgrace-test/instance, and each other instance
+// (strict, exec, drain) selects only the namespaces labeled with its name.
+package integration
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"go.uber.org/zap/zapcore"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/webhook"
+)
+
+// Labels the suite uses to give each podgrace instance its own namespaces.
+const (
+	instanceLabel = "podgrace-test/instance"
+	adderLabel    = "podgrace-test/adder"
+)
+
+// The suite's shared state, set up by TestMain.
+var (
+	restConfig *rest.Config
+	admin      *kubernetes.Clientset
+	tlsAssets  *certs
+	mainServer *instance
+	// certDir holds the serving certificate every instance but the
+	// rotation test's serves.
+	certDir string
+	// mainNamespace is opted in and exists from the start, so it is in
+	// podgrace's namespace cache by the time the tests run.
+	mainNamespace string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	flag.Parse()
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		fmt.Fprintln(os.Stderr, "FAIL: KUBEBUILDER_ASSETS is unset or empty: the integration suite needs a real kube-apiserver and etcd.\n"+
+			"Run `make envtest-assets` (or `make test`, which exports it), or set KUBEBUILDER_ASSETS to a directory holding kube-apiserver and etcd.")
+		return 1
+	}
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: KUBEBUILDER_ASSETS=%s has no %s (%v). Run `make envtest-assets`.\n", assets, bin, err)
+			return 1
+		}
+	}
+
+	logFile, err := os.CreateTemp("", "podgrace-integration-*.log")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = logFile.Close() }()
+	var logOut io.Writer = logFile
+	if testing.Verbose() {
+		logOut = io.MultiWriter(logFile, os.Stderr)
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(logOut), zap.UseDevMode(true), zap.Level(zapcore.InfoLevel)))
+
+	env := &envtest.Environment{ControlPlaneStartTimeout: 2 * time.Minute, ControlPlaneStopTimeout: time.Minute}
+	start := time.Now()
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: starting kube-apiserver and etcd from KUBEBUILDER_ASSETS=%s: %v\n", assets, err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "control plane up in %v; podgrace logs: %s\n", time.Since(start).Round(time.Millisecond), logFile.Name())
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
+		}
+	}()
+	cfg.QPS, cfg.Burst = 200, 400
+	restConfig = cfg
+	admin = kubernetes.NewForConfigOrDie(cfg)
+
+	code, err := setUp()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: setting up the suite:", err)
+		return 1
+	}
+	defer code()
+	rc := m.Run()
+	if rc != 0 {
+		fmt.Fprintln(os.Stderr, "podgrace logs:", logFile.Name())
+	}
+	return rc
+}
+
+// setUp creates the serving certificate, starts the main podgrace instance
+// and registers it; it returns the teardown.
+func setUp() (func(), error) {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "podgrace-integration-certs-")
+	if err != nil {
+		return nil, err
+	}
+	certDir = dir
+	tlsAssets, err = newCerts()
+	if err != nil {
+		return nil, err
+	}
+	if err := tlsAssets.writeServing(dir, 1); err != nil {
+		return nil, err
+	}
+	cfg := policy.Default()
+	mainServer, err = startInstance(ctx, "main", &cfg, dir, 0)
+	if err != nil {
+		return nil, err
+	}
+	mwc := webhook.MutatingWebhookConfiguration(webhook.ConfigurationOptions{
+		URL:      mainServer.url,
+		CABundle: tlsAssets.caPEM,
+		ExtraNamespaceSelector: []metav1.LabelSelectorRequirement{
+			{Key: instanceLabel, Operator: metav1.LabelSelectorOpDoesNotExist},
+		},
+	})
+	if _, err := admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	ns, err := createNamespace(ctx, map[string]string{policy.LabelInject: policy.InjectEnabled},
+		map[string]string{policy.AnnotationPreStopSleep: "7s"})
+	if err != nil {
+		return nil, err
+	}
+	mainNamespace = ns
+	if err := waitForMutation(ctx, ns); err != nil {
+		return nil, err
+	}
+	return func() {
+		_ = mainServer.stop()
+		_ = os.RemoveAll(dir)
+	}, nil
+}
+
+func logger() logr.Logger { return ctrl.Log }

@@ -1,0 +1,759 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/podgrace/podgrace/pkg/inject"
+	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/webhook"
+)
+
+const requestsTotal = "controller_runtime_webhook_requests_total"
+
+// The sequential tests come first: Go runs every top-level test that is not
+// parallel before it resumes the parallel ones, so while these run no other
+// admission moves the shared request counters.
+
+// TestWebhookNotCalled: a namespace without the opt-in label and a pod
+// labeled podgrace.dev/inject=disabled are stored untouched, and the API
+// server does not even call podgrace (its request counter does not move).
+func TestWebhookNotCalled(t *testing.T) {
+	cs, _ := client(t)
+	ctx := t.Context()
+	counters := func() map[string]float64 {
+		return scrape(t, mainServer.metrics, map[string]string{"webhook": webhook.Path}, requestsTotal, "podgrace_pods_mutated_total")
+	}
+	before := counters()
+
+	plain := namespace(t, nil, nil)
+	got, err := cs.CoreV1().Pods(plain).Create(ctx, pod("unlabeled-namespace", 30), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertUntouched(t, got)
+
+	optOut := pod("opted-out", 30)
+	optOut.Labels = map[string]string{policy.LabelInject: policy.InjectDisabled}
+	got, err = cs.CoreV1().Pods(mainNamespace).Create(ctx, optOut, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertUntouched(t, got)
+
+	if after := counters(); after[requestsTotal] != before[requestsTotal] || after["podgrace_pods_mutated_total"] != before["podgrace_pods_mutated_total"] {
+		t.Errorf("podgrace was called: counters went from %v to %v", before, after)
+	}
+
+	// The counter does count: an opted-in pod moves it.
+	if _, err := cs.CoreV1().Pods(mainNamespace).Create(ctx, pod("opted-in", 30), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if after := counters(); after[requestsTotal] != before[requestsTotal]+1 || after["podgrace_pods_mutated_total"] != before["podgrace_pods_mutated_total"]+1 {
+		t.Errorf("one opted-in pod: counters went from %v to %v, want +1 each", before, after)
+	}
+}
+
+func assertUntouched(t *testing.T, p *corev1.Pod) {
+	t.Helper()
+	if _, ok := p.Annotations[policy.AnnotationStatus]; ok {
+		t.Errorf("%s: has a status annotation", p.Name)
+	}
+	c := p.Spec.Containers[0]
+	if c.Lifecycle != nil || !slices.Equal(c.Command, []string{"sh", "-c", "bundle exec puma"}) || *p.Spec.TerminationGracePeriodSeconds != 30 {
+		t.Errorf("%s: mutated: lifecycle %+v, command %q, grace %d", p.Name, c.Lifecycle, c.Command, *p.Spec.TerminationGracePeriodSeconds)
+	}
+}
+
+// TestNamespaceAnnotationsFromCache: for a namespace podgrace has cached,
+// its annotations come from the informer, with no API read.
+func TestNamespaceAnnotationsFromCache(t *testing.T) {
+	cs, _ := client(t)
+	const lookups = "podgrace_namespace_lookups_total"
+	count := func(source string) float64 {
+		return scrape(t, mainServer.metrics, map[string]string{"source": source}, lookups)[lookups]
+	}
+	cacheBefore, apiBefore := count("cache"), count("api")
+	got, err := cs.CoreV1().Pods(mainNamespace).Create(t.Context(), pod("cached", 60), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := sleepOf(&got.Spec.Containers[0]); s != 7 {
+		t.Errorf("sleep %d, want the namespace's 7", s)
+	}
+	if c, a := count("cache")-cacheBefore, count("api")-apiBefore; c != 1 || a != 0 {
+		t.Errorf("lookups: cache +%v, api +%v; want +1, +0", c, a)
+	}
+}
+
+// TestOptedInPodIsMutated: the stored pod has the native sleep preStop, the
+// raised grace period, the exec-form command and the status annotation; the
+// client sees the warnings. The real API server's validation accepts the
+// hook podgrace picked for its version.
+func TestOptedInPodIsMutated(t *testing.T) {
+	t.Parallel()
+	if h := mainServer.server.HookAction(); h != policy.HookSleep {
+		t.Fatalf("hookAction auto on a 1.36 API server chose %q, want sleep", h)
+	}
+	cs, warned := client(t)
+	ns := namespace(t, optedIn(), nil)
+	p := pod("web", 4,
+		shellContainer("app", "bundle exec puma"),
+		corev1.Container{Name: "istio-proxy", Image: "istio/proxyv2:1"},
+		corev1.Container{Name: "hooked", Image: "registry.example/hooked:1", Lifecycle: &corev1.Lifecycle{
+			PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"/drain"}}},
+		}},
+	)
+	p.Annotations = map[string]string{"podgrace.dev/prestop-seep": "20s"}
+	created, err := cs.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("the API server rejected podgrace's mutation: %v", err)
+	}
+	stored, err := cs.CoreV1().Pods(ns).Get(t.Context(), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(created.Spec, stored.Spec) {
+		t.Error("the stored pod differs from the create response")
+	}
+
+	app := stored.Spec.Containers[0]
+	if s := sleepOf(&app); s != 5 {
+		t.Errorf("app preStop %+v, want a native 5s sleep (auto: clamp(0.5×4, 5, 60))", app.Lifecycle)
+	}
+	if g := *stored.Spec.TerminationGracePeriodSeconds; g != 10 {
+		t.Errorf("grace period %d, want it raised to 5s sleep + 5s budget = 10", g)
+	}
+	if want := []string{"bundle", "exec", "puma"}; !slices.Equal(app.Command, want) {
+		t.Errorf("app command %q, want %q", app.Command, want)
+	}
+	if c := stored.Spec.Containers[1]; c.Lifecycle != nil || c.Command != nil {
+		t.Errorf("sidecar istio-proxy touched: %+v", c)
+	}
+	if c := stored.Spec.Containers[2]; !slices.Equal(c.Lifecycle.PreStop.Exec.Command, []string{"/drain"}) || c.Lifecycle.PreStop.Sleep != nil {
+		t.Errorf("the existing preStop hook changed: %+v", c.Lifecycle.PreStop)
+	}
+	st := status(t, stored)
+	want := inject.Status{GraceBefore: 4, GraceAfter: 10, Containers: []inject.ContainerReport{
+		{Name: "app", PreStopSleep: 5, Hook: "sleep", ExecForm: "drop-shell"},
+		{Name: "istio-proxy", Skipped: policy.SkipSidecar},
+		{Name: "hooked", PreStopSkipped: inject.SkipExistingPreStop, ExecFormSkipped: inject.SkipImageNotInspected},
+	}}
+	if !equality.Semantic.DeepEqual(st, want) {
+		t.Errorf("status\n got %+v\nwant %+v", st, want)
+	}
+	ws := warned.take()
+	if !slices.Contains(ws, `podgrace: podgrace.dev/prestop-seep="20s" is not a podgrace key; ignored`) {
+		t.Errorf("the client did not see the warning; got %q", ws)
+	}
+}
+
+// TestHookAcceptedByValidation creates pods over a range of grace periods and
+// explicit sleeps; the API server's validation must accept each result.
+func TestHookAcceptedByValidation(t *testing.T) {
+	t.Parallel()
+	cs, _ := client(t)
+	ns := namespace(t, optedIn(), nil)
+	cases := []struct {
+		grace     int64
+		sleep     string
+		wantSleep int64
+		wantGrace int64
+	}{
+		{grace: 0, wantSleep: -1, wantGrace: 0}, // immediate kill: left alone
+		{grace: 1, wantSleep: 5, wantGrace: 10},
+		{grace: 30, wantSleep: 15, wantGrace: 30},
+		{grace: 300, wantSleep: 60, wantGrace: 300},
+		{grace: 30, sleep: "90s", wantSleep: 90, wantGrace: 95},
+		{grace: 30, sleep: "off", wantSleep: -1, wantGrace: 30},
+	}
+	for i, tc := range cases {
+		p := pod("p"+string(rune('a'+i)), tc.grace)
+		if tc.sleep != "" {
+			p.Annotations = map[string]string{policy.AnnotationPreStopSleep: tc.sleep}
+		}
+		got, err := cs.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{})
+		if err != nil {
+			t.Errorf("grace %d sleep %q: the API server rejected the pod: %v", tc.grace, tc.sleep, err)
+			continue
+		}
+		if s, g := sleepOf(&got.Spec.Containers[0]), *got.Spec.TerminationGracePeriodSeconds; s != tc.wantSleep || g != tc.wantGrace {
+			t.Errorf("grace %d sleep %q: got sleep %d grace %d, want %d and %d", tc.grace, tc.sleep, s, g, tc.wantSleep, tc.wantGrace)
+		}
+	}
+}
+
+// TestPrecedence: per-container pod annotation > pod annotation > namespace
+// annotation > cluster config (DESIGN §3).
+func TestPrecedence(t *testing.T) {
+	t.Parallel()
+	cs, _ := client(t)
+	ns := namespace(t, optedIn(), map[string]string{
+		policy.AnnotationPreStopSleep: "20s",
+		policy.AnnotationExecForm:     "off",
+		policy.AnnotationExtendGrace:  "false",
+	})
+	create := func(p *corev1.Pod) *corev1.Pod {
+		t.Helper()
+		got, err := cs.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	shell := []string{"sh", "-c", "bundle exec puma"}
+	execForm := []string{"bundle", "exec", "puma"}
+	check := func(p *corev1.Pod, container int, sleep, grace int64, command []string) {
+		t.Helper()
+		c := &p.Spec.Containers[container]
+		if s, g := sleepOf(c), *p.Spec.TerminationGracePeriodSeconds; s != sleep || g != grace || !slices.Equal(c.Command, command) {
+			t.Errorf("%s/%s: sleep %d grace %d command %q; want %d, %d, %q", p.Name, c.Name, s, g, c.Command, sleep, grace, command)
+		}
+	}
+
+	// Namespace defaults over the cluster config.
+	check(create(pod("namespace-defaults", 60)), 0, 20, 60, shell)
+	// Namespace extend-grace=false: the sleep shrinks to T − budget.
+	check(create(pod("no-extend", 8)), 0, 3, 8, shell)
+
+	// Pod annotations over the namespace.
+	p := pod("pod-overrides", 30)
+	p.Annotations = map[string]string{
+		policy.AnnotationPreStopSleep: "30s",
+		policy.AnnotationExecForm:     "on",
+		policy.AnnotationExtendGrace:  "true",
+	}
+	check(create(p), 0, 30, 35, execForm)
+
+	// Per-container annotations over the pod's.
+	p = pod("container-overrides", 60, shellContainer("web", "bundle exec puma"), shellContainer("worker", "bundle exec puma"))
+	p.Annotations = map[string]string{
+		policy.AnnotationPreStopSleep:                                    "30s",
+		policy.ContainerAnnotation("web", policy.AnnotationPreStopSleep): "12s",
+		policy.ContainerAnnotation("web", policy.AnnotationExecForm):     "on",
+	}
+	got := create(p)
+	check(got, 0, 12, 60, execForm)
+	check(got, 1, 30, 60, shell)
+
+	// The containers annotation selects.
+	p = pod("selected", 60, shellContainer("web", "bundle exec puma"), shellContainer("worker", "bundle exec puma"))
+	p.Annotations = map[string]string{policy.AnnotationContainers: "web"}
+	got = create(p)
+	check(got, 0, 20, 60, shell)
+	check(got, 1, -1, 60, shell)
+	if st := status(t, got); st.Containers[1].Skipped != policy.SkipNotSelected {
+		t.Errorf("worker: status %+v, want skipped %s", st.Containers[1], policy.SkipNotSelected)
+	}
+}
+
+// TestInvalidAnnotation: an invalid value is a warning and the pod is
+// created; in strict mode the same pod is denied with that message.
+func TestInvalidAnnotation(t *testing.T) {
+	t.Parallel()
+	const warning = `podgrace: podgrace.dev/prestop-sleep="abc" is not a duration, "auto" or "off"; using auto`
+	invalid := func() *corev1.Pod {
+		p := pod("invalid", 30)
+		p.Annotations = map[string]string{policy.AnnotationPreStopSleep: "abc"}
+		return p
+	}
+	cs, warned := client(t)
+
+	ns := namespace(t, optedIn(), nil)
+	got, err := cs.CoreV1().Pods(ns).Create(t.Context(), invalid(), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := sleepOf(&got.Spec.Containers[0]); s != 15 {
+		t.Errorf("sleep %d, want auto's 15", s)
+	}
+	if ws := warned.take(); !slices.Contains(ws, warning) {
+		t.Errorf("warnings %q, want %q", ws, warning)
+	}
+
+	strictCfg := policy.Default()
+	strictCfg.Strict = true
+	strict := serve(t, "strict", &strictCfg, 0)
+	ns = namespace(t, forInstance("strict"), nil)
+	if err := waitForMutation(t.Context(), ns); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cs.CoreV1().Pods(ns).Create(t.Context(), invalid(), metav1.CreateOptions{})
+	if err == nil {
+		t.Fatal("strict mode admitted a pod with an invalid annotation")
+	}
+	// The denial carries the warning's message, without the fallback: in
+	// strict mode nothing falls back.
+	denial := strings.TrimSuffix(warning, "; using auto")
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `admission webhook "`+webhook.WebhookName+`" denied the request: `+denial) {
+		t.Errorf("denial: %v", err)
+	}
+	if _, err := cs.CoreV1().Pods(ns).Get(t.Context(), "invalid", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the denied pod exists: %v", err)
+	}
+	denied := scrape(t, strict.metrics, nil, "podgrace_pods_denied_total")["podgrace_pods_denied_total"]
+	if denied < 1 {
+		t.Errorf("podgrace_pods_denied_total = %v", denied)
+	}
+}
+
+// serve starts an instance that selects the namespaces labeled for it.
+func serve(t *testing.T, name string, cfg *policy.Config, drain time.Duration) *instance {
+	t.Helper()
+	in, err := startInstance(t.Context(), name, cfg, certDir, drain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = in.stop() })
+	register(t, webhook.MutatingWebhookConfiguration(webhook.ConfigurationOptions{
+		Name:                   "podgrace-" + name,
+		URL:                    in.url,
+		CABundle:               tlsAssets.caPEM,
+		ExtraNamespaceSelector: instanceSelector(name),
+	}))
+	return in
+}
+
+func register(t *testing.T, mwc *admissionregistrationv1.MutatingWebhookConfiguration) {
+	t.Helper()
+	api := admin.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	if _, err := api.Create(t.Context(), mwc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = api.Delete(context.Background(), mwc.Name, metav1.DeleteOptions{}) })
+}
+
+// TestDryRun: a dry-run create is mutated the same way and leaves nothing behind.
+func TestDryRun(t *testing.T) {
+	t.Parallel()
+	cs, warned := client(t)
+	ns := namespace(t, optedIn(), nil)
+	p := pod("web", 4)
+	p.Annotations = map[string]string{policy.AnnotationExtendGrace: "maybe"}
+	dry, err := cs.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dryWarnings := warned.take()
+	if _, err := cs.CoreV1().Pods(ns).Get(t.Context(), "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the dry run left a pod behind: %v", err)
+	}
+	if list, err := cs.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{}); err != nil || len(list.Items) != 0 {
+		t.Fatalf("the dry run left pods behind: %v %d", err, len(list.Items))
+	}
+	stored, err := cs.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := dry.Annotations[policy.AnnotationStatus]; !ok {
+		t.Fatal("the dry run was not mutated")
+	}
+	if !equality.Semantic.DeepEqual(dry.Spec, stored.Spec) || dry.Annotations[policy.AnnotationStatus] != stored.Annotations[policy.AnnotationStatus] {
+		t.Errorf("the dry run was mutated differently:\n   dry %+v\nstored %+v", dry.Spec, stored.Spec)
+	}
+	if ws := warned.take(); !slices.Equal(ws, dryWarnings) || len(ws) == 0 {
+		t.Errorf("warnings: dry run %q, real %q", dryWarnings, ws)
+	}
+}
+
+// TestReinvocation: a second webhook, called after podgrace, adds a
+// container; the API server calls podgrace again (reinvocationPolicy
+// IfNeeded), which handles the new container and leaves the others exactly
+// as its first pass made them.
+func TestReinvocation(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	late := shellContainer("late", "sleep 3600")
+	adder := tlsServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		var rev admissionv1.AdmissionReview
+		if err := json.NewDecoder(r.Body).Decode(&rev); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var p corev1.Pod
+		if err := json.Unmarshal(rev.Request.Object.Raw, &p); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		resp := &admissionv1.AdmissionResponse{UID: rev.Request.UID, Allowed: true}
+		if !slices.ContainsFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == "late" }) {
+			resp.Patch, _ = json.Marshal([]map[string]any{{"op": "add", "path": "/spec/containers/-", "value": late}})
+			pt := admissionv1.PatchTypeJSONPatch
+			resp.PatchType = &pt
+		}
+		rev.Request, rev.Response = nil, resp
+		_ = json.NewEncoder(w).Encode(&rev)
+	}))
+	// Configurations are called in name order: "podgrace" first, then this.
+	url := adder.URL
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
+	never := admissionregistrationv1.NeverReinvocationPolicy
+	register(t, &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "zz-podgrace-test-adder"},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:                    "adder.podgrace-test.dev",
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: tlsAssets.caPEM},
+			AdmissionReviewVersions: []string{"v1"},
+			SideEffects:             &none,
+			FailurePolicy:           &fail,
+			ReinvocationPolicy:      &never,
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{adderLabel: "true"}},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+			}},
+		}},
+	})
+	labels := optedIn()
+	labels[adderLabel] = "true"
+	ns := namespace(t, labels, nil)
+	cs, _ := client(t)
+	// The adder's configuration takes effect a moment after it is created.
+	var got *corev1.Pod
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		p, err := cs.CoreV1().Pods(ns).Create(ctx, pod("web", 30), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		got = p
+		return err == nil && len(p.Spec.Containers) == 2, err
+	})
+	if err != nil {
+		t.Fatalf("the adder never ran: %v", err)
+	}
+	got, err = cs.CoreV1().Pods(ns).Create(t.Context(), pod("web", 30), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// What podgrace alone makes of the same pod.
+	alone, err := cs.CoreV1().Pods(namespace(t, optedIn(), nil)).Create(t.Context(), pod("web", 30), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Spec.Containers) != 2 || got.Spec.Containers[1].Name != "late" {
+		t.Fatalf("containers %v", got.Spec.Containers)
+	}
+	wantApp := alone.Spec.Containers[0]
+	if !equality.Semantic.DeepEqual(got.Spec.Containers[0], wantApp) {
+		t.Errorf("the first container changed on the second pass:\n got %+v\nwant %+v", got.Spec.Containers[0], wantApp)
+	}
+	lateGot := got.Spec.Containers[1]
+	if s := sleepOf(&lateGot); s != 15 || !slices.Equal(lateGot.Command, []string{"sleep", "3600"}) {
+		t.Errorf("the added container was not handled: sleep %d, command %q", s, lateGot.Command)
+	}
+	st := status(t, got)
+	if len(st.Containers) != 2 || st.Containers[0].Name != "app" || st.Containers[1].Name != "late" || st.GraceBefore != 30 || st.GraceAfter != 30 {
+		t.Errorf("status %+v, want app then late", st)
+	}
+	if calls.Load() < 2 {
+		t.Errorf("the adder was called %d times", calls.Load())
+	}
+}
+
+// tlsServer serves h over TLS with the suite's serving certificate.
+func tlsServer(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(certDir+"/tls.crt", certDir+"/tls.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestWebhookTimeout: a podgrace that accepts the connection and never
+// answers costs the pod at most timeoutSeconds (5), then the pod is created
+// unmutated (failurePolicy Ignore).
+func TestWebhookTimeout(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var called atomic.Int32
+	hang := tlsServer(t, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		called.Add(1)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer close(release)
+	register(t, webhook.MutatingWebhookConfiguration(webhook.ConfigurationOptions{
+		Name: "podgrace-hang", URL: hang.URL + webhook.Path, CABundle: tlsAssets.caPEM,
+		ExtraNamespaceSelector: instanceSelector("hang"),
+	}))
+	ns := namespace(t, forInstance("hang"), nil)
+	cs, _ := client(t)
+	// Until the configuration takes effect creates are fast and the hanging
+	// server sees nothing; the first create it sees is the one measured.
+	for i := 0; called.Load() == 0; i++ {
+		if i == 100 {
+			t.Fatal("the hanging webhook was never called")
+		}
+		start := time.Now()
+		got, err := cs.CoreV1().Pods(ns).Create(t.Context(), pod("p"+strconv.Itoa(i), 30), metav1.CreateOptions{})
+		took := time.Since(start)
+		if err != nil {
+			t.Fatalf("the pod was not created with the webhook hanging: %v", err)
+		}
+		if called.Load() == 0 {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		assertUntouched(t, got)
+		if took < 4*time.Second || took > 9*time.Second {
+			t.Errorf("create took %v with a hanging webhook; want about timeoutSeconds (5s)", took)
+		}
+	}
+}
+
+// TestDrain: after SIGTERM podgrace turns unready at once, but keeps
+// answering admissions (on an open keep-alive connection, on new
+// connections, and from the API server) for the drain delay; then its port
+// is closed, and with podgrace gone pods are still created (failurePolicy
+// Ignore), promptly.
+func TestDrain(t *testing.T) {
+	t.Parallel()
+	const drain = 4 * time.Second
+	cfg := policy.Default()
+	in := serve(t, "drain", &cfg, drain)
+	ns := namespace(t, forInstance("drain"), nil)
+	if err := waitForMutation(t.Context(), ns); err != nil {
+		t.Fatal(err)
+	}
+	cs, _ := client(t)
+	review := reviewBody(t, ns)
+
+	// A keep-alive connection, open before SIGTERM.
+	keepAlive := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsAssets.clientTLS(), MaxIdleConnsPerHost: 1}}
+	if reused, closing := admitDirect(t, keepAlive, in.url, review); reused || closing {
+		t.Fatalf("before the drain: reused %v, Connection: close %v", reused, closing)
+	}
+	if code, s := probe(in.probes + "/readyz"); code != http.StatusOK {
+		t.Fatalf("readyz before the drain: %s", s)
+	}
+
+	start := time.Now()
+	in.cancel() // SIGTERM
+	if err := wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, time.Second, true, func(context.Context) (bool, error) {
+		code, _ := probe(in.probes + "/readyz")
+		return code != http.StatusOK, nil
+	}); err != nil {
+		t.Fatal("readyz still passes after SIGTERM")
+	}
+	if code, _ := probe(in.probes + "/healthz"); code != http.StatusOK {
+		t.Errorf("healthz fails while draining: %d", code)
+	}
+	reused, closing := admitDirect(t, keepAlive, in.url, review)
+	if !reused || !closing {
+		t.Errorf("first admission after SIGTERM: reused connection %v, Connection: close %v; want both", reused, closing)
+	}
+	rounds := 0
+	for time.Since(start) < drain-time.Second {
+		admitDirect(t, keepAlive, in.url, review)
+		fresh := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsAssets.clientTLS()}}
+		admitDirect(t, fresh, in.url, review)
+		got, err := cs.CoreV1().Pods(ns).Create(t.Context(), pod("during-drain-"+strconv.Itoa(rounds), 30), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := got.Annotations[policy.AnnotationStatus]; !ok {
+			t.Fatalf("a pod created %v into the drain was not mutated", time.Since(start).Round(time.Millisecond))
+		}
+		rounds++
+	}
+	if rounds < 3 {
+		t.Errorf("only %d rounds of admissions during the drain", rounds)
+	}
+
+	select {
+	case <-in.stopped:
+	case <-time.After(drain + 30*time.Second):
+		t.Fatal("the server did not stop after the drain")
+	}
+	if in.err != nil {
+		t.Errorf("Start returned %v", in.err)
+	}
+	if took := time.Since(start); took < drain {
+		t.Errorf("stopped after %v, before the %v drain delay", took, drain)
+	}
+	if c, err := net.DialTimeout("tcp", in.addr, time.Second); err == nil {
+		_ = c.Close()
+		t.Error("the webhook port is still open after the drain")
+	} else if !isConnRefused(err) {
+		t.Errorf("dialing the stopped webhook: %v", err)
+	}
+
+	// The webhook is gone but still registered: pods are created, unmutated, promptly.
+	t0 := time.Now()
+	got, err := cs.CoreV1().Pods(ns).Create(t.Context(), pod("after-drain", 30), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("with podgrace stopped the pod was not created: %v", err)
+	}
+	assertUntouched(t, got)
+	if took := time.Since(t0); took > time.Duration(webhook.TimeoutSeconds)*time.Second {
+		t.Errorf("create took %v with podgrace stopped", took)
+	}
+}
+
+// reviewBody is an AdmissionReview for a Pod CREATE in ns, as the API server sends it.
+func reviewBody(t *testing.T, ns string) []byte {
+	t.Helper()
+	p := pod("direct", 30)
+	p.Namespace = ns
+	obj, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(&admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:       "direct-1",
+			Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Namespace: ns,
+			Operation: admissionv1.Create,
+			Object:    runtime.RawExtension{Raw: obj},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// admitDirect posts a review straight to podgrace and checks it was mutated;
+// it reports whether the connection was reused and whether the server asked
+// to close it (Connection: close; Go's client removes that header and sets
+// Response.Close).
+func admitDirect(t *testing.T, c *http.Client, url string, body []byte) (reused, closing bool) {
+	t.Helper()
+	ctx := httptrace.WithClientTrace(t.Context(), &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("admission failed: %v", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, _ := io.ReadAll(resp.Body)
+	var rev admissionv1.AdmissionReview
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(data, &rev) != nil || rev.Response == nil || !rev.Response.Allowed || rev.Response.Patch == nil {
+		t.Fatalf("admission: HTTP %d %s", resp.StatusCode, data)
+	}
+	if resp.ProtoMajor != 1 {
+		t.Errorf("served over %s; HTTP/2 must be off", resp.Proto)
+	}
+	return reused, resp.Close
+}
+
+// TestExecHookAction: with hookAction exec the preStop hook is
+// `exec: [sleep, S]`, and the API server accepts the pod.
+func TestExecHookAction(t *testing.T) {
+	t.Parallel()
+	cfg := policy.Default()
+	cfg.HookAction = policy.HookExec
+	in := serve(t, "exec", &cfg, 0)
+	if h := in.server.HookAction(); h != policy.HookExec {
+		t.Fatalf("hook action %q", h)
+	}
+	ns := namespace(t, forInstance("exec"), nil)
+	if err := waitForMutation(t.Context(), ns); err != nil {
+		t.Fatal(err)
+	}
+	cs, _ := client(t)
+	got, err := cs.CoreV1().Pods(ns).Create(t.Context(), pod("web", 4), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("the API server rejected the exec hook: %v", err)
+	}
+	ps := got.Spec.Containers[0].Lifecycle.PreStop
+	if ps.Sleep != nil || ps.Exec == nil || !slices.Equal(ps.Exec.Command, []string{"sleep", "5"}) || *got.Spec.TerminationGracePeriodSeconds != 10 {
+		t.Errorf("preStop %+v grace %d; want exec [sleep 5] and 10", ps, *got.Spec.TerminationGracePeriodSeconds)
+	}
+	if st := status(t, got); st.Containers[0].Hook != "exec" {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// TestTLS: TLS 1.2 at least, HTTP/2 off, the certificate valid for 127.0.0.1.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	cfg := tlsAssets.clientTLS()
+	cfg.MaxVersion = tls.VersionTLS11
+	cfg.MinVersion = tls.VersionTLS10
+	if c, err := tls.Dial("tcp", mainServer.addr, cfg); err == nil {
+		_ = c.Close()
+		t.Error("a TLS 1.1 handshake succeeded")
+	}
+	cfg = tlsAssets.clientTLS()
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	c, err := tls.Dial("tcp", mainServer.addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	if p := c.ConnectionState().NegotiatedProtocol; p == "h2" {
+		t.Error("HTTP/2 was negotiated")
+	}
+}
+
+// TestCertificateRotation: a certificate replaced in the cert dir is served
+// without a restart.
+func TestCertificateRotation(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := tlsAssets.writeServing(dir, 100); err != nil {
+		t.Fatal(err)
+	}
+	cfg := policy.Default()
+	in, err := startInstance(t.Context(), "rotation", &cfg, dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = in.stop() })
+	serial := func() int64 {
+		c, err := tls.Dial("tcp", in.addr, tlsAssets.clientTLS())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = c.Close() }()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+	}
+	if s := serial(); s != 100 {
+		t.Fatalf("serving serial %d, want 100", s)
+	}
+	if err := tlsAssets.writeServing(dir, 101); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return serial() == 101, nil
+	}); err != nil {
+		t.Fatal("the rotated certificate was not served")
+	}
+}
