@@ -55,6 +55,10 @@ golden: ## Refresh the golden files of the mutation (testdata/*.golden).
 test: lint envtest-assets ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest).
 	$(GO) test ./... -count=1 -timeout 30m
 
+.PHONY: integration
+integration: envtest-assets ## Run only the webhook's envtest suite (test/integration) against the real kube-apiserver.
+	$(GO) test ./test/integration/ -count=1 -v
+
 ##@ Build
 
 .PHONY: build
