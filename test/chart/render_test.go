@@ -23,6 +23,7 @@ import (
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/webhook"
 )
 
 var rel = chart.Release{Name: "podgrace", Namespace: "podgrace-system"}
@@ -433,5 +434,41 @@ func TestPodDisruptionBudget(t *testing.T) {
 	}
 	if r := render(t, rel, map[string]any{"podDisruptionBudget": map[string]any{"enabled": false}}); r.Find("PodDisruptionBudget", "podgrace") != nil {
 		t.Error("podDisruptionBudget.enabled=false still renders one")
+	}
+}
+
+// TestWebhookConfigurationMatchesGo: the chart's MutatingWebhookConfiguration
+// is the one pkg/webhook builds in Go (the API server's contract is written
+// down once there), in both modes. The chart adds its matchConditions,
+// labels and the cainjector annotation.
+func TestWebhookConfigurationMatchesGo(t *testing.T) {
+	t.Parallel()
+	for _, clusterWide := range []bool{false, true} {
+		mode := map[bool]string{false: "opt-in", true: "cluster-wide"}[clusterWide]
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			var got admissionregistrationv1.MutatingWebhookConfiguration
+			r := render(t, rel, map[string]any{"webhook": map[string]any{"mode": mode}})
+			if err := chart.Into(r.Find("MutatingWebhookConfiguration", "podgrace"), &got); err != nil {
+				t.Fatal(err)
+			}
+			want := webhook.MutatingWebhookConfiguration(webhook.ConfigurationOptions{
+				Name:        "podgrace",
+				Service:     &admissionregistrationv1.ServiceReference{Namespace: rel.Namespace, Name: "podgrace-webhook"},
+				Namespace:   rel.Namespace,
+				ClusterWide: clusterWide,
+			})
+			for i := range got.Webhooks {
+				got.Webhooks[i].MatchConditions = nil
+			}
+			if !reflect.DeepEqual(got.Webhooks, want.Webhooks) {
+				gotJSON, _ := json.MarshalIndent(got.Webhooks, "", "  ")
+				wantJSON, _ := json.MarshalIndent(want.Webhooks, "", "  ")
+				t.Errorf("chart webhooks differ from pkg/webhook's:\nchart: %s\ngo:    %s", gotJSON, wantJSON)
+			}
+			if got.Name != want.Name {
+				t.Errorf("name %q, pkg/webhook says %q", got.Name, want.Name)
+			}
+		})
 	}
 }
