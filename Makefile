@@ -80,6 +80,28 @@ manifests: ## Regenerate config/ (kustomize) and the chart README's values table
 verify-manifests: ## Fail when config/ or the chart README are stale (make test checks it too).
 	$(GO) run ./hack/manifests -check
 
+##@ E2E
+
+# State directory of the e2e cluster (PKI, etcd, containerd, kubelet, logs).
+E2E_DIR ?= /var/lib/podgrace-e2e
+# Extra `go test` flags for make e2e, e.g. E2E_FLAGS='-run Rolling'.
+E2E_FLAGS ?=
+E2E_ENV := E2E_DIR='$(E2E_DIR)' KUBE_VERSION='$(KUBE_VERSION)' ETCD_VERSION='$(ETCD_VERSION)' GO='$(GO)'
+
+.PHONY: cluster-up
+cluster-up: ## Bring up the real single-node e2e cluster (Linux, root; apt packages; Kubernetes built from Go modules).
+	$(E2E_ENV) hack/cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Tear the e2e cluster down and verify that nothing of it is left.
+	$(E2E_ENV) hack/cluster/down.sh
+
+.PHONY: e2e
+e2e: image ## Real-node e2e: cluster up, podgrace installed, rollout and SIGTERM tests, cluster down (even on failure).
+	trap '$(E2E_ENV) hack/cluster/down.sh || exit 1' EXIT; \
+	$(E2E_ENV) hack/cluster/up.sh; \
+	E2E_DIR='$(E2E_DIR)' $(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/... $(E2E_FLAGS)
+
 ##@ Tools
 
 .PHONY: envtest-assets
