@@ -18,6 +18,7 @@ func newWebhookCommand() *cobra.Command {
 		o          webhook.Options
 		configPath string
 		zapOpts    = zap.Options{}
+		selfCert   SelfCert
 	)
 	cmd := &cobra.Command{
 		Use:   "webhook",
@@ -27,7 +28,8 @@ webhook on https://:PORT/mutate-v1-pod, with /healthz and /readyz on the probe
 address and Prometheus metrics on the metrics address.
 
 The serving certificate is read from --cert-dir (tls.crt, tls.key) and
-reloaded when it is rotated. On SIGTERM podgrace turns unready but keeps
+reloaded when it is rotated; with --selfcert-secret podgrace creates and
+renews it itself (installs without cert-manager). On SIGTERM podgrace turns unready but keeps
 answering admissions for --drain-delay, then stops listening.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -43,6 +45,11 @@ answering admissions for --drain-delay, then stops listening.`,
 			if err != nil {
 				return err
 			}
+			// With --selfcert-secret, podgrace manages its own certificate:
+			// written into --cert-dir before the server reads it.
+			if err := selfCert.Start(cmd.Context(), rc, o.CertDir, log); err != nil {
+				return err
+			}
 			o.Config, o.RESTConfig, o.Logger = &cfg, rc, &log
 			return webhook.Run(cmd.Context(), o)
 		},
@@ -54,6 +61,7 @@ answering admissions for --drain-delay, then stops listening.`,
 	f.StringVar(&o.MetricsBindAddress, "metrics-bind-address", webhook.DefaultMetricsBindAddress, `address /metrics is served on ("0" turns it off)`)
 	f.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", webhook.DefaultHealthProbeBindAddress, `address /healthz and /readyz are served on ("0" turns them off)`)
 	f.DurationVar(&o.DrainDelay, "drain-delay", webhook.DefaultDrainDelay, "after SIGTERM, how long to keep serving (unready) before closing the listener; keep it under the pod's terminationGracePeriodSeconds")
+	selfCert.AddFlags(f)
 
 	// --kubeconfig (controller-runtime's flag) and the --zap-* logging flags.
 	goFlags := flag.NewFlagSet("webhook", flag.ContinueOnError)
