@@ -64,8 +64,10 @@ type Options struct {
 	// DrainDelay is how long podgrace keeps serving after its context ends
 	// (SIGTERM), unready, before it stops listening. Zero stops at once.
 	DrainDelay time.Duration
-	// Images reads image configs for the exec-form rewrite; nil (for now)
-	// leaves argvs that come from the image alone.
+	// Images reads image configs for the exec-form rewrite. When nil and the
+	// cluster config enables image inspection, NewServer builds one
+	// (NewImageLookup); with inspection disabled argvs that come from the
+	// image are left alone.
 	Images inject.ImageLookup
 	// Logger is podgrace's logger; controller-runtime's global one when unset.
 	Logger *logr.Logger
@@ -166,6 +168,11 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		live:   mgr.GetAPIReader(),
 		synced: nsInformer.HasSynced,
 		log:    log.WithName("namespaces"),
+	}
+	if o.Images == nil && o.Config.ImageInspection.Enabled {
+		// Pull secrets are read live (never listed or watched), and only
+		// when the cluster config allows it; the chart grants the RBAC then.
+		o.Images = NewImageLookup(&o.Config.ImageInspection, mgr.GetAPIReader())
 	}
 	handler := &Handler{
 		Config:     o.Config,

@@ -130,7 +130,7 @@ func setUp() (func(), error) {
 	if err := tlsAssets.writeServing(dir, 1); err != nil {
 		return nil, err
 	}
-	cfg := policy.Default()
+	cfg := baseConfig()
 	mainServer, err = startInstance(ctx, "main", &cfg, dir, 0)
 	if err != nil {
 		return nil, err

@@ -293,7 +293,7 @@ func TestInvalidAnnotation(t *testing.T) {
 		t.Errorf("warnings %q, want %q", ws, warning)
 	}
 
-	strictCfg := policy.Default()
+	strictCfg := baseConfig()
 	strictCfg.Strict = true
 	strict := serve(t, "strict", &strictCfg, 0)
 	ns = namespace(t, forInstance("strict"), nil)
@@ -538,7 +538,7 @@ func TestWebhookTimeout(t *testing.T) {
 func TestDrain(t *testing.T) {
 	t.Parallel()
 	const drain = 4 * time.Second
-	cfg := policy.Default()
+	cfg := baseConfig()
 	in := serve(t, "drain", &cfg, drain)
 	ns := namespace(t, forInstance("drain"), nil)
 	if err := waitForMutation(t.Context(), ns); err != nil {
@@ -677,7 +677,7 @@ func admitDirect(t *testing.T, c *http.Client, url string, body []byte) (reused,
 // `exec: [sleep, S]`, and the API server accepts the pod.
 func TestExecHookAction(t *testing.T) {
 	t.Parallel()
-	cfg := policy.Default()
+	cfg := baseConfig()
 	cfg.HookAction = policy.HookExec
 	in := serve(t, "exec", &cfg, 0)
 	if h := in.server.HookAction(); h != policy.HookExec {
@@ -731,7 +731,7 @@ func TestCertificateRotation(t *testing.T) {
 	if err := tlsAssets.writeServing(dir, 100); err != nil {
 		t.Fatal(err)
 	}
-	cfg := policy.Default()
+	cfg := baseConfig()
 	in, err := startInstance(t.Context(), "rotation", &cfg, dir, 0)
 	if err != nil {
 		t.Fatal(err)

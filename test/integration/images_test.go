@@ -1,0 +1,115 @@
+package integration
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podgrace/podgrace/pkg/imageconfig/imagetest"
+	"github.com/podgrace/podgrace/pkg/inject"
+	"github.com/podgrace/podgrace/pkg/policy"
+)
+
+// baseConfig is the cluster config of the instances that do not test image
+// inspection: their pods name images on registries that do not exist, and
+// the lookups would only add warnings. TestImageInheritedShellForm runs an
+// instance with inspection on against a real registry.
+func baseConfig() policy.Config {
+	cfg := policy.Default()
+	cfg.ImageInspection.Enabled = false
+	return cfg
+}
+
+// TestImageInheritedShellForm is the case the original write-up is about: a
+// Dockerfile `CMD ruby server.rb` (shell form) and a pod with no command.
+// podgrace reads the image config from a real OCI registry, and the API
+// server stores the pod with an exec-form command and a digest-pinned image.
+// Many concurrent admissions of the same image fetch its config once.
+func TestImageInheritedShellForm(t *testing.T) {
+	t.Parallel()
+	reg := imagetest.NewRegistry(t)
+	digest := reg.Push(t, "shop/ruby", "2.4", imagetest.Image{Cmd: []string{"/bin/sh", "-c", "ruby server.rb"}})
+	pinned := reg.Ref("shop/ruby@" + digest)
+	execForm := reg.Push(t, "shop/exec", "1", imagetest.Image{Entrypoint: []string{"/app"}, Cmd: []string{"serve"}})
+	reg.Reset()
+
+	cfg := policy.Default() // image inspection on, anonymous, pinDigest
+	in := serve(t, "images", &cfg, 0)
+	ns := namespace(t, forInstance("images"), nil)
+	if err := waitForMutation(t.Context(), ns); err != nil {
+		t.Fatal(err)
+	}
+	cs, warned := client(t)
+
+	withImage := func(name, image string) *corev1.Pod {
+		p := pod(name, 30, corev1.Container{Name: "app", Image: image})
+		return p
+	}
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, err := cs.CoreV1().Pods(ns).Create(t.Context(), withImage("ruby-"+string(rune('a'+i)), reg.Ref("shop/ruby:2.4")), metav1.CreateOptions{})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored, err := cs.CoreV1().Pods(ns).Get(t.Context(), "ruby-a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := stored.Spec.Containers[0]
+	if want := []string{"ruby", "server.rb"}; !slices.Equal(c.Command, want) || c.Args != nil {
+		t.Errorf("command %q args %q, want %q from the image's shell-form CMD", c.Command, c.Args, want)
+	}
+	if c.Image != pinned {
+		t.Errorf("image %q, want it pinned to the inspected digest %q", c.Image, pinned)
+	}
+	st := status(t, stored)
+	if r := st.Containers[0]; r.ExecForm != "drop-shell" || r.Image != pinned {
+		t.Errorf("status %+v", r)
+	}
+	// 20 admissions of one image: one manifest and one config blob fetch.
+	configGets := reg.Count(func(r imagetest.Request) bool { return r.Method == "GET" && strings.Contains(r.Path, "/blobs/") })
+	if configGets != 1 {
+		t.Errorf("%d config blob fetches for %d admissions of one image, want 1:\n%v", configGets, n, reg.Requests())
+	}
+
+	// An exec-form image: nothing to rewrite, the image is not pinned.
+	stored, err = cs.CoreV1().Pods(ns).Create(t.Context(), withImage("exec", reg.Ref("shop/exec:1")), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := stored.Spec.Containers[0]; c.Command != nil || c.Image != reg.Ref("shop/exec:1") {
+		t.Errorf("exec-form image touched: %+v (digest %s)", c, execForm)
+	}
+
+	// The registry down: the pod is admitted untouched apart from the sleep, with a warning.
+	warned.take()
+	reg.Close()
+	stored, err = cs.CoreV1().Pods(ns).Create(t.Context(), withImage("down", reg.Ref("shop/other:1")), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("a registry outage blocked the pod: %v", err)
+	}
+	if c := stored.Spec.Containers[0]; c.Command != nil || c.Image != reg.Ref("shop/other:1") || sleepOf(&c) != 15 {
+		t.Errorf("registry down: container %+v", c)
+	}
+	if st := status(t, stored); st.Containers[0].ExecFormSkipped != inject.SkipImageLookup {
+		t.Errorf("status %+v, want %s", st.Containers[0], inject.SkipImageLookup)
+	}
+	if ws := warned.take(); len(ws) != 1 || !strings.Contains(ws[0], "unreadable") {
+		t.Errorf("warnings %q, want one about the unreadable image config", ws)
+	}
+	_ = in
+}
