@@ -113,3 +113,53 @@ func TestImageInheritedShellForm(t *testing.T) {
 	}
 	_ = in
 }
+
+// TestImagePullSecrets: with imageInspection.pullSecrets a private image's
+// config is read with the pod's ServiceAccount's imagePullSecrets, which
+// podgrace reads from the real API server; without them it is not.
+func TestImagePullSecrets(t *testing.T) {
+	t.Parallel()
+	reg := imagetest.NewRegistry(t)
+	digest := reg.Push(t, "private/app", "1", imagetest.Image{Cmd: []string{"/bin/sh", "-c", "cd /srv && ./app"}})
+	reg.RequireAuth("robot", "s3cret")
+
+	cfg := policy.Default()
+	cfg.ImageInspection.PullSecrets = true
+	serve(t, "pullsecrets", &cfg, 0)
+	ns := namespace(t, forInstance("pullsecrets"), nil)
+	if err := waitForMutation(t.Context(), ns); err != nil {
+		t.Fatal(err)
+	}
+	cs, warned := client(t)
+	secret := reg.PullSecret("registry-creds", "robot", "s3cret")
+	if _, err := cs.CoreV1().Secrets(ns).Create(t.Context(), &secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "builder"}, ImagePullSecrets: []corev1.LocalObjectReference{{Name: "registry-creds"}}}
+	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(t.Context(), sa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	withSecret := pod("with-secret", 30, corev1.Container{Name: "app", Image: reg.Ref("private/app:1")})
+	withSecret.Spec.ServiceAccountName = "builder"
+	stored, err := cs.CoreV1().Pods(ns).Create(t.Context(), withSecret, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := stored.Spec.Containers[0]; !slices.Equal(c.Command, []string{"/bin/sh", "-c", "cd /srv && exec ./app"}) || c.Image != reg.Ref("private/app@"+digest) {
+		t.Errorf("with the ServiceAccount's pull secret: command %q image %q", c.Command, c.Image)
+	}
+
+	// The default ServiceAccount has no pull secret: anonymous, refused, left alone.
+	warned.take()
+	stored, err = cs.CoreV1().Pods(ns).Create(t.Context(), pod("without", 30, corev1.Container{Name: "app", Image: reg.Ref("private/app:1")}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := stored.Spec.Containers[0]; c.Command != nil {
+		t.Errorf("without a pull secret the private image was read: %q", c.Command)
+	}
+	if ws := warned.take(); len(ws) != 1 || !strings.Contains(ws[0], "unreadable") {
+		t.Errorf("warnings %q", ws)
+	}
+}
