@@ -11,8 +11,10 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
 
 // One real kube-apiserver and etcd (envtest) serve every test that needs
@@ -25,6 +27,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// controller-runtime's global logger (certificate watcher, webhook
+	// server internals): errors, or everything with PODGRACE_TEST_VERBOSE.
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
 	code := m.Run()
 	if env != nil {
 		if err := env.Stop(); err != nil {
