@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"runtime/debug"
@@ -159,7 +158,7 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1
 		log.V(1).Info("Pod unchanged", "warnings", len(warnings))
 		return &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}
 	}
-	patch, err := json.Marshal(res.Patch)
+	patch, err := encodePatch(res.Patch)
 	if err != nil { // values are API types and strings: should not happen
 		log.Error(err, "Encoding the patch; the pod is admitted unmutated")
 		return h.allowUnchanged(log, reasonPatchEncoded, "internal error encoding the patch; pod not mutated")

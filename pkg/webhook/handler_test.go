@@ -7,12 +7,14 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	gomodulesjsonpatch "gomodules.xyz/jsonpatch/v2"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -408,5 +410,38 @@ func TestWarningKind(t *testing.T) {
 		if got := warningKind(w); got != want {
 			t.Errorf("warningKind(%q) = %s, want %s", w, got, want)
 		}
+	}
+}
+
+// TestEncodePatch: the handler's patch encoder writes what
+// jsonpatch.Operation's MarshalJSON writes.
+func TestEncodePatch(t *testing.T) {
+	t.Parallel()
+	ops := []gomodulesjsonpatch.Operation{
+		{Operation: "add", Path: "/spec/containers/0/lifecycle", Value: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 15}}}},
+		{Operation: "add", Path: "/spec/terminationGracePeriodSeconds", Value: int64(20)},
+		{Operation: "remove", Path: "/spec/containers/0/args"},
+		{Operation: "add", Path: "/metadata/annotations/podgrace.dev~1status", Value: `{"a":"<&>"}`},
+		{Operation: "add", Path: "/metadata/annotations/x\"y\u00e9<", Value: nil},
+		{Operation: "replace", Path: "/spec/containers/1/command", Value: []string{"sh", "-c", "exec a"}},
+	}
+	got, err := encodePatch(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := json.Marshal(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g, w any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, got)
+	}
+	_ = json.Unmarshal(want, &w)
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("encodePatch\n got %s\nwant %s", got, want)
+	}
+	if empty, _ := encodePatch(nil); string(empty) != "[]" {
+		t.Errorf("no operations: %s", empty)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync"
 
+	"gomodules.xyz/jsonpatch/v2"
+
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -242,4 +244,46 @@ func statusReason(code int) metav1.StatusReason {
 	default:
 		return metav1.StatusReasonBadRequest
 	}
+}
+
+// encodePatch writes the core's operations as a JSON patch in one pass:
+// jsonpatch.Operation's own MarshalJSON marshals every operation twice
+// (its value, then the whole operation compacted again).
+func encodePatch(ops []jsonpatch.Operation) ([]byte, error) {
+	buf := make([]byte, 0, 128*len(ops))
+	buf = append(buf, '[')
+	for i := range ops {
+		op := &ops[i]
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"op":`...)
+		buf = appendJSONString(buf, op.Operation)
+		buf = append(buf, `,"path":`...)
+		buf = appendJSONString(buf, op.Path)
+		if op.Value != nil || op.Operation == "add" || op.Operation == "replace" || op.Operation == "test" {
+			v, err := json.Marshal(op.Value)
+			if err != nil {
+				return nil, err
+			}
+			buf = append(buf, `,"value":`...)
+			buf = append(buf, v...)
+		}
+		buf = append(buf, '}')
+	}
+	return append(buf, ']'), nil
+}
+
+// appendJSONString appends s as a JSON string; patch ops and paths are plain
+// ASCII, anything else goes through encoding/json.
+func appendJSONString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(buf, q...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
 }
