@@ -12,7 +12,9 @@ import (
 // decoding the pod is most of what a request costs. Every other field is
 // decoded as usual, so a field the core starts to read is there; the
 // skipped ones are listed here, and TestAdmissionPodKeepsWhatTheCoreReads
-// fails if the mutation's result ever depends on one of them.
+// fails if the mutation's result ever depends on one of them. The pod handed
+// to the image lookup is the same partial pod: it reads the namespace,
+// imagePullSecrets, serviceAccountName and nodeSelector, all kept.
 type admissionPod struct {
 	metav1.TypeMeta `json:",inline"`
 	Metadata        admissionMeta `json:"metadata"`
