@@ -66,7 +66,7 @@ func (o *injectOptions) run(cmd *cobra.Command) error {
 			return fmt.Errorf("--hook-action: %q is not sleep or exec", o.hookAction)
 		}
 	}
-	var in io.Reader = cmd.InOrStdin()
+	in := cmd.InOrStdin()
 	name := "stdin"
 	if o.file != "-" {
 		data, err := os.ReadFile(o.file)
@@ -92,7 +92,7 @@ func (o *injectOptions) run(cmd *cobra.Command) error {
 	}
 	for _, d := range docs {
 		for _, w := range d.Warnings {
-			fmt.Fprintf(cmd.ErrOrStderr(), "%s: document %d (%s): %s\n", name, d.Index, d.Name, w)
+			_, _ = fmt.Fprintf(cmd.ErrOrStderr(), "%s: document %d (%s): %s\n", name, d.Index, d.Name, w)
 		}
 	}
 	if o.diff {
