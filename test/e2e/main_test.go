@@ -100,6 +100,7 @@ func setup() error {
 		return fmt.Errorf("the e2e cluster does not answer (run `make cluster-up`): %w", err)
 	}
 
+	fmt.Printf("e2e: node %s, load average %s\n", env.NodeName, loadAvg())
 	start := time.Now()
 	dir, err := os.MkdirTemp("", "podgrace-e2e-images-")
 	if err != nil {
@@ -268,3 +269,17 @@ func waitPodRunning(ctx context.Context, ns, name string, timeout time.Duration)
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// loadAvg is the node's 1/5/15-minute load average: the tests share a
+// 2-core machine with whatever else runs there, and timings say so.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}

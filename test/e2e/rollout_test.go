@@ -133,7 +133,7 @@ func rolloutUnderLoad(t *testing.T, podgrace bool) loadResult {
 		label = "with podgrace"
 	}
 	t.Logf("%s: rollout done %.1fs after the trigger, last old pod gone after %.1fs", label, rolledOut.Seconds(), allGone.Seconds())
-	t.Logf("%s: %s", label, res)
+	t.Logf("%s: %s (load average %s)", label, res, loadAvg())
 	for _, s := range res.Samples {
 		t.Logf("  %s", s)
 	}
