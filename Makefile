@@ -49,7 +49,7 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned, built into bin/).
 
 .PHONY: golden
 golden: ## Refresh the golden files of the mutation (testdata/*.golden).
-	REFRESH_GOLDEN=true $(GO) test ./pkg/inject/... ./pkg/cli/... -run 'Golden' -count=1
+	REFRESH_GOLDEN=true $(GO) test ./pkg/manifest/ ./pkg/policy/ -run 'Golden|README' -count=1
 
 .PHONY: test
 test: lint envtest-assets ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest).
@@ -102,13 +102,25 @@ e2e: image ## Real-node e2e: cluster up, podgrace installed, rollout and SIGTERM
 	$(E2E_ENV) hack/cluster/up.sh; \
 	E2E_DIR='$(E2E_DIR)' $(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/... $(E2E_FLAGS)
 
+##@ Benchmarks
+
+# `go test -count` for the handler benchmarks (each count is one full set of rounds).
+BENCH_COUNT ?= 3
+
+.PHONY: bench
+bench: envtest-assets build ## Measure podgrace against its baselines (docs/performance.md): handler CPU, HTTPS load, pod-create latency, RSS.
+	$(GO) test ./pkg/webhook/ -run '^$$' -bench '^BenchmarkHandlerRatio$$' -benchmem -count=$(BENCH_COUNT) -timeout 30m
+	PODGRACE_BIN=$(BIN)/podgrace $(GO) test -tags bench ./test/bench/ -run '^$$' -bench . -benchtime=1x -count=1 -timeout 30m -v
+
 ##@ Tools
 
 .PHONY: envtest-assets
-envtest-assets: $(ENVTEST_ASSETS)/kube-apiserver $(ENVTEST_ASSETS)/etcd ## Build kube-apiserver and etcd for envtest into bin/ (once).
-
-$(ENVTEST_ASSETS)/kube-apiserver $(ENVTEST_ASSETS)/etcd:
+envtest-assets: ## Build kube-apiserver and etcd for envtest into bin/ (a no-op when built, or when you set KUBEBUILDER_ASSETS).
+ifeq ($(origin KUBEBUILDER_ASSETS),environment)
+	@echo "Using your envtest assets in KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS)"
+else
 	hack/build-kube.sh "$(KUBE_VERSION)" "$(ETCD_VERSION)" "$(ENVTEST_ASSETS)" kube-apiserver etcd
+endif
 
 $(GOLANGCI_LINT):
 	hack/build-tool.sh github.com/golangci/golangci-lint/v2/cmd/golangci-lint "$(GOLANGCI_LINT_VERSION)" "$@"
