@@ -1,0 +1,47 @@
+// Command floorserver is the transport floor of the HTTPS benchmark
+// (docs/performance.md): podgrace's server stack, without podgrace. It is
+// controller-runtime's webhook server with podgrace's TLS settings (TLS 1.2
+// minimum, HTTP/1.1 only) and request metrics, serving baseline.Floor at
+// /mutate-v1-pod: every review is decoded and answered allowed, unchanged.
+// Whatever podgrace costs over it under load is podgrace's handler.
+//
+//	floorserver -cert-dir DIR -host 127.0.0.1 -port 9444
+package main
+
+import (
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/podgrace/podgrace/pkg/webhook"
+	"github.com/podgrace/podgrace/test/bench/baseline"
+)
+
+func main() {
+	certDir := flag.String("cert-dir", webhook.DefaultCertDir, "directory holding tls.crt and tls.key")
+	host := flag.String("host", "127.0.0.1", "address to listen on")
+	port := flag.Int("port", 9444, "port to serve HTTPS on")
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+
+	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{
+		Host:    *host,
+		Port:    *port,
+		CertDir: *certDir,
+		// podgrace's secureTLS.
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) {
+			c.MinVersion = tls.VersionTLS12
+			c.NextProtos = []string{"http/1.1"}
+		}},
+	})
+	srv.Register(webhook.Path, baseline.Floor{})
+	if err := srv.Start(ctrl.SetupSignalHandler()); err != nil {
+		fmt.Fprintln(os.Stderr, "floorserver:", err)
+		os.Exit(1)
+	}
+}

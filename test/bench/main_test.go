@@ -1,0 +1,414 @@
+//go:build bench
+
+// Package bench measures podgrace end to end, each number against a
+// baseline measured in the same run (docs/performance.md; `make bench`):
+//
+//   - BenchmarkHTTPS: the real `podgrace webhook` binary against the
+//     transport floor (test/bench/floorserver: the same server stack and
+//     TLS, answering with baseline.Floor), both loaded by hack/loadgen over
+//     HTTPS keep-alive HTTP/1.1 on loopback: throughput, latency at 1,000
+//     admissions/s, and podgrace's RSS idle and under load.
+//   - BenchmarkPodCreate: pod CREATE latency through a real kube-apiserver
+//     (envtest) with no webhook, with podgrace, and with a
+//     MutatingAdmissionPolicy injecting the same preStop sleep.
+//
+// The benchmarks run once per invocation (`-benchtime=1x`): their rounds,
+// alternating the systems compared, are the measurement. They are behind
+// the `bench` build tag, so `make test` never starts them.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/podgrace/podgrace/pkg/webhook"
+)
+
+// benchNamespace is the namespace of the bench reviews
+// (pkg/webhook/testdata/bench): it must exist so podgrace finds it in its
+// namespace cache, as it would in a cluster.
+const benchNamespace = "bench"
+
+// typicalReview is the ~5 KB pod of the handler benchmarks.
+const typicalReview = "../../pkg/webhook/testdata/bench/typical.json"
+
+// The suite's state, set up by TestMain.
+var (
+	restConfig *rest.Config
+	kube       *kubernetes.Clientset
+	workDir    string
+	caPEM      []byte
+	caFile     string
+	loadgenBin string
+	podgrace   *server
+	floor      *server
+	// idleRSS is each server's VmRSS in KiB once ready, before any load.
+	idleRSS = map[string]int64{}
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		fmt.Fprintln(os.Stderr, "FAIL: KUBEBUILDER_ASSETS is unset: run `make bench`, or `make envtest-assets` and export KUBEBUILDER_ASSETS=bin/k8s/<version>-linux-amd64")
+		return 1
+	}
+	var err error
+	workDir, err = os.MkdirTemp("", "podgrace-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	keep := os.Getenv("BENCH_KEEP") != ""
+	defer func() {
+		if !keep {
+			_ = os.RemoveAll(workDir)
+		}
+	}()
+
+	env := &envtest.Environment{ControlPlaneStartTimeout: 2 * time.Minute, ControlPlaneStopTimeout: time.Minute}
+	stop, err := setUp(env)
+	defer stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: setting up:", err)
+		fmt.Fprintln(os.Stderr, "logs in", workDir, "(kept)")
+		keep = true
+		return 1
+	}
+	rc := m.Run()
+	if rc != 0 {
+		fmt.Fprintln(os.Stderr, "logs in", workDir, "(kept)")
+		keep = true
+	}
+	return rc
+}
+
+// setUp builds the binaries, starts the control plane, podgrace and the
+// floor server; the returned func undoes what was done.
+func setUp(env *envtest.Environment) (func(), error) {
+	var undo []func()
+	stop := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	start := time.Now()
+	// Build while the control plane starts.
+	built := make(chan error, 1)
+	bins := map[string]string{}
+	go func() { built <- buildBinaries(bins) }()
+
+	cfg, err := env.Start()
+	if err != nil {
+		return stop, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
+	}
+	undo = append(undo, func() { _ = env.Stop() })
+	cfg.QPS, cfg.Burst = 1000, 2000
+	restConfig = cfg
+	kube = kubernetes.NewForConfigOrDie(cfg)
+	if err := <-built; err != nil {
+		return stop, err
+	}
+	loadgenBin = bins["loadgen"]
+
+	if err := writeCerts(workDir); err != nil {
+		return stop, err
+	}
+	caFile = filepath.Join(workDir, "ca.crt")
+	user, err := env.AddUser(envtest.User{Name: "podgrace", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return stop, err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return stop, err
+	}
+	kubeconfig := filepath.Join(workDir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		return stop, err
+	}
+	ctx := context.Background()
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNamespace}}, metav1.CreateOptions{}); err != nil {
+		return stop, err
+	}
+
+	ports, err := freePorts(4)
+	if err != nil {
+		return stop, err
+	}
+	podgrace, err = startServer("podgrace", ports[0], bins["podgrace"], "webhook",
+		"--cert-dir", workDir, "--port", strconv.Itoa(ports[0]), "--kubeconfig", kubeconfig,
+		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(ports[2]),
+		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(ports[3]), "--drain-delay", "0s")
+	if err != nil {
+		return stop, err
+	}
+	undo = append(undo, podgrace.stop)
+	floor, err = startServer("floor", ports[1], bins["floorserver"], "-cert-dir", workDir, "-port", strconv.Itoa(ports[1]))
+	if err != nil {
+		return stop, err
+	}
+	undo = append(undo, floor.stop)
+	for _, s := range []*server{podgrace, floor} {
+		if err := s.waitServing(ctx); err != nil {
+			return stop, err
+		}
+	}
+	// Idle: serving, caches synced, one review answered, then left alone.
+	time.Sleep(3 * time.Second)
+	for _, s := range []*server{podgrace, floor} {
+		rss, _, err := s.memory()
+		if err != nil {
+			return stop, err
+		}
+		idleRSS[s.name] = rss
+	}
+	fmt.Fprintf(os.Stderr, "bench set up in %v: kube-apiserver %s, podgrace pid %d, floor pid %d, work dir %s\n",
+		time.Since(start).Round(time.Second), serverVersion(), podgrace.cmd.Process.Pid, floor.cmd.Process.Pid, workDir)
+	return stop, nil
+}
+
+func serverVersion() string {
+	v, err := kube.Discovery().ServerVersion()
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	return v.GitVersion
+}
+
+// buildBinaries builds podgrace (unless PODGRACE_BIN names one, as `make
+// bench` does with bin/podgrace), the floor server and the load generator
+// into the work directory, as `make build` builds podgrace.
+func buildBinaries(out map[string]string) error {
+	pkgs := map[string]string{
+		"podgrace":    "github.com/podgrace/podgrace/cmd/podgrace",
+		"floorserver": "github.com/podgrace/podgrace/test/bench/floorserver",
+		"loadgen":     "github.com/podgrace/podgrace/hack/loadgen",
+	}
+	if p := os.Getenv("PODGRACE_BIN"); p != "" {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return err
+		}
+		out["podgrace"] = abs
+		delete(pkgs, "podgrace")
+	}
+	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", workDir + "/"}
+	for name, pkg := range pkgs {
+		args = append(args, pkg)
+		out[name] = filepath.Join(workDir, name)
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
+	}
+	return nil
+}
+
+// writeCerts writes a CA (ca.crt) and a serving certificate for 127.0.0.1
+// and localhost signed by it (tls.crt, tls.key) into dir.
+func writeCerts(dir string) error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "podgrace-bench-ca"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "podgrace-bench"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	files := map[string][]byte{
+		"ca.crt":  caPEM,
+		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func freePorts(n int) ([]int, error) {
+	var out []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}
+
+// server is a webhook process this suite started.
+type server struct {
+	name string
+	url  string // https://127.0.0.1:PORT/mutate-v1-pod
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+func startServer(name string, port int, bin string, args ...string) (*server, error) {
+	logPath := filepath.Join(workDir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	s := &server{name: name, url: "https://127.0.0.1:" + strconv.Itoa(port) + webhook.Path, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		s.err = cmd.Wait()
+		_ = f.Close()
+		close(s.done)
+	}()
+	return s, nil
+}
+
+// waitServing waits until the server answers a review.
+func (s *server) waitServing(ctx context.Context) error {
+	body, err := os.ReadFile(typicalReview)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	defer c.CloseIdleConnections()
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		select {
+		case <-s.done:
+			return false, fmt.Errorf("%s exited: %w (log %s)", s.name, s.err, s.log)
+		default:
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
+		if err != nil {
+			return false, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.Do(req)
+		if err != nil {
+			return false, nil //nolint:nilerr // not listening yet
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s not serving: %w (log %s)", s.name, err, s.log)
+	}
+	return nil
+}
+
+// memory reads VmRSS and VmHWM (peak RSS), in KiB, from /proc.
+func (s *server) memory() (rss, hwm int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "VmRSS" && k != "VmHWM") {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %q: %w", k, v, err)
+		}
+		if k == "VmRSS" {
+			rss = n
+		} else {
+			hwm = n
+		}
+	}
+	if rss == 0 {
+		return 0, 0, errors.New("no VmRSS in /proc/PID/status")
+	}
+	return rss, hwm, nil
+}
+
+// stop sends SIGTERM to the server and waits for it, killing it after 30 s.
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
