@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"github.com/go-json-experiment/json/jsontext"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -68,6 +69,10 @@ type envName struct {
 type skipped struct{}
 
 func (*skipped) UnmarshalJSON([]byte) error { return nil }
+
+// UnmarshalJSONFrom skips the value on decodeFast's engine, which would
+// otherwise copy it out to hand it to UnmarshalJSON.
+func (*skipped) UnmarshalJSONFrom(dec *jsontext.Decoder) error { return dec.SkipValue() }
 
 // pod returns the corev1.Pod the core works on.
 func (p *admissionPod) pod() *corev1.Pod {
