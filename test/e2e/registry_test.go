@@ -9,13 +9,13 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/podgrace/podgrace/test/e2e/images"
 )
@@ -45,28 +45,41 @@ func startRegistry() error {
 	return registryErr
 }
 
-// registryImage pushes a built test image to the e2e registry and tags it in
-// containerd under the registry name (so the kubelet finds it either way),
-// and returns the registry reference.
+// registryImage pushes a built test image to the e2e registry and returns
+// its reference there. The kubelet pulls it from the registry (containerd
+// has a plain-HTTP mirror for it), as it would a user's image.
+//
+// The pushed image is a distinct image (a label in its config, so another
+// image ID) from the one imported under localhost/: with
+// KubeletEnsureSecretPulledImages (beta, on by default since Kubernetes
+// 1.35) the kubelet keeps a record of which names it pulled an image ID
+// under, and once it has pulled an ID under the registry name it no longer
+// treats that ID as preloaded: a pod using the imported localhost/ name
+// (imagePullPolicy IfNotPresent) then gets a pull attempt, which fails here.
 func registryImage(t *testing.T, localRef string) string {
 	t.Helper()
 	if err := startRegistry(); err != nil {
 		t.Fatal(err)
 	}
-	img, ok := builtImages[localRef]
+	local, ok := builtImages[localRef]
 	if !ok {
 		t.Fatalf("no built image %s", localRef)
+	}
+	cf, err := local.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := *cf.Config.DeepCopy()
+	cfg.Labels = map[string]string{"e2e.podgrace.dev/served-by": "e2e-registry"}
+	img, err := mutate.Config(local, cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
 	ref := env.Registry + "/" + strings.TrimPrefix(localRef, "localhost/")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := images.Push(ctx, ref, img); err != nil {
 		t.Fatalf("pushing %s: %v", ref, err)
-	}
-	out, err := exec.CommandContext(ctx, env.Ctr, "--address", env.Containerd, "--namespace", "k8s.io",
-		"images", "tag", "--force", localRef, ref).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ctr images tag %s %s: %v\n%s", localRef, ref, err, out)
 	}
 	return ref
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -34,13 +33,6 @@ const (
 	shellSleep = 10
 )
 
-// imageInspectionWired says whether podgrace reads the image config from the
-// registry and rewrites an inherited shell-form CMD (pkg/imageconfig wired
-// into the webhook). Until it is, the image-only case with podgrace is not
-// run and the test says so in its output; set E2E_IMAGE_INSPECTION=1 (or
-// flip this) when it lands.
-var imageInspectionWired = os.Getenv("E2E_IMAGE_INSPECTION") == "1"
-
 type shellCase struct {
 	name      string
 	podgrace  bool
@@ -52,6 +44,7 @@ type termination struct {
 	exitAfter time.Duration // delete request -> the container's log stream ended (it exited)
 	goneAfter time.Duration // delete request -> the pod object was gone
 	command   []string      // the container's command as admitted
+	image     string        // the container's image as admitted
 	preStop   string
 	logs      string
 }
@@ -70,11 +63,6 @@ func TestShellFormSIGTERM(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				if tc.podgrace {
 					requirePodgrace(t)
-				}
-				if tc.podgrace && tc.fromImage && !imageInspectionWired {
-					t.Logf("NOT RUN: image inspection is not wired into the webhook yet (imageInspectionWired=false); " +
-						"the shell form inherited from the image's CMD cannot be rewritten until it is")
-					return
 				}
 				t.Parallel()
 				r := shellFormPod(t, tc)
@@ -95,8 +83,8 @@ func TestShellFormSIGTERM(t *testing.T) {
 
 func checkTermination(t *testing.T, tc shellCase, r termination) {
 	t.Helper()
-	t.Logf("command %q, preStop %s; SIGTERM logged %v; exit after %.1fs, gone after %.1fs; logs:\n%s",
-		r.command, r.preStop, r.sigterm, r.exitAfter.Seconds(), r.goneAfter.Seconds(), r.logs)
+	t.Logf("image %s, command %q, preStop %s; SIGTERM logged %v; exit after %.1fs, gone after %.1fs; logs:\n%s",
+		r.image, r.command, r.preStop, r.sigterm, r.exitAfter.Seconds(), r.goneAfter.Seconds(), r.logs)
 	grace := time.Duration(shellGrace) * time.Second
 	if !tc.podgrace {
 		if r.sigterm {
@@ -112,6 +100,11 @@ func checkTermination(t *testing.T, tc shellCase, r termination) {
 	}
 	if r.preStop == "" {
 		t.Errorf("podgrace added no preStop hook")
+	}
+	if tc.fromImage && !strings.Contains(r.image, "@sha256:") {
+		// pinDigest (default true): the rewritten command must run with the
+		// image it was read from.
+		t.Errorf("the command was rewritten from the image's CMD but the image %s is not pinned to the inspected digest", r.image)
 	}
 	if !r.sigterm {
 		t.Errorf("the app never logged SIGTERM")
@@ -157,7 +150,7 @@ func shellFormPod(t *testing.T, tc shellCase) termination {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := termination{command: created.Spec.Containers[0].Command}
+	r := termination{command: created.Spec.Containers[0].Command, image: created.Spec.Containers[0].Image}
 	if ps := created.Spec.Containers[0].Lifecycle; ps != nil && ps.PreStop != nil {
 		b, _ := json.Marshal(ps.PreStop)
 		r.preStop = string(b)
