@@ -57,8 +57,9 @@ type options struct {
 type Result struct {
 	URL         string  `json:"url"`
 	Concurrency int     `json:"concurrency"`
-	Rate        float64 `json:"rate"` // 0: closed loop
-	Requests    int     `json:"requests"`
+	Rate        float64 `json:"rate"`     // 0: closed loop
+	Requests    int     `json:"requests"` // measured: sent after the warm-up
+	Answered    int     `json:"answered"` // all requests answered, warm-up included
 	Errors      int     `json:"errors"`
 	Seconds     float64 `json:"seconds"`
 	Throughput  float64 `json:"throughput"` // successful admissions per second
@@ -238,6 +239,7 @@ func run(ctx context.Context, o *options) (*Result, error) {
 	var (
 		measuring atomic.Bool
 		measured  atomic.Int64
+		answered  atomic.Int64
 		next      atomic.Uint64
 	)
 	runCtx, stop := context.WithTimeout(ctx, o.warmup+o.duration)
@@ -272,6 +274,9 @@ func run(ctx context.Context, o *options) (*Result, error) {
 				body := o.bodies[int(next.Add(1)%uint64(len(o.bodies)))]
 				err := send(runCtx, client, o.url, body)
 				d := time.Since(start)
+				if err == nil {
+					answered.Add(1)
+				}
 				if !measuring.Load() {
 					continue
 				}
@@ -313,6 +318,7 @@ func run(ctx context.Context, o *options) (*Result, error) {
 		}
 	}
 	res.Requests = len(all) + res.Errors
+	res.Answered = int(answered.Load()) + 1 // and the first, checking request
 	if len(all) == 0 {
 		return res, errors.New("no request succeeded while measuring")
 	}

@@ -17,6 +17,7 @@ import (
 // loadResult is hack/loadgen's -json output.
 type loadResult struct {
 	Requests   int     `json:"requests"`
+	Answered   int     `json:"answered"`
 	Errors     int     `json:"errors"`
 	Seconds    float64 `json:"seconds"`
 	Throughput float64 `json:"throughput"`
@@ -25,11 +26,18 @@ type loadResult struct {
 	P99        float64 `json:"p99_ms"`
 	P999       float64 `json:"p999_ms"`
 	Max        float64 `json:"max_ms"`
+	// CPUPerAdmission is the server's CPU time over the whole run divided
+	// by every admission it answered, warm-up included.
+	CPUPerAdmission time.Duration `json:"-"`
 }
 
 // load runs hack/loadgen against s with the typical pod.
 func load(b *testing.B, s *server, conns int, rate float64, d time.Duration) loadResult {
 	b.Helper()
+	cpu0, err := s.cpuTime()
+	if err != nil {
+		b.Fatal(err)
+	}
 	args := []string{"-url", s.url, "-cacert", caFile, "-c", strconv.Itoa(conns),
 		"-rate", strconv.FormatFloat(rate, 'f', -1, 64), "-duration", d.String(), "-warmup", "1s", "-json", typicalReview}
 	ctx, cancel := context.WithTimeout(b.Context(), d+time.Minute)
@@ -40,10 +48,15 @@ func load(b *testing.B, s *server, conns int, rate float64, d time.Duration) loa
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("loadgen %v: %v\n%s%s", args, err, stdout.Bytes(), stderr.Bytes())
 	}
+	cpu1, err := s.cpuTime()
+	if err != nil {
+		b.Fatal(err)
+	}
 	var r loadResult
 	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
 		b.Fatalf("loadgen output %q: %v", stdout.Bytes(), err)
 	}
+	r.CPUPerAdmission = (cpu1 - cpu0) / time.Duration(r.Answered)
 	return r
 }
 
@@ -96,6 +109,11 @@ func medianOf(rs []loadResult, f func(loadResult) float64) float64 {
 	for i, r := range rs {
 		xs[i] = f(r)
 	}
+	return median(xs)
+}
+
+func median(xs []float64) float64 {
+	xs = slices.Clone(xs)
 	slices.Sort(xs)
 	return xs[len(xs)/2]
 }
@@ -118,7 +136,8 @@ func BenchmarkHTTPS(b *testing.B) {
 			stop := sampleRSS(s)
 			r := load(b, s, 8, 0, 4*time.Second)
 			peak[s.name] = max(peak[s.name], stop())
-			b.Logf("%-8s %6.0f admissions/s  p50 %.2f ms  p99 %.2f ms  (%d requests)", s.name, r.Throughput, r.P50, r.P99, r.Requests)
+			b.Logf("%-8s %6.0f admissions/s  p50 %.2f ms  p99 %.2f ms  %3.0f µs server CPU/admission  (%d requests)",
+				s.name, r.Throughput, r.P50, r.P99, float64(r.CPUPerAdmission)/float64(time.Microsecond), r.Requests)
 			return r
 		})
 		tp := func(r loadResult) float64 { return r.Throughput }
@@ -130,6 +149,16 @@ func BenchmarkHTTPS(b *testing.B) {
 		b.ReportMetric(pg, "podgrace-adm/s")
 		b.ReportMetric(fl, "floor-adm/s")
 		b.ReportMetric(pg/fl, "podgrace/floor")
+		// The servers' CPU per admission, paired by round: what podgrace
+		// costs the machine, whoever else is using it.
+		var cpuRatios []float64
+		for i := range res["podgrace"] {
+			cpuRatios = append(cpuRatios, float64(res["podgrace"][i].CPUPerAdmission)/float64(res["floor"][i].CPUPerAdmission))
+		}
+		cpu := func(r loadResult) float64 { return float64(r.CPUPerAdmission) / float64(time.Microsecond) }
+		b.ReportMetric(medianOf(res["podgrace"], cpu), "podgrace-cpu-µs/adm")
+		b.ReportMetric(medianOf(res["floor"], cpu), "floor-cpu-µs/adm")
+		b.ReportMetric(median(cpuRatios), "podgrace/floor-cpu")
 		b.ReportMetric(float64(idleRSS["podgrace"])/mib, "podgrace-idle-MiB")
 		b.ReportMetric(float64(peak["podgrace"])/mib, "podgrace-load-MiB")
 		b.ReportMetric(float64(hwm)/mib, "podgrace-peak-MiB")
