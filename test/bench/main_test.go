@@ -209,8 +209,9 @@ func serverVersion() string {
 }
 
 // buildBinaries builds podgrace (unless PODGRACE_BIN names one, as `make
-// bench` does with bin/podgrace), the floor server and the load generator
-// into the work directory, as `make build` builds podgrace.
+// bench` does with bin/podgrace; a relative path is taken from test/bench),
+// the floor server and the load generator into the work directory, as `make
+// build` builds podgrace.
 func buildBinaries(out map[string]string) error {
 	pkgs := map[string]string{
 		"podgrace":    "github.com/podgrace/podgrace/cmd/podgrace",
