@@ -9,8 +9,9 @@ package webhook_test
 //	go test ./pkg/webhook -run '^$' -bench 'Handler' -benchmem
 //
 // BenchmarkHandler/<pod>/<handler> are plain benchmarks (benchstat them);
-// BenchmarkHandlerRatio/<pod> measures the three handlers in alternating
-// rounds in the same run and reports podgrace/floor and podgrace/defaulter,
+// BenchmarkHandlerRatio/<pod> measures the handlers in alternating rounds in
+// the same run and reports podgrace/floor, podgrace/defaulter and
+// podgrace/floor-v2 (a floor decoding with podgrace's faster JSON engine),
 // which stay meaningful on a busy, shared machine.
 
 import (
@@ -345,8 +346,8 @@ type handler struct {
 	h    http.Handler
 }
 
-// handlers are the three handlers benchmarked, on the default config, in
-// the order they run: floor, podgrace, defaulter.
+// handlers are the handlers benchmarked, on the default config, in the
+// order they run: floor, podgrace, defaulter, floor-v2.
 func handlers() []handler {
 	// controller-runtime's loggers wait for a root logger; until one is set
 	// every WithValues is kept, growing the heap the collector scans.
@@ -363,16 +364,17 @@ func handlers() []handler {
 		{"floor", baseline.Floor{}},
 		{"podgrace", podgrace},
 		{"defaulter", baseline.NewDefaulter(&cfg, policy.HookSleep)},
+		{"floor-v2", baseline.FloorV2{}},
 	}
 }
 
-// TestBaselines checks that the three handlers are compared on equal terms:
-// on every bench body podgrace mutates as intended, the defaulter's patch
-// yields exactly podgrace's pod, and the floor allows without a patch.
+// TestBaselines checks that the handlers are compared on equal terms: on
+// every bench body podgrace mutates as intended, the defaulter's patch
+// yields exactly podgrace's pod, and both floors allow without a patch.
 func TestBaselines(t *testing.T) {
 	t.Parallel()
 	hs := handlers()
-	floor, podgrace, defaulter := hs[0].h, hs[1].h, hs[2].h
+	floor, podgrace, defaulter, floorV2 := hs[0].h, hs[1].h, hs[2].h, hs[3].h
 	for name, body := range benchReviews(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -406,9 +408,10 @@ func TestBaselines(t *testing.T) {
 				t.Errorf("the defaulter's pod differs from podgrace's:\n%s\n%s", mustJSON(t, dfPod), mustJSON(t, pgPod))
 			}
 
-			fl := serve(t, floor, body)
-			if !fl.Allowed || fl.Patch != nil || fl.UID != orig.Request.UID {
-				t.Errorf("floor: %+v", fl)
+			for _, f := range []http.Handler{floor, floorV2} {
+				if fl := serve(t, f, body); !fl.Allowed || fl.Patch != nil || fl.UID != orig.Request.UID {
+					t.Errorf("floor %T: %+v", f, fl)
+				}
 			}
 		})
 	}
@@ -534,15 +537,15 @@ func BenchmarkHandler(b *testing.B) {
 	}
 }
 
-// BenchmarkHandlerRatio measures floor, podgrace and defaulter in short
+// BenchmarkHandlerRatio measures floor, podgrace, defaulter and floor-v2 in short
 // interleaved blocks (a GC before each, as the testing package does; the
 // order rotates every round) and reports the cost of an admission as CPU
 // time: the process's CPU time over a block (the handler and the garbage
 // collector it keeps busy) divided by the ops. On a shared machine, wall
 // time also counts whatever other processes take from this one; CPU time
-// does not. podgrace/floor and podgrace/defaulter are the medians over the
-// rounds of podgrace's CPU time per op divided by the other's in the same
-// round: paired blocks cancel slow drifts (clock speed, cache pressure) and
+// does not. podgrace/floor, podgrace/defaulter and podgrace/floor-v2 are the
+// medians over the rounds of podgrace's CPU time per op divided by the
+// other's in the same round: paired blocks cancel slow drifts (clock speed, cache pressure) and
 // the median drops the rounds a burst hit. ns/op is podgrace's median wall
 // time per op, cpu-ns/op its CPU time; B/op and allocs/op are podgrace's.
 func BenchmarkHandlerRatio(b *testing.B) {
@@ -551,7 +554,7 @@ func BenchmarkHandlerRatio(b *testing.B) {
 		budget = 3 * time.Second       // how long the rounds of a body take at most
 	)
 	bodies := benchReviews(b)
-	hs := handlers() // floor, podgrace, defaulter
+	hs := handlers() // floor, podgrace, defaulter, floor-v2
 	for _, name := range benchCases() {
 		b.Run(name, func(b *testing.B) {
 			body := bodies[name]
@@ -599,10 +602,11 @@ func BenchmarkHandlerRatio(b *testing.B) {
 					}
 				}
 			}
-			var toFloor, toDefaulter []float64
+			var toFloor, toDefaulter, toFloorV2 []float64
 			for r := range rounds {
 				toFloor = append(toFloor, cpu[1][r]/cpu[0][r])
 				toDefaulter = append(toDefaulter, cpu[1][r]/cpu[2][r])
+				toFloorV2 = append(toFloorV2, cpu[1][r]/cpu[3][r])
 			}
 			// b.N is not looped over: the rounds are the measurement.
 			b.ReportMetric(median(wall[1]), "ns/op")
@@ -613,6 +617,7 @@ func BenchmarkHandlerRatio(b *testing.B) {
 			}
 			b.ReportMetric(median(toFloor), "podgrace/floor")
 			b.ReportMetric(median(toDefaulter), "podgrace/defaulter")
+			b.ReportMetric(median(toFloorV2), "podgrace/floor-v2")
 		})
 	}
 }
