@@ -13,25 +13,18 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/podgrace/podgrace/internal/ocilayout"
 )
 
 // What the Dockerfile says; image_test.go checks the two agree.
@@ -80,7 +73,7 @@ func (o *options) run() error {
 	if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
 		return err
 	}
-	if err := writeOCIArchive(o.out, o.ref, img); err != nil {
+	if err := ocilayout.WriteArchive(o.out, o.ref, img); err != nil {
 		return err
 	}
 	digest, err := img.Digest()
@@ -98,28 +91,22 @@ func (o *options) run() error {
 // build returns the image: one layer and the runtime config. Timestamps are
 // the Unix epoch, so the same binary gives the same digest.
 func build(bin []byte, version, arch string) (v1.Image, error) {
-	files := []file{
-		{path: "/etc/passwd", mode: 0o644, data: []byte(
+	files := []ocilayout.File{
+		{Path: "/etc/passwd", Mode: 0o644, Data: []byte(
 			"root:x:0:0:root:/root:/sbin/nologin\n" +
 				"nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n" +
 				"nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")},
-		{path: "/etc/group", mode: 0o644, data: []byte("root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n")},
-		{path: "/home/nonroot", dir: true, mode: 0o700, uid: 65532},
-		{path: "/tmp", dir: true, mode: 0o1777},
-		{path: binaryPath, mode: 0o755, data: bin},
+		{Path: "/etc/group", Mode: 0o644, Data: []byte("root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n")},
+		{Path: "/home/nonroot", Dir: true, Mode: 0o700, UID: 65532},
+		{Path: "/tmp", Dir: true, Mode: 0o1777},
+		{Path: binaryPath, Mode: 0o755, Data: bin},
 	}
 	if ca, err := os.ReadFile(hostCABundle); err == nil {
-		files = append(files, file{path: caBundle, mode: 0o644, data: ca})
+		files = append(files, ocilayout.File{Path: caBundle, Mode: 0o644, Data: ca})
 	} else {
 		fmt.Fprintf(os.Stderr, "image: warning: no CA certificates at %s; registries over TLS will not verify\n", hostCABundle)
 	}
-	layerData, err := tarLayer(files)
-	if err != nil {
-		return nil, err
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerData)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	layer, err := ocilayout.Layer(files)
 	if err != nil {
 		return nil, err
 	}
@@ -155,120 +142,4 @@ func build(bin []byte, version, arch string) (v1.Image, error) {
 		},
 	}
 	return mutate.ConfigFile(img, cf)
-}
-
-// file is one entry of the layer, owned by root unless uid is set.
-type file struct {
-	path string
-	mode int64
-	data []byte
-	dir  bool
-	uid  int
-}
-
-// tarLayer writes files, and every parent directory not listed (0755,
-// root), as an uncompressed tar with fixed timestamps.
-func tarLayer(files []file) ([]byte, error) {
-	entries := map[string]file{}
-	for _, f := range files {
-		entries[strings.TrimPrefix(f.path, "/")] = f
-		for dir := filepath.Dir(f.path); dir != "/"; dir = filepath.Dir(dir) {
-			d := strings.TrimPrefix(dir, "/")
-			if _, ok := entries[d]; !ok {
-				entries[d] = file{path: dir, dir: true, mode: 0o755}
-			}
-		}
-	}
-	names := make([]string, 0, len(entries))
-	for n := range entries {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, n := range names {
-		f := entries[n]
-		h := &tar.Header{Name: n, Mode: f.mode, Uid: f.uid, Gid: f.uid, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
-		if f.dir {
-			h.Typeflag, h.Name = tar.TypeDir, n+"/"
-		} else {
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(f.data))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if !f.dir {
-			if _, err := tw.Write(f.data); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-// writeOCIArchive writes img as a tarred OCI image layout with ref recorded
-// in index.json (io.containerd.image.name for `ctr images import`,
-// org.opencontainers.image.ref.name for other tools).
-func writeOCIArchive(out, ref string, img v1.Image) error {
-	if _, err := name.ParseReference(ref, name.StrictValidation); err != nil {
-		return fmt.Errorf("image reference %q: %w", ref, err)
-	}
-	dir, err := os.MkdirTemp(filepath.Dir(out), ".oci-layout-")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		return err
-	}
-	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{
-		"io.containerd.image.name":          ref,
-		"org.opencontainers.image.ref.name": ref,
-	})); err != nil {
-		return err
-	}
-	tmp := out + ".tmp"
-	if err := tarDir(dir, tmp); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, out)
-}
-
-// tarDir tars the files and directories under dir, in name order.
-func tarDir(dir, out string) error {
-	f, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	tw := tar.NewWriter(f)
-	walkErr := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		h := &tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
-		if d.IsDir() {
-			h.Typeflag, h.Name, h.Mode = tar.TypeDir, h.Name+"/", 0o755
-			return tw.WriteHeader(h)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		h.Typeflag, h.Size = tar.TypeReg, int64(len(data))
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		_, err = tw.Write(data)
-		return err
-	})
-	return errors.Join(walkErr, tw.Close(), f.Close())
 }

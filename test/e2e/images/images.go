@@ -7,27 +7,21 @@
 package images
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/podgrace/podgrace/internal/ocilayout"
 )
 
 // Image references. The "localhost/" prefix never resolves to a registry, and
@@ -48,13 +42,7 @@ var ShellFormCmd = []string{"/bin/sh", "-c", "app --port 8080"}
 const debianPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // File is one entry of an image's single layer.
-type File struct {
-	Path string // absolute path inside the image
-	Mode int64  // permission bits; 0 means 0o755 for directories, 0o644 for files
-	Data []byte // contents of a regular file
-	Link string // symlink target; when set the entry is a symlink
-	Dir  bool   // a directory
-}
+type File = ocilayout.File
 
 // Spec describes an image: one layer of Files, and the runtime config.
 type Spec struct {
@@ -66,13 +54,7 @@ type Spec struct {
 // Image builds the image (linux/amd64, OCI media types). The layer is
 // deterministic: the same Spec gives the same digest.
 func (s Spec) Image() (v1.Image, error) {
-	layerTar, err := tarLayer(s.Files)
-	if err != nil {
-		return nil, err
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	layer, err := ocilayout.Layer(s.Files)
 	if err != nil {
 		return nil, err
 	}
@@ -92,62 +74,6 @@ func (s Spec) Image() (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
-// tarLayer writes files (and every parent directory not listed) as a tar
-// stream in path order, with zero timestamps and root ownership.
-func tarLayer(files []File) ([]byte, error) {
-	entries := map[string]File{}
-	for _, f := range files {
-		p := strings.TrimPrefix(path.Clean(f.Path), "/")
-		if p == "" || p == "." {
-			return nil, fmt.Errorf("invalid path %q", f.Path)
-		}
-		f.Path = p
-		entries[p] = f
-		for d := path.Dir(p); d != "."; d = path.Dir(d) {
-			if _, ok := entries[d]; !ok {
-				entries[d] = File{Path: d, Dir: true}
-			}
-		}
-	}
-	names := make([]string, 0, len(entries))
-	for n := range entries {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, n := range names {
-		f := entries[n]
-		h := &tar.Header{Name: n, Mode: f.Mode, Format: tar.FormatPAX}
-		switch {
-		case f.Link != "":
-			h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, f.Link, 0o777
-		case f.Dir:
-			h.Typeflag, h.Name = tar.TypeDir, n+"/"
-			if h.Mode == 0 {
-				h.Mode = 0o755
-			}
-		default:
-			h.Typeflag, h.Size = tar.TypeReg, int64(len(f.Data))
-			if h.Mode == 0 {
-				h.Mode = 0o644
-			}
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if h.Typeflag == tar.TypeReg {
-			if _, err := tw.Write(f.Data); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
 // baseFiles is the skeleton every image gets: the directories a runtime
 // expects and a passwd/group so that user lookups work.
 func baseFiles() []File {
@@ -157,80 +83,6 @@ func baseFiles() []File {
 		{Path: "/etc/passwd", Data: []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")},
 		{Path: "/etc/group", Data: []byte("root:x:0:\nnogroup:x:65534:\n")},
 	}
-}
-
-// WriteOCIArchive writes img as a tarred OCI image layout at file, with ref
-// recorded in the index (io.containerd.image.name for `ctr images import`,
-// org.opencontainers.image.ref.name for other tools).
-func WriteOCIArchive(file, ref string, img v1.Image) error {
-	if _, err := name.ParseReference(ref, name.StrictValidation); err != nil {
-		return fmt.Errorf("image reference %q: %w", ref, err)
-	}
-	dir, err := os.MkdirTemp(filepath.Dir(file), ".oci-layout-")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		return err
-	}
-	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{
-		"io.containerd.image.name":          ref,
-		"org.opencontainers.image.ref.name": ref,
-	})); err != nil {
-		return err
-	}
-	tmp := file + ".tmp"
-	if err := tarDir(dir, tmp); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, file)
-}
-
-// tarDir writes the regular files and directories under dir into a tar file.
-func tarDir(dir, file string) error {
-	out, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	tw := tar.NewWriter(out)
-	walkErr := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		h, err := tar.FileInfoHeader(info, "")
-		if err != nil {
-			return err
-		}
-		h.Name = filepath.ToSlash(rel)
-		if d.IsDir() {
-			h.Name += "/"
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = f.Close() }()
-		_, err = io.Copy(tw, f)
-		return err
-	})
-	return errors.Join(walkErr, tw.Close(), out.Close())
 }
 
 // Import loads an image archive (OCI layout or docker-archive tarball) into
@@ -422,7 +274,7 @@ func Build(ctx context.Context, moduleDir, dir string, names ...string) (map[str
 			return nil, nil, fmt.Errorf("image %s: %w", n, err)
 		}
 		file := filepath.Join(dir, n+".tar")
-		if err := WriteOCIArchive(file, spec.Ref, img); err != nil {
+		if err := ocilayout.WriteArchive(file, spec.Ref, img); err != nil {
 			return nil, nil, fmt.Errorf("image %s: %w", n, err)
 		}
 		archives[n], imgs[spec.Ref] = file, img
