@@ -3,6 +3,7 @@ package execform
 import (
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 
 	"mvdan.cc/sh/v3/syntax"
@@ -89,7 +90,8 @@ func parseWrapper(argv []string, defined func(string) bool) (wrapper, Reason, st
 	w := wrapper{shell: path.Base(name)}
 	lang, ok := shellLang[w.shell]
 	if !ok {
-		return wrapper{}, ReasonNotShell, fmt.Sprintf("%q is not sh, bash, dash or ash", name)
+		// The common case for every exec-form command: no fmt on this path.
+		return wrapper{}, ReasonNotShell, strconv.Quote(name) + " is not sh, bash, dash or ash"
 	}
 	w.lang = lang
 	w.plain = w.shell != "bash" || defined == nil || !defined("BASH_ENV")

@@ -99,32 +99,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // admit decides one well-formed admission request.
+//
+// Log lines carry the request's identity as key/values of each call rather
+// than through Log.WithValues: zapr encodes WithValues fields eagerly on every
+// admission, while a call's own key/values are encoded only for the lines
+// that pass the level check and zap's sampler.
 func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1.AdmissionResponse {
 	if reason, msg := notPodCreate(req); reason != "" {
-		return h.allowUnchanged(h.Log.WithValues("uid", req.UID, "namespace", req.Namespace), reason, msg)
+		return h.allowUnchanged(requestKV(req, ""), reason, msg)
 	}
 	if req.PodErr != nil {
-		return h.allowUnchanged(h.Log.WithValues("uid", req.UID, "namespace", req.Namespace), reasonUndecodable, "cannot decode the Pod: "+req.PodErr.Error())
+		return h.allowUnchanged(requestKV(req, ""), reasonUndecodable, "cannot decode the Pod: "+req.PodErr.Error())
 	}
 	pod := req.Pod
 	if pod.Namespace == "" {
 		// The API server sets metadata.namespace before admission, so its
 		// objects always have metadata; the patch's
 		// `add /metadata/annotations` needs that.
-		return h.allowUnchanged(h.Log.WithValues("uid", req.UID, "namespace", req.Namespace), reasonUndecodable, "the Pod has no metadata.namespace; the API server always sets it")
+		return h.allowUnchanged(requestKV(req, ""), reasonUndecodable, "the Pod has no metadata.namespace; the API server always sets it")
 	}
 	name := pod.Name
 	if name == "" {
 		name = pod.GenerateName
 	}
-	log := h.Log.WithValues("uid", req.UID, "namespace", req.Namespace, "pod", name, "dryRun", req.DryRun != nil && *req.DryRun)
 
 	var warnings []string
 	var nsAnnotations map[string]string
 	if h.Namespaces != nil {
 		ann, err := h.Namespaces(ctx, req.Namespace)
 		if err != nil {
-			log.Error(err, "Namespace annotations unavailable; using the cluster config alone")
+			h.Log.Error(err, "Namespace annotations unavailable; using the cluster config alone", requestKV(req, name)...)
 			warnings = append(warnings, fmt.Sprintf("podgrace: annotations of namespace %q unavailable; namespace defaults not applied", req.Namespace))
 			warningsTotal.WithLabelValues(warnNamespace).Inc()
 		}
@@ -141,7 +145,7 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1
 	observe(pod, &res)
 
 	if res.Denied != "" {
-		log.Info("Denied pod: invalid podgrace setting in strict mode", "reason", res.Denied)
+		h.Log.Info("Denied pod: invalid podgrace setting in strict mode", append(requestKV(req, name), "reason", res.Denied)...)
 		return &admissionv1.AdmissionResponse{
 			Allowed:  false,
 			Warnings: warnings,
@@ -155,20 +159,34 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1
 	}
 	warnings = append(warnings, res.Warnings...)
 	if !res.Changed() {
-		log.V(1).Info("Pod unchanged", "warnings", len(warnings))
+		if v := h.Log.V(1); v.Enabled() {
+			v.Info("Pod unchanged", append(requestKV(req, name), "warnings", len(warnings))...)
+		}
 		return &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}
 	}
 	patch, err := encodePatch(res.Patch)
 	if err != nil { // values are API types and strings: should not happen
-		log.Error(err, "Encoding the patch; the pod is admitted unmutated")
-		return h.allowUnchanged(log, reasonPatchEncoded, "internal error encoding the patch; pod not mutated")
+		h.Log.Error(err, "Encoding the patch; the pod is admitted unmutated", requestKV(req, name)...)
+		return h.allowUnchanged(requestKV(req, name), reasonPatchEncoded, "internal error encoding the patch; pod not mutated")
 	}
-	if log.Enabled() {
-		log.Info("Mutated pod", "graceBefore", res.Status.GraceBefore, "graceAfter", res.Status.GraceAfter,
-			"containers", summary(res.Status.Containers), "operations", len(res.Patch), "warnings", len(warnings))
+	if h.Log.Enabled() {
+		h.Log.Info("Mutated pod", append(requestKV(req, name),
+			"graceBefore", res.Status.GraceBefore, "graceAfter", res.Status.GraceAfter,
+			"containers", containerSummary(res.Status.Containers), "operations", len(res.Patch), "warnings", len(warnings))...)
 	}
 	pt := admissionv1.PatchTypeJSONPatch
 	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt, Warnings: warnings}
+}
+
+// requestKV is the log key/values naming a request (and its pod, when named),
+// with room for a call's own.
+func requestKV(req *admissionRequest, pod string) []any {
+	kv := make([]any, 0, 20)
+	kv = append(kv, "uid", string(req.UID), "namespace", req.Namespace)
+	if pod != "" {
+		kv = append(kv, "pod", pod, "dryRun", req.DryRun != nil && *req.DryRun)
+	}
+	return kv
 }
 
 // notPodCreate says why a well-formed request is not a Pod CREATE ("" when it is).
@@ -190,15 +208,20 @@ func notPodCreate(req *admissionRequest) (reason, msg string) {
 }
 
 // allowUnchanged admits a request podgrace does not handle, saying why.
-func (h *Handler) allowUnchanged(log logr.Logger, reason, msg string) *admissionv1.AdmissionResponse {
+func (h *Handler) allowUnchanged(kv []any, reason, msg string) *admissionv1.AdmissionResponse {
 	notHandledTotal.WithLabelValues(reason).Inc()
 	warningsTotal.WithLabelValues(warnNotHandled).Inc()
-	log.Info("Allowed unchanged: not a Pod podgrace can handle", "reason", reason, "detail", msg)
+	h.Log.Info("Allowed unchanged: not a Pod podgrace can handle", append(kv, "reason", reason, "detail", msg)...)
 	return &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{truncateWarning("podgrace: pod not mutated: " + msg)}}
 }
 
-// summary renders the containers of a status record for the log.
-func summary(cs []inject.ContainerReport) []string {
+// containerSummary renders the containers of a status record for the log,
+// only when a line is written (logr.Marshaler is called after zap's level
+// check and sampler).
+type containerSummary []inject.ContainerReport
+
+// MarshalLog implements logr.Marshaler.
+func (cs containerSummary) MarshalLog() any {
 	out := make([]string, 0, len(cs))
 	for i := range cs {
 		c := &cs[i]

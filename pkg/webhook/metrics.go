@@ -44,6 +44,9 @@ var (
 	}, []string{"source"})
 )
 
+// namespaceLookupsFromCache is the hot path's child, resolved once.
+var namespaceLookupsFromCache = namespaceLookupsTotal.WithLabelValues("cache")
+
 func init() {
 	ctrlmetrics.Registry.MustRegister(podsMutatedTotal, podsDeniedTotal, containersSkippedTotal,
 		warningsTotal, notHandledTotal, namespaceLookupsTotal)

@@ -36,9 +36,12 @@ func (n *namespaceAnnotations) lookup(ctx context.Context, name string) (map[str
 	key := client.ObjectKey{Name: name}
 	if n.synced() {
 		ns := namespaceMeta()
-		err := n.cached.Get(ctx, key, ns)
+		// No deep copy: the annotations are only read, never changed, and
+		// copying the object on every admission was 2.5 % of the server's
+		// CPU under load (docs/performance.md).
+		err := n.cached.Get(ctx, key, ns, client.UnsafeDisableDeepCopy)
 		if err == nil {
-			namespaceLookupsTotal.WithLabelValues("cache").Inc()
+			namespaceLookupsFromCache.Inc()
 			return ns.Annotations, nil
 		}
 		n.log.Info("Namespace not in the cache yet; reading it from the API server", "namespace", name, "cacheError", err.Error())

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -220,16 +221,59 @@ func tooLarge() *requestError {
 
 // writeResponse answers an AdmissionReview.
 func writeResponse(w http.ResponseWriter, resp *admissionv1.AdmissionResponse) error {
-	body, err := json.Marshal(&admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: reviewAPIVersion, Kind: reviewKind},
-		Response: resp,
-	})
+	body, err := encodeResponse(resp)
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, err = w.Write(body)
 	return err
+}
+
+// encodeResponse encodes the AdmissionReview answering with resp, byte for
+// byte as encoding/json does (TestEncodeResponse). The answers podgrace
+// gives on every admission (allowed, with a patch and warnings or without)
+// are written directly, with the patch base64-encoded in place; the rare
+// ones (a denial's status, audit annotations) go through encoding/json.
+func encodeResponse(resp *admissionv1.AdmissionResponse) ([]byte, error) {
+	if resp.Result != nil || resp.AuditAnnotations != nil {
+		return json.Marshal(&admissionv1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: reviewAPIVersion, Kind: reviewKind},
+			Response: resp,
+		})
+	}
+	size := 128 + len(resp.UID) + base64.StdEncoding.EncodedLen(len(resp.Patch))
+	for _, w := range resp.Warnings {
+		size += len(w) + 3
+	}
+	buf := make([]byte, 0, size)
+	buf = append(buf, `{"kind":"`+reviewKind+`","apiVersion":"`+reviewAPIVersion+`","response":{"uid":`...)
+	buf = appendJSONString(buf, string(resp.UID))
+	if resp.Allowed {
+		buf = append(buf, `,"allowed":true`...)
+	} else {
+		buf = append(buf, `,"allowed":false`...)
+	}
+	if len(resp.Patch) > 0 {
+		buf = append(buf, `,"patch":"`...)
+		buf = base64.StdEncoding.AppendEncode(buf, resp.Patch)
+		buf = append(buf, '"')
+	}
+	if resp.PatchType != nil {
+		buf = append(buf, `,"patchType":`...)
+		buf = appendJSONString(buf, string(*resp.PatchType))
+	}
+	if len(resp.Warnings) > 0 {
+		buf = append(buf, `,"warnings":[`...)
+		for i, w := range resp.Warnings {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendJSONString(buf, w)
+		}
+		buf = append(buf, ']')
+	}
+	return append(buf, "}}"...), nil
 }
 
 // writeError answers with an HTTP error carrying a metav1.Status, the shape

@@ -164,7 +164,7 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("webhook: namespace informer: %w", err)
 	}
 	namespaces := &namespaceAnnotations{
-		cached: mgr.GetClient(),
+		cached: mgr.GetCache(),
 		live:   mgr.GetAPIReader(),
 		synced: nsInformer.HasSynced,
 		log:    log.WithName("namespaces"),
