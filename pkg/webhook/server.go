@@ -61,6 +61,10 @@ type Options struct {
 	// /healthz and /readyz.
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
+	// PprofBindAddress serves net/http/pprof's /debug/pprof/ ("" or "0":
+	// off, the default). For profiling on a trusted address only: it is
+	// unauthenticated.
+	PprofBindAddress string
 	// DrainDelay is how long podgrace keeps serving after its context ends
 	// (SIGTERM), unready, before it stops listening. Zero stops at once.
 	DrainDelay time.Duration
@@ -146,6 +150,7 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		WebhookServer:          whs,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
 		HealthProbeBindAddress: o.HealthProbeBindAddress,
+		PprofBindAddress:       o.PprofBindAddress,
 		// Only namespace metadata is cached, and without managedFields.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 	})

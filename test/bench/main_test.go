@@ -168,10 +168,15 @@ func setUp(env *envtest.Environment) (func(), error) {
 	if err != nil {
 		return stop, err
 	}
-	podgrace, err = startServer("podgrace", ports[0], bins["podgrace"], "webhook",
+	args := []string{"webhook",
 		"--cert-dir", workDir, "--port", strconv.Itoa(ports[0]), "--kubeconfig", kubeconfig,
-		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(ports[2]),
-		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(ports[3]), "--drain-delay", "0s")
+		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(ports[2]),
+		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(ports[3]), "--drain-delay", "0s"}
+	if addr := os.Getenv("BENCH_PPROF_ADDR"); addr != "" {
+		// Profile podgrace under the load: curl http://$BENCH_PPROF_ADDR/debug/pprof/profile?seconds=20
+		args = append(args, "--pprof-bind-address", addr)
+	}
+	podgrace, err = startServer("podgrace", ports[0], bins["podgrace"], args...)
 	if err != nil {
 		return stop, err
 	}
