@@ -6,7 +6,6 @@
 package inject
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -260,10 +259,7 @@ func (m *mutation) injectPreStop(i int, s int64) {
 
 // setStatus writes the status annotation.
 func (m *mutation) setStatus(st *Status) {
-	raw, err := json.Marshal(st)
-	if err != nil { // a struct of strings and ints: cannot happen
-		panic(err)
-	}
+	raw := appendStatus(make([]byte, 0, 64+96*len(st.Containers)), st)
 	ann := make(map[string]string, len(m.pod.Annotations)+1)
 	for k, v := range m.pod.Annotations {
 		ann[k] = v

@@ -422,6 +422,7 @@ func TestEncodePatch(t *testing.T) {
 		{Operation: "add", Path: "/spec/terminationGracePeriodSeconds", Value: int64(20)},
 		{Operation: "remove", Path: "/spec/containers/0/args"},
 		{Operation: "add", Path: "/metadata/annotations/podgrace.dev~1status", Value: `{"a":"<&>"}`},
+		{Operation: "add", Path: "/metadata/annotations/podgrace.dev~1status", Value: `{"graceBefore":30,"containers":[{"name":"a\\b"}]}`},
 		{Operation: "add", Path: "/metadata/annotations/x\"y\u00e9<", Value: nil},
 		{Operation: "replace", Path: "/spec/containers/1/command", Value: []string{"sh", "-c", "exec a"}},
 	}

@@ -31,19 +31,21 @@ type admissionMeta struct {
 
 type admissionSpec struct {
 	corev1.PodSpec
-	Containers                []admissionContainer `json:"containers"`
-	InitContainers            []admissionContainer `json:"initContainers"`
-	EphemeralContainers       skipped              `json:"ephemeralContainers"`
-	Volumes                   skipped              `json:"volumes"`
-	Tolerations               skipped              `json:"tolerations"`
-	SecurityContext           skipped              `json:"securityContext"`
-	TopologySpreadConstraints skipped              `json:"topologySpreadConstraints"`
-	Overhead                  skipped              `json:"overhead"`
-	Resources                 skipped              `json:"resources"`
-	ResourceClaims            skipped              `json:"resourceClaims"`
-	ReadinessGates            skipped              `json:"readinessGates"`
-	HostAliases               skipped              `json:"hostAliases"`
-	DNSConfig                 skipped              `json:"dnsConfig"`
+	// Pointers: the decoder grows a slice by doubling it, copying the
+	// elements each time, and a container is 432 bytes.
+	Containers                []*admissionContainer `json:"containers"`
+	InitContainers            []*admissionContainer `json:"initContainers"`
+	EphemeralContainers       skipped               `json:"ephemeralContainers"`
+	Volumes                   skipped               `json:"volumes"`
+	Tolerations               skipped               `json:"tolerations"`
+	SecurityContext           skipped               `json:"securityContext"`
+	TopologySpreadConstraints skipped               `json:"topologySpreadConstraints"`
+	Overhead                  skipped               `json:"overhead"`
+	Resources                 skipped               `json:"resources"`
+	ResourceClaims            skipped               `json:"resourceClaims"`
+	ReadinessGates            skipped               `json:"readinessGates"`
+	HostAliases               skipped               `json:"hostAliases"`
+	DNSConfig                 skipped               `json:"dnsConfig"`
 }
 
 type admissionContainer struct {
@@ -82,12 +84,15 @@ func (p *admissionPod) pod() *corev1.Pod {
 	return out
 }
 
-func containers(in []admissionContainer) []corev1.Container {
+func containers(in []*admissionContainer) []corev1.Container {
 	if in == nil {
 		return nil
 	}
 	out := make([]corev1.Container, len(in))
 	for i := range in {
+		if in[i] == nil { // `null` in the list: a zero container, as the API server would decode it
+			continue
+		}
 		out[i] = in[i].Container
 		if in[i].Env != nil {
 			env := make([]corev1.EnvVar, len(in[i].Env))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"strconv"
 	"sync"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -18,6 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kjson "sigs.k8s.io/json"
+
+	"github.com/podgrace/podgrace/internal/jsonstr"
 )
 
 // MaxBodyBytes bounds an AdmissionReview. The API server refuses objects over
@@ -248,7 +251,7 @@ func encodeResponse(resp *admissionv1.AdmissionResponse) ([]byte, error) {
 	}
 	buf := make([]byte, 0, size)
 	buf = append(buf, `{"kind":"`+reviewKind+`","apiVersion":"`+reviewAPIVersion+`","response":{"uid":`...)
-	buf = appendJSONString(buf, string(resp.UID))
+	buf = jsonstr.Append(buf, string(resp.UID))
 	if resp.Allowed {
 		buf = append(buf, `,"allowed":true`...)
 	} else {
@@ -261,7 +264,7 @@ func encodeResponse(resp *admissionv1.AdmissionResponse) ([]byte, error) {
 	}
 	if resp.PatchType != nil {
 		buf = append(buf, `,"patchType":`...)
-		buf = appendJSONString(buf, string(*resp.PatchType))
+		buf = jsonstr.Append(buf, string(*resp.PatchType))
 	}
 	if len(resp.Warnings) > 0 {
 		buf = append(buf, `,"warnings":[`...)
@@ -269,7 +272,7 @@ func encodeResponse(resp *admissionv1.AdmissionResponse) ([]byte, error) {
 			if i > 0 {
 				buf = append(buf, ',')
 			}
-			buf = appendJSONString(buf, w)
+			buf = jsonstr.Append(buf, w)
 		}
 		buf = append(buf, ']')
 	}
@@ -320,32 +323,25 @@ func encodePatch(ops []jsonpatch.Operation) ([]byte, error) {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, `{"op":`...)
-		buf = appendJSONString(buf, op.Operation)
+		buf = jsonstr.Append(buf, op.Operation)
 		buf = append(buf, `,"path":`...)
-		buf = appendJSONString(buf, op.Path)
+		buf = jsonstr.Append(buf, op.Path)
 		if op.Value != nil || op.Operation == "add" || op.Operation == "replace" || op.Operation == "test" {
-			v, err := json.Marshal(op.Value)
-			if err != nil {
-				return nil, err
-			}
 			buf = append(buf, `,"value":`...)
-			buf = append(buf, v...)
+			switch v := op.Value.(type) {
+			case string: // the status annotation
+				buf = jsonstr.Append(buf, v)
+			case int64: // terminationGracePeriodSeconds
+				buf = strconv.AppendInt(buf, v, 10)
+			default:
+				b, err := json.Marshal(v)
+				if err != nil {
+					return nil, err
+				}
+				buf = append(buf, b...)
+			}
 		}
 		buf = append(buf, '}')
 	}
 	return append(buf, ']'), nil
-}
-
-// appendJSONString appends s as a JSON string; patch ops and paths are plain
-// ASCII, anything else goes through encoding/json.
-func appendJSONString(buf []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(buf, q...)
-		}
-	}
-	buf = append(buf, '"')
-	buf = append(buf, s...)
-	return append(buf, '"')
 }

@@ -181,7 +181,11 @@ func setUp(env *envtest.Environment) (func(), error) {
 		return stop, err
 	}
 	undo = append(undo, podgrace.stop)
-	floor, err = startServer("floor", ports[1], bins["floorserver"], "-cert-dir", workDir, "-port", strconv.Itoa(ports[1]))
+	floorArgs := []string{"-cert-dir", workDir, "-port", strconv.Itoa(ports[1])}
+	if addr := os.Getenv("BENCH_PPROF_FLOOR_ADDR"); addr != "" {
+		floorArgs = append(floorArgs, "-pprof-bind-address", addr)
+	}
+	floor, err = startServer("floor", ports[1], bins["floorserver"], floorArgs...)
 	if err != nil {
 		return stop, err
 	}

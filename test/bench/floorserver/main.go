@@ -12,6 +12,8 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,8 +28,16 @@ func main() {
 	certDir := flag.String("cert-dir", webhook.DefaultCertDir, "directory holding tls.crt and tls.key")
 	host := flag.String("host", "127.0.0.1", "address to listen on")
 	port := flag.Int("port", 9444, "port to serve HTTPS on")
+	pprofAddr := flag.String("pprof-bind-address", "", "address net/http/pprof is served on (off when empty)")
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+	if *pprofAddr != "" {
+		go func() {
+			// http.DefaultServeMux holds net/http/pprof's handlers.
+			err := http.ListenAndServe(*pprofAddr, nil) //nolint:gosec // a benchmark's local profiling endpoint
+			fmt.Fprintln(os.Stderr, "floorserver: pprof:", err)
+		}()
+	}
 
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{
 		Host:    *host,
