@@ -16,8 +16,9 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/podgrace/podgrace/internal/ocilayout"
 )
 
 // TestImage builds podgrace as `make build` does, writes the image as
@@ -40,8 +41,11 @@ func TestImage(t *testing.T) {
 	}
 
 	dir := filepath.Join(tmp, "layout")
-	untar(t, archive, dir)
-	idx, err := layout.ImageIndexFromPath(dir)
+	lp, err := ocilayout.ReadArchive(archive, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := lp.ImageIndex()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,43 +235,4 @@ func keys(m map[string]entry) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func untar(t *testing.T, archive, dir string) {
-	t.Helper()
-	f, err := os.Open(archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, filepath.FromSlash(h.Name))
-		if !strings.HasPrefix(p, dir) {
-			t.Fatalf("archive entry %s escapes", h.Name)
-		}
-		if h.Typeflag == tar.TypeDir {
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 }

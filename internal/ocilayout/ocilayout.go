@@ -179,3 +179,55 @@ func tarDir(dir, file string) error {
 	})
 	return errors.Join(walkErr, tw.Close(), out.Close())
 }
+
+// ReadArchive unpacks an archive WriteArchive wrote into dir (created when
+// missing) and opens it as an OCI image layout.
+func ReadArchive(archive, dir string) (layout.Path, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	f, err := os.Open(archive)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = f.Close() }()
+	root, err := os.OpenRoot(dir) // entries cannot escape dir
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = root.Close() }()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return layout.FromPath(dir)
+		}
+		if err != nil {
+			return "", err
+		}
+		name := strings.TrimSuffix(h.Name, "/")
+		switch h.Typeflag {
+		case tar.TypeDir:
+			err = root.MkdirAll(name, 0o755)
+		case tar.TypeReg:
+			err = writeEntry(root, name, tr)
+		default:
+			err = fmt.Errorf("%s: entry %s is neither a file nor a directory", archive, h.Name)
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+}
+
+func writeEntry(root *os.Root, name string, r io.Reader) error {
+	if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {
+		return err
+	}
+	f, err := root.Create(name)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	return errors.Join(err, f.Close())
+}
