@@ -346,7 +346,9 @@ func TestExpandKubelet(t *testing.T) {
 		if got.text != c.want {
 			t.Errorf("expandKubelet(%q) = %q, want %q", c.in, got.text, c.want)
 		}
-		if len(got.origin) != len(got.text)+1 || got.origin[len(got.text)] != len(c.in) {
+		if got.origin == nil && (got.text != c.in || strings.Contains(c.in, "$")) {
+			t.Errorf("expandKubelet(%q): no origin map, but the text %q is not the input or holds a $", c.in, got.text)
+		} else if got.origin != nil && (len(got.origin) != len(got.text)+1 || got.origin[len(got.text)] != len(c.in)) {
 			t.Errorf("expandKubelet(%q): origin %v does not cover the text", c.in, got.origin)
 		}
 	}
@@ -363,7 +365,7 @@ func TestExpandKubeletOrigin(t *testing.T) {
 		{"$HOME", "$$HOME"}, {refPlaceholder, "$(APP)"}, {"-p", "-p"}, {"$(PORT)", "$(PORT)"},
 	} {
 		at := strings.Index(v.text, c.text)
-		if got := pod[v.origin[at]:]; !strings.HasPrefix(got, c.pod) {
+		if got := pod[v.pos(at):]; !strings.HasPrefix(got, c.pod) {
 			t.Errorf("%q maps to pod text %q, want it to start with %q", c.text, got, c.pod)
 		}
 	}

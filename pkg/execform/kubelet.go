@@ -19,7 +19,8 @@ func EscapeForKubelet(s string) string {
 // The map is what lets a rewrite edit the pod text (where `$$`, `$(NAME)`
 // must stay as the user wrote them) while deciding on the text the shell
 // parses: origin[i] is the offset, in the pod text, of the token that
-// produced byte i of text (origin[len(text)] is len(pod text)).
+// produced byte i of text (origin[len(text)] is len(pod text)). A nil
+// origin is the identity: the text holds no `$` and is the pod text.
 type kubeletView struct {
 	text   string
 	origin []int
@@ -63,6 +64,9 @@ const refPlaceholder = "${PODGRACE_REF}"
 //     an invalid UTF-8 byte there into U+FFFD);
 //   - a `$` at the end is kept.
 func expandKubelet(s string, value func(name string) (string, bool)) kubeletView {
+	if strings.IndexByte(s, '$') < 0 {
+		return kubeletView{text: s} // most words and scripts: nothing to expand or map
+	}
 	var b strings.Builder
 	v := kubeletView{origin: make([]int, 0, len(s)+1)}
 	// keep copies pod text that reaches the process as written.
@@ -118,6 +122,15 @@ func expandKubelet(s string, value func(name string) (string, bool)) kubeletView
 	v.text = b.String()
 	v.origin = append(v.origin, len(s))
 	return v
+}
+
+// pos is the offset in the pod text of the token that produced byte i of
+// the text (i may be len(text)).
+func (v kubeletView) pos(i int) int {
+	if v.origin == nil {
+		return i
+	}
+	return v.origin[i]
 }
 
 // hasRef reports whether a defined `$(NAME)` overlaps text[start:end].

@@ -3,6 +3,7 @@ package execform
 import (
 	"fmt"
 	"strings"
+	"sync"
 
 	"mvdan.cc/sh/v3/syntax"
 )
@@ -40,6 +41,21 @@ type verdict struct {
 	words []string
 }
 
+// parsers keeps a syntax.Parser per language for reuse ("a Parser can be
+// reused once it is done working"): each holds 2 KB of buffers, and a
+// rewrite parses two or three scripts.
+var parsers sync.Map // syntax.LangVariant → *sync.Pool of *syntax.Parser
+
+func parse(script string, lang syntax.LangVariant) (*syntax.File, error) {
+	pool, ok := parsers.Load(lang)
+	if !ok {
+		pool, _ = parsers.LoadOrStore(lang, &sync.Pool{New: func() any { return syntax.NewParser(syntax.Variant(lang)) }})
+	}
+	p := pool.(*sync.Pool).Get().(*syntax.Parser)
+	defer pool.(*sync.Pool).Put(p)
+	return p.Parse(strings.NewReader(script), "")
+}
+
 // analyzeScript parses a -c script as the shell will see it (DESIGN §5
 // steps 3–7) and finds where `exec ` goes. The checks come in this order so
 // that the analysis of a rewritten script stops at already-exec: whole-script
@@ -47,7 +63,7 @@ type verdict struct {
 // target statement, then what its command name refers to.
 func analyzeScript(pod string, lang syntax.LangVariant, defined func(string) bool) verdict {
 	view := viewForShell(pod, defined)
-	file, err := syntax.NewParser(syntax.Variant(lang)).Parse(strings.NewReader(view.text), "")
+	file, err := parse(view.text, lang)
 	if err != nil {
 		return verdict{reason: ReasonUnparseable, detail: fmt.Sprintf("%s script: %v", lang, err)}
 	}
@@ -66,7 +82,7 @@ func analyzeScript(pod string, lang syntax.LangVariant, defined func(string) boo
 	nameWord := call.Args[0]
 	start, end := offset(nameWord.Pos()), offset(nameWord.End())
 	if view.hasRef(start, end) {
-		return verdict{reason: ReasonDynamicCommand, detail: fmt.Sprintf("the command name %q is a kubelet $(NAME) reference, whose value the shell parses as script text", pod[view.origin[start]:view.origin[end]])}
+		return verdict{reason: ReasonDynamicCommand, detail: fmt.Sprintf("the command name %q is a kubelet $(NAME) reference, whose value the shell parses as script text", pod[view.pos(start):view.pos(end)])}
 	}
 	if name, ok := unquote(nameWord, false); ok && !strings.Contains(name, "/") {
 		switch {
@@ -80,7 +96,7 @@ func analyzeScript(pod string, lang syntax.LangVariant, defined func(string) boo
 			return verdict{reason: ReasonFunction, detail: fmt.Sprintf("target %q is a function the script defines", name)}
 		}
 	}
-	out := verdict{at: view.origin[start]}
+	out := verdict{at: view.pos(start)}
 	if target == file.Stmts[0] && len(file.Stmts) == 1 && len(target.Redirs) == 0 && len(call.Assigns) == 0 {
 		out.words = literalWords(call.Args, view)
 	}
