@@ -12,10 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,14 +69,9 @@ func tarFiles(files []File) ([]byte, error) {
 			}
 		}
 	}
-	names := make([]string, 0, len(entries))
-	for n := range entries {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(entries)) {
 		f := entries[n]
 		h := &tar.Header{Name: n, Mode: f.Mode, Uid: f.UID, Gid: f.UID, ModTime: epoch, Format: tar.FormatPAX}
 		switch {

@@ -41,18 +41,22 @@ type verdict struct {
 	words []string
 }
 
-// parsers keeps a syntax.Parser per language for reuse ("a Parser can be
-// reused once it is done working"): each holds 2 KB of buffers, and a
-// rewrite parses two or three scripts.
-var parsers sync.Map // syntax.LangVariant → *sync.Pool of *syntax.Parser
-
-func parse(script string, lang syntax.LangVariant) (*syntax.File, error) {
-	pool, ok := parsers.Load(lang)
-	if !ok {
-		pool, _ = parsers.LoadOrStore(lang, &sync.Pool{New: func() any { return syntax.NewParser(syntax.Variant(lang)) }})
+// parsers holds reusable syntax.Parsers ("a Parser can be reused once it is
+// done working") for each grammar of shellLang: each parser holds 2 KB of
+// buffers, and a rewrite parses two or three scripts.
+var parsers = func() map[syntax.LangVariant]*sync.Pool {
+	pools := map[syntax.LangVariant]*sync.Pool{}
+	for _, lang := range shellLang {
+		pools[lang] = &sync.Pool{New: func() any { return syntax.NewParser(syntax.Variant(lang)) }}
 	}
-	p := pool.(*sync.Pool).Get().(*syntax.Parser)
-	defer pool.(*sync.Pool).Put(p)
+	return pools
+}()
+
+// parse parses script in lang, one of shellLang's grammars.
+func parse(script string, lang syntax.LangVariant) (*syntax.File, error) {
+	pool := parsers[lang]
+	p := pool.Get().(*syntax.Parser)
+	defer pool.Put(p)
 	return p.Parse(strings.NewReader(script), "")
 }
 

@@ -259,16 +259,16 @@ func (m *mutation) injectPreStop(i int, s int64) {
 
 // setStatus writes the status annotation.
 func (m *mutation) setStatus(st *Status) {
-	raw := appendStatus(make([]byte, 0, 64+96*len(st.Containers)), st)
+	raw := string(appendStatus(make([]byte, 0, 64+96*len(st.Containers)), st))
 	ann := make(map[string]string, len(m.pod.Annotations)+1)
 	for k, v := range m.pod.Annotations {
 		ann[k] = v
 	}
-	ann[policy.AnnotationStatus] = string(raw)
+	ann[policy.AnnotationStatus] = raw
 	if len(m.in.Pod.Annotations) == 0 {
-		m.add("/metadata/annotations", map[string]string{policy.AnnotationStatus: string(raw)})
+		m.add("/metadata/annotations", map[string]string{policy.AnnotationStatus: raw})
 	} else {
-		m.add("/metadata/annotations/"+escapePointer(policy.AnnotationStatus), string(raw))
+		m.add("/metadata/annotations/"+escapePointer(policy.AnnotationStatus), raw)
 	}
 	m.pod.Annotations = ann
 }

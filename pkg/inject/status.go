@@ -105,7 +105,9 @@ func appendReport(dst []byte, r *ContainerReport) []byte {
 		if v == "" {
 			return dst
 		}
-		dst = append(dst, ",\""+key+"\":"...)
+		dst = append(dst, ',', '"')
+		dst = append(dst, key...)
+		dst = append(dst, '"', ':')
 		return jsonstr.Append(dst, v)
 	}
 	dst = append(dst, `{"name":`...)
