@@ -2,7 +2,10 @@ package inject
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
+
+	"sigs.k8s.io/randfill"
 )
 
 func checkAppendStatus(t *testing.T, st *Status) {
@@ -42,4 +45,30 @@ func FuzzAppendStatus(f *testing.F) {
 			{Name: image},
 		}})
 	})
+}
+
+// TestAppendStatusEveryField compares appendStatus with encoding/json on
+// statuses with every field filled at random: a field added to Status or
+// ContainerReport that appendStatus does not write fails here.
+func TestAppendStatusEveryField(t *testing.T) {
+	f := randfill.NewWithSeed(3).NilChance(0.1).NumElements(0, 4)
+	filled := map[string]bool{}
+	for range 500 {
+		var st Status
+		f.Fill(&st)
+		checkAppendStatus(t, &st)
+		for _, c := range st.Containers {
+			v := reflect.ValueOf(c)
+			for i := range v.NumField() {
+				if !v.Field(i).IsZero() {
+					filled[v.Type().Field(i).Name] = true
+				}
+			}
+		}
+	}
+	for i := range reflect.TypeFor[ContainerReport]().NumField() {
+		if name := reflect.TypeFor[ContainerReport]().Field(i).Name; !filled[name] {
+			t.Errorf("ContainerReport.%s was never filled: the test does not cover it", name)
+		}
+	}
 }

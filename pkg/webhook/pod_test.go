@@ -145,3 +145,25 @@ func TestAdmissionPodKeepsWhatTheCoreReads(t *testing.T) {
 		t.Fatalf("only %d random pods encoded", checked)
 	}
 }
+
+// TestAdmissionPodNullContainer: containers are decoded by pointer, so a
+// `null` in the list is a nil the conversion must turn into the zero
+// container the API machinery decodes it as, on both decoders.
+func TestAdmissionPodNullContainer(t *testing.T) {
+	t.Parallel()
+	data := []byte(`{"metadata":{"name":"p","namespace":"ns"},"spec":{"containers":[null,{"name":"a","command":["sh"]}],"initContainers":[null]}}`)
+	var want corev1.Pod
+	if err := decode(data, &want); err != nil {
+		t.Fatal(err)
+	}
+	for name, dec := range map[string]func([]byte, any) error{"decode": decode, "decodeFast": decodeFast} {
+		var p admissionPod
+		if err := dec(data, &p); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got := p.pod()
+		if !reflect.DeepEqual(got.Spec.Containers, want.Spec.Containers) || !reflect.DeepEqual(got.Spec.InitContainers, want.Spec.InitContainers) {
+			t.Errorf("%s: containers %+v, init %+v; want %+v, %+v", name, got.Spec.Containers, got.Spec.InitContainers, want.Spec.Containers, want.Spec.InitContainers)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/randfill"
 )
 
 // marshalResponse is what encodeResponse must produce: encoding/json's bytes.
@@ -67,4 +68,20 @@ func FuzzEncodeResponse(f *testing.F) {
 		}
 		checkEncodeResponse(t, resp)
 	})
+}
+
+// TestEncodeResponseEveryField compares encodeResponse with encoding/json on
+// responses with every field filled at random, half of them without the
+// fields that take the encoding/json path: a field added to
+// AdmissionResponse that the direct encoder does not write fails here.
+func TestEncodeResponseEveryField(t *testing.T) {
+	f := randfill.NewWithSeed(5).NilChance(0.2).NumElements(0, 3)
+	for i := range 400 {
+		var resp admissionv1.AdmissionResponse
+		f.Fill(&resp)
+		if i%2 == 0 {
+			resp.Result, resp.AuditAnnotations = nil, nil
+		}
+		checkEncodeResponse(t, &resp)
+	}
 }
