@@ -545,9 +545,8 @@ func BenchmarkHandler(b *testing.B) {
 // no GC is forced between blocks: with short blocks each starting after a
 // forced GC, whether a cycle fell inside a block depended on the process's
 // heap at the time, and the same code measured 0.66× or 1.27× the floor from
-// one invocation to the next. On a shared machine, wall
-// time also counts whatever other processes take from this one; CPU time
-// does not. podgrace/floor, podgrace/defaulter and podgrace/floor-v2 are the
+// one invocation to the next. On a shared machine, wall time also counts
+// whatever other processes take from this one; CPU time does not. podgrace/floor, podgrace/defaulter and podgrace/floor-v2 are the
 // medians over the rounds of podgrace's CPU time per op divided by the
 // other's in the same round: paired blocks cancel slow drifts (clock speed, cache pressure) and
 // the median drops the rounds a burst hit. ns/op is podgrace's median wall
