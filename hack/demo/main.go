@@ -49,6 +49,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
+	"github.com/podgrace/podgrace/internal/freeport"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/selfcert"
 )
@@ -151,14 +152,11 @@ func (d *demo) run(ctx context.Context, keep bool) error {
 		return err
 	}
 
-	port, err := freePort()
+	ports, err := freeport.Take(2)
 	if err != nil {
 		return err
 	}
-	healthPort, err := freePort()
-	if err != nil {
-		return err
-	}
+	port, healthPort := ports[0], ports[1]
 	caPEM, err := d.servingCertificate()
 	if err != nil {
 		return err
@@ -377,15 +375,6 @@ func (d *demo) cleanup() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 type warningRecorder struct {

@@ -49,6 +49,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/podgrace/podgrace/internal/freeport"
 	"github.com/podgrace/podgrace/pkg/webhook"
 )
 
@@ -164,7 +165,7 @@ func setUp(env *envtest.Environment) (func(), error) {
 		return stop, err
 	}
 
-	ports, err := freePorts(4)
+	ports, err := freeport.Take(4)
 	if err != nil {
 		return stop, err
 	}
@@ -299,25 +300,6 @@ func writeCerts(dir string) error {
 		}
 	}
 	return nil
-}
-
-func freePorts(n int) ([]int, error) {
-	var out []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
 }
 
 // server is a webhook process this suite started.

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
+	"github.com/podgrace/podgrace/internal/freeport"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/webhook"
 )
@@ -90,16 +91,6 @@ func hostIP() (string, error) {
 		}
 	}
 	return "", errors.New("no non-loopback IPv4 address to route the webhook Service to")
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // secretVolume mirrors a Secret into a directory the way the kubelet's
@@ -200,7 +191,11 @@ func runPodgrace(ctx context.Context, t *testing.T, cfg *rest.Config, r *chart.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, health := freePort(t), freePort(t)
+	ports, err := freeport.Take(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, health := ports[0], ports[1]
 	log := zap.New(zap.WriteTo(testWriter{t}), zap.Level(zapLevel()))
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/podgrace/podgrace/internal/freeport"
 	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/webhook"
@@ -130,25 +132,30 @@ type instance struct {
 	err     error
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // startInstance starts a podgrace webhook server, exactly as `podgrace
 // webhook` does, and waits until /readyz passes.
 func startInstance(ctx context.Context, name string, cfg *policy.Config, certDir string, drain time.Duration) (*instance, error) {
-	var ports [3]int
-	for i := range ports {
-		p, err := freePort()
-		if err != nil {
+	// A port can still be taken by another process between Take and the
+	// manager's bind; such a start fails with "address already in use" and
+	// is retried on new ports.
+	var err error
+	for range 3 {
+		var in *instance
+		in, err = startInstanceOnce(ctx, name, cfg, certDir, drain)
+		if err == nil {
+			return in, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) {
 			return nil, err
 		}
-		ports[i] = p
+	}
+	return nil, err
+}
+
+func startInstanceOnce(ctx context.Context, name string, cfg *policy.Config, certDir string, drain time.Duration) (*instance, error) {
+	ports, err := freeport.Take(3)
+	if err != nil {
+		return nil, err
 	}
 	log := logger().WithName(name)
 	srv, err := webhook.NewServer(ctx, webhook.Options{
@@ -179,17 +186,22 @@ func startInstance(ctx context.Context, name string, cfg *policy.Config, certDir
 		in.err = srv.Start(runCtx)
 		close(in.stopped)
 	}()
+	// Ready means /readyz passes and /metrics answers 200: the manager binds
+	// its servers one by one, and a test must not scrape another server that
+	// holds the metrics port.
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		select {
 		case <-in.stopped:
 			return false, fmt.Errorf("instance %s stopped while starting: %w", name, in.err)
 		default:
 		}
-		code, _ := probe(in.probes + "/readyz")
-		return code == http.StatusOK, nil
+		ready, _ := probe(in.probes + "/readyz")
+		metrics, _ := probe(in.metrics)
+		return ready == http.StatusOK && metrics == http.StatusOK, nil
 	})
 	if err != nil {
 		cancel()
+		<-in.stopped
 		return nil, fmt.Errorf("instance %s not ready: %w", name, err)
 	}
 	return in, nil
