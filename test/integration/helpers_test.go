@@ -277,6 +277,18 @@ func namespace(t *testing.T, labels, annotations map[string]string) string {
 	return ns
 }
 
+// deleteLater deletes a pod of the shared main namespace when the test
+// ends, so the test can run again against the same control plane
+// (-count=N). Pods without a node are deleted at once.
+func deleteLater(t *testing.T, ns, name string) {
+	t.Helper()
+	t.Cleanup(func() {
+		if err := admin.CoreV1().Pods(ns).Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("deleting pod %s/%s: %v", ns, name, err)
+		}
+	})
+}
+
 func optedIn() map[string]string { return map[string]string{policy.LabelInject: policy.InjectEnabled} }
 
 // forInstance labels a namespace for an instance other than the main one.

@@ -61,6 +61,7 @@ func TestWebhookNotCalled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	deleteLater(t, mainNamespace, optOut.Name)
 	assertUntouched(t, got)
 
 	if after := counters(); after[requestsTotal] != before[requestsTotal] || after["podgrace_pods_mutated_total"] != before["podgrace_pods_mutated_total"] {
@@ -71,6 +72,7 @@ func TestWebhookNotCalled(t *testing.T) {
 	if _, err := cs.CoreV1().Pods(mainNamespace).Create(ctx, pod("opted-in", 30), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	deleteLater(t, mainNamespace, "opted-in")
 	if after := counters(); after[requestsTotal] != before[requestsTotal]+1 || after["podgrace_pods_mutated_total"] != before["podgrace_pods_mutated_total"]+1 {
 		t.Errorf("one opted-in pod: counters went from %v to %v, want +1 each", before, after)
 	}
@@ -100,6 +102,7 @@ func TestNamespaceAnnotationsFromCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	deleteLater(t, mainNamespace, got.Name)
 	if s := sleepOf(&got.Spec.Containers[0]); s != 7 {
 		t.Errorf("sleep %d, want the namespace's 7", s)
 	}
