@@ -57,7 +57,7 @@ func TestCreateOnAPIServer(t *testing.T) {
 			wcfg.WarningHandler = warn
 			k := newClient(t, wcfg)
 
-			r := chart.Release{Name: fmt.Sprintf("podgrace-%d", i), Namespace: fmt.Sprintf("chart-%d", i)}
+			r := chart.Release{Name: unique(fmt.Sprintf("podgrace-%d", i)), Namespace: unique(fmt.Sprintf("chart-%d", i))}
 			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: r.Namespace, Labels: map[string]string{
 				"pod-security.kubernetes.io/enforce": "restricted",
 				"pod-security.kubernetes.io/warn":    "restricted",

@@ -21,7 +21,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -159,6 +161,9 @@ func startCertManager(t *testing.T, cfg *rest.Config) {
 		Logger:                 log.WithName("cainjector"),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		// controller-runtime refuses a controller name used before in the
+		// process; a repeated run (-count=N) starts cainjector again.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +217,8 @@ func TestCertManager(t *testing.T) {
 	}
 	startCertManager(t, cfg)
 
-	rel := chart.Release{Name: "podgrace-cm", Namespace: "podgrace-cm"}
+	name := unique("podgrace-cm")
+	rel := chart.Release{Name: name, Namespace: name}
 	r := installChart(ctx, t, cfg, rel, nil)
 	certName, secretName, webhookName := rel.Name+"-webhook", rel.Name+"-webhook-tls", rel.Name
 
@@ -246,11 +252,12 @@ func TestCertManager(t *testing.T) {
 	port := runPodgrace(ctx, t, cfg, r, rel, certDir)
 	routeService(ctx, t, cs, rel.Namespace, rel.Name+"-webhook", port)
 
-	optInNamespace(ctx, t, cs, "shop-cm")
-	checkMutated(ctx, t, cs, "shop-cm", "first")
+	shop := unique("shop-cm")
+	optInNamespace(ctx, t, cs, shop)
+	checkMutated(ctx, t, cs, shop, "first")
 
 	// Renew while admitting.
-	load := startPodLoad(cs, "shop-cm")
+	load := startPodLoad(cs, shop)
 	time.Sleep(time.Second)
 	before := leaf[0].SerialNumber
 	renew(ctx, t, cm, rel.Namespace, certName)
@@ -270,7 +277,7 @@ func TestCertManager(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	n := load.finish(t)
 	t.Logf("renewed: serial %s → %s; %d pods admitted during the renewal, all mutated", before, served.SerialNumber, n)
-	checkMutated(ctx, t, cs, "shop-cm", "after-renewal")
+	checkMutated(ctx, t, cs, shop, "after-renewal")
 }
 
 // renew asks cert-manager to reissue a certificate now, as `cmctl renew`

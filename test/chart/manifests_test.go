@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
@@ -32,8 +33,9 @@ func TestGeneratedFilesCurrent(t *testing.T) {
 	}
 }
 
-// TestConfigOnAPIServer applies config/ as `kubectl apply -k config/` would
-// (the files its kustomization.yaml lists) to the real API server.
+// TestConfigOnAPIServer applies config/ as `kubectl apply --server-side -k
+// config/` would (the files its kustomization.yaml lists) to the real API
+// server.
 func TestConfigOnAPIServer(t *testing.T) {
 	t.Parallel()
 	k := newClient(t, apiServer(t))
@@ -63,8 +65,11 @@ func TestConfigOnAPIServer(t *testing.T) {
 			if _, helm := o.GetLabels()["helm.sh/chart"]; helm {
 				t.Errorf("%s %s carries Helm's labels", o.GetKind(), o.GetName())
 			}
-			if err := k.Create(context.Background(), o); err != nil {
-				t.Errorf("%s: creating %s %s: %v", f, o.GetKind(), o.GetName(), err)
+			// Server-side apply, as `kubectl apply --server-side` does: the
+			// objects are validated and stored, and a repeated run
+			// (-count=N) applies over the first run's.
+			if err := k.Apply(context.Background(), client.ApplyConfigurationFromUnstructured(o), client.FieldOwner("podgrace-test"), client.ForceOwnership); err != nil {
+				t.Errorf("%s: applying %s %s: %v", f, o.GetKind(), o.GetName(), err)
 			} else if o.GetNamespace() == "" && o.GetKind() != "Namespace" {
 				t.Cleanup(func() { _ = k.Delete(context.Background(), o) })
 			}

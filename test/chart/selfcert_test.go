@@ -29,7 +29,8 @@ func TestSelfManagedCA(t *testing.T) {
 	ctx := context.Background()
 	cfg := apiServer(t)
 	cs := newClientset(t, cfg)
-	rel := chart.Release{Name: "podgrace-sc", Namespace: "podgrace-sc"}
+	name := unique("podgrace-sc")
+	rel := chart.Release{Name: name, Namespace: name}
 	r := installChart(ctx, t, cfg, rel, map[string]any{
 		"certManager":  map[string]any{"enabled": false},
 		"selfSignedCA": map[string]any{"caValidity": "36s", "certValidity": "15s"},
@@ -69,13 +70,14 @@ func TestSelfManagedCA(t *testing.T) {
 		ports = append(ports, port)
 	}
 
-	optInNamespace(ctx, t, cs, "shop-sc")
-	checkMutated(ctx, t, cs, "shop-sc", "first")
+	shop := unique("shop-sc")
+	optInNamespace(ctx, t, cs, shop)
+	checkMutated(ctx, t, cs, shop, "first")
 
 	served := map[string]bool{}
 	cas := map[string]bool{}
 	maxBundle := 0
-	load := startPodLoad(cs, "shop-sc")
+	load := startPodLoad(cs, shop)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && (len(cas) < 2 || len(served) < 4) {
 		for _, p := range ports {
@@ -103,7 +105,7 @@ func TestSelfManagedCA(t *testing.T) {
 	if len(served) < 3 || len(cas) < 2 || maxBundle < 2 {
 		t.Errorf("expected renewals and a CA rotation within 30s: %d serving certificates, %d CAs, caBundle of up to %d", len(served), len(cas), maxBundle)
 	}
-	checkMutated(ctx, t, cs, "shop-sc", "after-rotation")
+	checkMutated(ctx, t, cs, shop, "after-rotation")
 
 	// The Secret holds what the replicas serve.
 	s, err := cs.CoreV1().Secrets(rel.Namespace).Get(ctx, rel.Name+"-webhook-tls", metav1.GetOptions{})

@@ -68,6 +68,25 @@ func apiServer(t testing.TB) *rest.Config {
 	return rest.CopyConfig(envCfg)
 }
 
+var (
+	runsMu sync.Mutex
+	runs   = map[string]int{}
+)
+
+// unique is name the first time a test asks for it and name-2, name-3… on
+// later runs in the same process (-count=N): the control plane is shared,
+// and a deleted namespace stays Terminating on it (envtest runs no
+// namespace controller), so a repeated run needs new names.
+func unique(name string) string {
+	runsMu.Lock()
+	defer runsMu.Unlock()
+	runs[name]++
+	if n := runs[name]; n > 1 {
+		return fmt.Sprintf("%s-%d", name, n)
+	}
+	return name
+}
+
 // assetsDir is KUBEBUILDER_ASSETS, or the Makefile's envtest-assets directory.
 func assetsDir() string {
 	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
