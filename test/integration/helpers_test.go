@@ -133,7 +133,7 @@ type instance struct {
 }
 
 // startInstance starts a podgrace webhook server, exactly as `podgrace
-// webhook` does, and waits until /readyz passes.
+// webhook` does, and waits until /readyz passes and /metrics answers.
 func startInstance(ctx context.Context, name string, cfg *policy.Config, certDir string, drain time.Duration) (*instance, error) {
 	// A port can still be taken by another process between Take and the
 	// manager's bind; such a start fails with "address already in use" and
@@ -186,9 +186,9 @@ func startInstanceOnce(ctx context.Context, name string, cfg *policy.Config, cer
 		in.err = srv.Start(runCtx)
 		close(in.stopped)
 	}()
-	// Ready means /readyz passes and /metrics answers 200: the manager binds
-	// its servers one by one, and a test must not scrape another server that
-	// holds the metrics port.
+	// Ready means /readyz passes and /metrics answers 200: the manager
+	// starts its metrics and probe servers independently, so a passing
+	// /readyz does not show that the metrics port is this instance's.
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		select {
 		case <-in.stopped:
