@@ -61,6 +61,12 @@ type Options struct {
 	// /healthz and /readyz.
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
+	// MetricsSecure serves /metrics over HTTPS with the serving certificate
+	// of CertDir, to callers whose bearer token the API server authenticates
+	// (TokenReview) and authorizes to get the path (SubjectAccessReview).
+	// The RESTConfig's user needs to create tokenreviews and
+	// subjectaccessreviews.
+	MetricsSecure bool
 	// PprofBindAddress serves net/http/pprof's /debug/pprof/ ("" or "0":
 	// off, the default). For profiling on a trusted address only: it is
 	// unauthenticated.
@@ -148,7 +154,7 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		Scheme:                 scheme,
 		Logger:                 log,
 		WebhookServer:          whs,
-		Metrics:                metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		Metrics:                metricsOptions(o),
 		HealthProbeBindAddress: o.HealthProbeBindAddress,
 		PprofBindAddress:       o.PprofBindAddress,
 		// Only namespace metadata is cached, and without managedFields.
@@ -257,6 +263,24 @@ func (s *Server) Start(ctx context.Context) error {
 	s.log.Info("Drain over; closing the listener")
 	stopManager()
 	return <-done
+}
+
+// metricsOptions serves /metrics over plain HTTP, or with MetricsSecure over
+// HTTPS (the webhook's certificate and TLS settings, rotation watched) behind
+// metricsAuth.
+func metricsOptions(o Options) metricsserver.Options {
+	if !o.MetricsSecure {
+		return metricsserver.Options{BindAddress: o.MetricsBindAddress}
+	}
+	return metricsserver.Options{
+		BindAddress:    o.MetricsBindAddress,
+		SecureServing:  true,
+		CertDir:        o.CertDir,
+		CertName:       o.CertName,
+		KeyName:        o.KeyName,
+		TLSOpts:        []func(*tls.Config){secureTLS},
+		FilterProvider: metricsAuth,
+	}
 }
 
 // closeWhenDraining asks clients to close their connection after each

@@ -126,6 +126,8 @@ func checkAccess(ctx context.Context, t *testing.T, cfg *rest.Config, r chart.Re
 		{"update", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", r.Name, !c.certManager},
 		{"update", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "someone-else", false},
 		{"update", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", r.Name, false},
+		{"create", "authentication.k8s.io", "tokenreviews", "", "", c.metricsSecure},
+		{"create", "authorization.k8s.io", "subjectaccessreviews", "", "", c.metricsSecure},
 	}
 	for _, a := range checks {
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{

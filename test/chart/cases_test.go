@@ -14,8 +14,9 @@ import (
 type chartCase struct {
 	name   string
 	values map[string]any
-	// certManager, clusterWide and pullSecrets say what the values select.
-	certManager, clusterWide, pullSecrets bool
+	// certManager, clusterWide, pullSecrets and metricsSecure say what the
+	// values select.
+	certManager, clusterWide, pullSecrets, metricsSecure bool
 }
 
 // cases covers the main combinations (cert-manager on and off × opt-in and
@@ -52,7 +53,7 @@ func cases() []chartCase {
 				"failurePolicy":                "Fail",
 				"timeoutSeconds":               10,
 			},
-			"metrics":                   map[string]any{"service": true},
+			"metrics":                   map[string]any{"service": true, "secure": true},
 			"priorityClassName":         "system-cluster-critical",
 			"podDisruptionBudget":       map[string]any{"minAvailable": "50%"},
 			"topologySpreadConstraints": []any{map[string]any{"topologyKey": "kubernetes.io/hostname", "maxSkew": 1, "whenUnsatisfiable": "DoNotSchedule"}},
@@ -60,7 +61,7 @@ func cases() []chartCase {
 			"extraArgs":                 []any{"--zap-log-level=debug"},
 			"config":                    map[string]any{"strict": true, "preStopSleep": "15s", "hookAction": "exec"},
 		},
-		certManager: true,
+		certManager: true, metricsSecure: true,
 	})
 	return out
 }

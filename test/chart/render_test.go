@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -123,6 +124,9 @@ func checkDeployment(t *testing.T, r *chart.Rendered, c chartCase) {
 		if flagValue(ctr.Args, f) == "" {
 			t.Errorf("args %v lack %s", ctr.Args, f)
 		}
+	}
+	if got := slices.Contains(ctr.Args, "--metrics-secure"); got != c.metricsSecure {
+		t.Errorf("--metrics-secure in args = %t with metrics.secure = %t", got, c.metricsSecure)
 	}
 	if got := flagValue(ctr.Args, "--selfcert-secret") != ""; got == c.certManager {
 		t.Errorf("self-managed CA flags present = %t with certManager.enabled = %t", got, c.certManager)
@@ -260,9 +264,18 @@ func checkRBAC(t *testing.T, r *chart.Rendered, c chartCase) {
 		}
 	}
 	var secretsUnscoped, secretsScoped, webhookScoped bool
+	var reviews []string
 	for _, rule := range rules {
+		// The review APIs store nothing: create on them is a question to
+		// the API server, needed by secured metrics only.
+		review := slices.Equal(rule.Verbs, []string{"create"}) && len(rule.Resources) == 1 &&
+			(slices.Equal(rule.APIGroups, []string{"authentication.k8s.io"}) && rule.Resources[0] == "tokenreviews" ||
+				slices.Equal(rule.APIGroups, []string{"authorization.k8s.io"}) && rule.Resources[0] == "subjectaccessreviews")
+		if review {
+			reviews = append(reviews, rule.Resources[0])
+		}
 		for _, v := range rule.Verbs {
-			if v == "*" || v == "create" || v == "delete" || v == "deletecollection" {
+			if v == "*" || v == "create" && !review || v == "delete" || v == "deletecollection" {
 				t.Errorf("rule %+v grants %s", rule, v)
 			}
 		}
@@ -284,6 +297,21 @@ func checkRBAC(t *testing.T, r *chart.Rendered, c chartCase) {
 			if !webhookScoped {
 				t.Errorf("webhook configuration rule is not scoped to podgrace's own: %+v", rule)
 			}
+		}
+	}
+	if wantReviews := c.metricsSecure; (len(reviews) == 2) != wantReviews || (len(reviews) != 0) != wantReviews {
+		t.Errorf("review permissions %v with metrics.secure = %t", reviews, c.metricsSecure)
+	}
+	reader := r.Find("ClusterRole", "podgrace-metrics-reader")
+	if (reader != nil) != c.metricsSecure {
+		t.Errorf("metrics-reader ClusterRole rendered = %t with metrics.secure = %t", reader != nil, c.metricsSecure)
+	} else if reader != nil {
+		var role rbacv1.ClusterRole
+		if err := chart.Into(reader, &role); err != nil {
+			t.Fatal(err)
+		}
+		if want := []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}; !equality.Semantic.DeepEqual(role.Rules, want) {
+			t.Errorf("metrics-reader rules %+v, want %+v", role.Rules, want)
 		}
 	}
 	if secretsUnscoped != c.pullSecrets {

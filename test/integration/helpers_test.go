@@ -125,7 +125,7 @@ type instance struct {
 	url     string // https://127.0.0.1:PORT/mutate-v1-pod
 	addr    string // 127.0.0.1:PORT
 	probes  string // http://127.0.0.1:PORT (healthz, readyz)
-	metrics string // http://127.0.0.1:PORT/metrics
+	metrics string // http://127.0.0.1:PORT/metrics (https with MetricsSecure)
 	cancel  context.CancelFunc
 	// stopped is closed when Start has returned, with its error in err.
 	stopped chan struct{}
@@ -135,13 +135,19 @@ type instance struct {
 // startInstance starts a podgrace webhook server, exactly as `podgrace
 // webhook` does, and waits until /readyz passes and /metrics answers.
 func startInstance(ctx context.Context, name string, cfg *policy.Config, certDir string, drain time.Duration) (*instance, error) {
+	return startInstanceWith(ctx, name, webhook.Options{Config: cfg, CertDir: certDir, DrainDelay: drain})
+}
+
+// startInstanceWith starts an instance with o; the REST config, addresses
+// and logger are the test's.
+func startInstanceWith(ctx context.Context, name string, o webhook.Options) (*instance, error) {
 	// A port can still be taken by another process between Take and the
 	// manager's bind; such a start fails with "address already in use" and
 	// is retried on new ports.
 	var err error
 	for range 3 {
 		var in *instance
-		in, err = startInstanceOnce(ctx, name, cfg, certDir, drain)
+		in, err = startInstanceOnce(ctx, name, o)
 		if err == nil {
 			return in, nil
 		}
@@ -152,25 +158,23 @@ func startInstance(ctx context.Context, name string, cfg *policy.Config, certDir
 	return nil, err
 }
 
-func startInstanceOnce(ctx context.Context, name string, cfg *policy.Config, certDir string, drain time.Duration) (*instance, error) {
+func startInstanceOnce(ctx context.Context, name string, o webhook.Options) (*instance, error) {
 	ports, err := freeport.Take(3)
 	if err != nil {
 		return nil, err
 	}
 	log := logger().WithName(name)
-	srv, err := webhook.NewServer(ctx, webhook.Options{
-		RESTConfig:             restConfig,
-		Config:                 cfg,
-		CertDir:                certDir,
-		Host:                   "127.0.0.1",
-		Port:                   ports[0],
-		MetricsBindAddress:     "127.0.0.1:" + strconv.Itoa(ports[1]),
-		HealthProbeBindAddress: "127.0.0.1:" + strconv.Itoa(ports[2]),
-		DrainDelay:             drain,
-		Logger:                 &log,
-	})
+	o.RESTConfig, o.Host, o.Port, o.Logger = restConfig, "127.0.0.1", ports[0], &log
+	o.MetricsBindAddress = "127.0.0.1:" + strconv.Itoa(ports[1])
+	o.HealthProbeBindAddress = "127.0.0.1:" + strconv.Itoa(ports[2])
+	srv, err := webhook.NewServer(ctx, o)
 	if err != nil {
 		return nil, err
+	}
+	metricsScheme, metricsReady := "http", http.StatusOK
+	if o.MetricsSecure {
+		// Without a token the secured endpoint answers 401.
+		metricsScheme, metricsReady = "https", http.StatusUnauthorized
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	in := &instance{
@@ -178,7 +182,7 @@ func startInstanceOnce(ctx context.Context, name string, cfg *policy.Config, cer
 		addr:    "127.0.0.1:" + strconv.Itoa(ports[0]),
 		url:     "https://127.0.0.1:" + strconv.Itoa(ports[0]) + webhook.Path,
 		probes:  "http://127.0.0.1:" + strconv.Itoa(ports[2]),
-		metrics: "http://127.0.0.1:" + strconv.Itoa(ports[1]) + "/metrics",
+		metrics: metricsScheme + "://127.0.0.1:" + strconv.Itoa(ports[1]) + "/metrics",
 		cancel:  cancel,
 		stopped: make(chan struct{}),
 	}
@@ -186,9 +190,10 @@ func startInstanceOnce(ctx context.Context, name string, cfg *policy.Config, cer
 		in.err = srv.Start(runCtx)
 		close(in.stopped)
 	}()
-	// Ready means /readyz passes and /metrics answers 200: the manager
-	// starts its metrics and probe servers independently, so a passing
-	// /readyz does not show that the metrics port is this instance's.
+	// Ready means /readyz passes and /metrics answers (200, or 401 over TLS
+	// when secured): the manager starts its metrics and probe servers
+	// independently, so a passing /readyz does not show that the metrics
+	// port is this instance's.
 	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		select {
 		case <-in.stopped:
@@ -197,7 +202,7 @@ func startInstanceOnce(ctx context.Context, name string, cfg *policy.Config, cer
 		}
 		ready, _ := probe(in.probes + "/readyz")
 		metrics, _ := probe(in.metrics)
-		return ready == http.StatusOK && metrics == http.StatusOK, nil
+		return ready == http.StatusOK && metrics == metricsReady, nil
 	})
 	if err != nil {
 		cancel()
@@ -214,8 +219,16 @@ func (in *instance) stop() error {
 	return in.err
 }
 
+// testCAClient is an HTTP client that trusts the test CA, which signed every
+// instance's serving certificate.
+var testCAClient = sync.OnceValue(func() *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(tlsAssets.caPEM)
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+})
+
 func probe(url string) (int, string) {
-	resp, err := http.Get(url) //nolint:noctx // a local probe with the client's default behavior
+	resp, err := testCAClient().Get(url) //nolint:noctx // a local probe
 	if err != nil {
 		return 0, err.Error()
 	}
