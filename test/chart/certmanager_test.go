@@ -3,8 +3,14 @@ package chart_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,9 +22,12 @@ import (
 	"github.com/cert-manager/cert-manager/pkg/controller/cainjector"
 	logf "github.com/cert-manager/cert-manager/pkg/logs"
 	"go.uber.org/zap/zapcore"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -219,7 +228,9 @@ func TestCertManager(t *testing.T) {
 
 	name := unique("podgrace-cm")
 	rel := chart.Release{Name: name, Namespace: name}
-	r := installChart(ctx, t, cfg, rel, nil)
+	// Secured metrics too: podgrace reviews its scrapers' tokens with the
+	// chart's RBAC, over the cert-manager certificate.
+	r := installChart(ctx, t, cfg, rel, map[string]any{"metrics": map[string]any{"secure": true}})
 	certName, secretName, webhookName := rel.Name+"-webhook", rel.Name+"-webhook-tls", rel.Name
 
 	waitFor(ctx, t, 90*time.Second, "cert-manager to issue the serving certificate", func() (bool, error) {
@@ -249,12 +260,14 @@ func TestCertManager(t *testing.T) {
 
 	certDir := t.TempDir()
 	mountSecret(ctx, t, cs, rel.Namespace, secretName, certDir)
-	port := runPodgrace(ctx, t, cfg, r, rel, certDir)
+	addrs := runPodgrace(ctx, t, cfg, r, rel, certDir)
+	port := addrs.webhook
 	routeService(ctx, t, cs, rel.Namespace, rel.Name+"-webhook", port)
 
 	shop := unique("shop-cm")
 	optInNamespace(ctx, t, cs, shop)
 	checkMutated(ctx, t, cs, shop, "first")
+	checkSecureMetrics(ctx, t, cs, rel, addrs.metrics, caPEM)
 
 	// Renew while admitting.
 	load := startPodLoad(cs, shop)
@@ -274,10 +287,81 @@ func TestCertManager(t *testing.T) {
 		return err == nil && c.SerialNumber.Cmp(before) != 0, nil
 	})
 	served, _ := servedCertificate(port)
+	waitFor(ctx, t, 30*time.Second, "the secured /metrics to serve the renewed certificate", func() (bool, error) {
+		c, err := servedCertificate(addrs.metrics)
+		return err == nil && c.SerialNumber.Cmp(served.SerialNumber) == 0, nil
+	})
 	time.Sleep(2 * time.Second)
 	n := load.finish(t)
 	t.Logf("renewed: serial %s → %s; %d pods admitted during the renewal, all mutated", before, served.SerialNumber, n)
 	checkMutated(ctx, t, cs, shop, "after-renewal")
+}
+
+// checkSecureMetrics scrapes the secured /metrics as a Prometheus would: over
+// TLS verified with the release's CA for the webhook Service's name, with a
+// service-account token. Bound to the chart's metrics-reader ClusterRole the
+// scraper gets the metrics; before that, 403.
+func checkSecureMetrics(ctx context.Context, t *testing.T, cs kubernetes.Interface, rel chart.Release, port int, caPEM []byte) {
+	t.Helper()
+	if port == 0 {
+		t.Fatal("the chart with metrics.secure did not pass --metrics-secure")
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "prometheus", Namespace: rel.Namespace}}
+	if _, err := cs.CoreV1().ServiceAccounts(rel.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(rel.Namespace).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		t.Fatal("no CA in the release's Secret")
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: pool, ServerName: rel.Name + "-webhook." + rel.Namespace + ".svc", MinVersion: tls.VersionTLS12,
+	}}}
+	scrape := func() (int, string) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://127.0.0.1:"+strconv.Itoa(port)+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tr.Status.Token)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(body)
+	}
+	if code, body := scrape(); code != http.StatusForbidden {
+		t.Fatalf("scraper without a binding: %d %.100q, want 403", code, body)
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: rel.Name + "-prometheus"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: rel.Name + "-metrics-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: rel.Namespace, Name: sa.Name}},
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cs.RbacV1().ClusterRoleBindings().Delete(context.Background(), binding.Name, metav1.DeleteOptions{})
+	})
+	// The 403 is cached for 10 s; the binding counts after that.
+	var code int
+	var body string
+	waitFor(ctx, t, 30*time.Second, "the bound scraper to read /metrics", func() (bool, error) {
+		code, body = scrape()
+		return code == http.StatusOK, nil
+	})
+	if !strings.Contains(body, "podgrace_pods_mutated_total") {
+		t.Errorf("/metrics without podgrace_pods_mutated_total: %.200q", body)
+	}
 }
 
 // renew asks cert-manager to reissue a certificate now, as `cmctl renew`

@@ -65,7 +65,7 @@ func TestSelfManagedCA(t *testing.T) {
 		if err := sc.Start(rctx, saCfg, certDir, logr.Discard()); err != nil {
 			t.Fatalf("replica %d: %v", i, err)
 		}
-		port := runPodgrace(rctx, t, cfg, r, rel, certDir)
+		port := runPodgrace(rctx, t, cfg, r, rel, certDir).webhook
 		routeService(ctx, t, cs, rel.Namespace, rel.Name+"-webhook", port)
 		ports = append(ports, port)
 	}

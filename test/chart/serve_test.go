@@ -10,11 +10,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -177,11 +179,19 @@ func mountSecret(ctx context.Context, t *testing.T, cs kubernetes.Interface, nam
 	}()
 }
 
+// served is where runPodgrace's podgrace listens.
+type served struct {
+	webhook int
+	// metrics is the port of the secured /metrics when the chart's
+	// Deployment passes --metrics-secure, else 0 (metrics off).
+	metrics int
+}
+
 // runPodgrace runs podgrace's webhook server in this process, with the
 // chart's cluster config and the chart ServiceAccount's permissions, on all
 // addresses (the API server calls the host address), until the test ends.
-// It returns the port.
-func runPodgrace(ctx context.Context, t *testing.T, cfg *rest.Config, r *chart.Rendered, rel chart.Release, certDir string) int {
+// It returns its ports.
+func runPodgrace(ctx context.Context, t *testing.T, cfg *rest.Config, r *chart.Rendered, rel chart.Release, certDir string) served {
 	t.Helper()
 	var cm corev1.ConfigMap
 	if err := chart.Into(r.Find("ConfigMap", rel.Name), &cm); err != nil {
@@ -191,11 +201,21 @@ func runPodgrace(ctx context.Context, t *testing.T, cfg *rest.Config, r *chart.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := freeport.Take(2)
+	var d appsv1.Deployment
+	if err := chart.Into(r.Find("Deployment", rel.Name), &d); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := freeport.Take(3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	port, health := ports[0], ports[1]
+	out := served{webhook: port}
+	metricsAddress := "0"
+	if slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--metrics-secure") {
+		out.metrics = ports[2]
+		metricsAddress = "127.0.0.1:" + strconv.Itoa(out.metrics)
+	}
 	log := zap.New(zap.WriteTo(testWriter{t}), zap.Level(zapLevel()))
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -205,7 +225,8 @@ func runPodgrace(ctx context.Context, t *testing.T, cfg *rest.Config, r *chart.R
 			Config:                 &config,
 			CertDir:                certDir,
 			Port:                   port,
-			MetricsBindAddress:     "0",
+			MetricsBindAddress:     metricsAddress,
+			MetricsSecure:          out.metrics != 0,
 			HealthProbeBindAddress: "127.0.0.1:" + strconv.Itoa(health),
 			Logger:                 &log,
 		})
@@ -229,7 +250,7 @@ func runPodgrace(ctx context.Context, t *testing.T, cfg *rest.Config, r *chart.R
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, nil
 	})
-	return port
+	return out
 }
 
 // servedCertificate is the leaf certificate podgrace serves on port.
