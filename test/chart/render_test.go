@@ -148,6 +148,13 @@ func checkDeployment(t *testing.T, r *chart.Rendered, c chartCase) {
 		t.Errorf("--config %s is not in the config mount %s", flagValue(ctr.Args, "--config"), mounted["config"])
 	}
 	if c.name == "extras" {
+		var svc corev1.Service
+		if err := chart.Into(r.Find("Service", "podgrace-metrics"), &svc); err != nil {
+			t.Fatal(err)
+		}
+		if p := svc.Spec.Ports; len(p) != 1 || p[0].AppProtocol == nil || *p[0].AppProtocol != "https" {
+			t.Errorf("metrics Service ports %+v, want one with appProtocol https (metrics.secure)", p)
+		}
 		if ps.PriorityClassName != "system-cluster-critical" {
 			t.Errorf("priorityClassName = %q", ps.PriorityClassName)
 		}
