@@ -69,6 +69,8 @@ func installPodgrace(ctx context.Context) (*podgraceInstall, error) {
 			// The e2e registry is plain HTTP on the node address.
 			"insecure": true,
 		}},
+		// Metrics as a security-minded cluster runs them (TestSecureMetrics).
+		"metrics": map[string]any{"secure": true, "service": true},
 	}
 	rendered, err := chart.Render(dir, rel, values)
 	if err != nil {
