@@ -179,8 +179,8 @@ func mountSecret(ctx context.Context, t *testing.T, cs kubernetes.Interface, nam
 	}()
 }
 
-// served is where runPodgrace's podgrace listens.
-type served struct {
+// podgraceAddrs is where runPodgrace's podgrace listens.
+type podgraceAddrs struct {
 	webhook int
 	// metrics is the port of the secured /metrics when the chart's
 	// Deployment passes --metrics-secure, else 0 (metrics off).
@@ -191,7 +191,7 @@ type served struct {
 // chart's cluster config and the chart ServiceAccount's permissions, on all
 // addresses (the API server calls the host address), until the test ends.
 // It returns its ports.
-func runPodgrace(ctx context.Context, t *testing.T, cfg *rest.Config, r *chart.Rendered, rel chart.Release, certDir string) served {
+func runPodgrace(ctx context.Context, t *testing.T, cfg *rest.Config, r *chart.Rendered, rel chart.Release, certDir string) podgraceAddrs {
 	t.Helper()
 	var cm corev1.ConfigMap
 	if err := chart.Into(r.Find("ConfigMap", rel.Name), &cm); err != nil {
@@ -210,7 +210,7 @@ func runPodgrace(ctx context.Context, t *testing.T, cfg *rest.Config, r *chart.R
 		t.Fatal(err)
 	}
 	port, health := ports[0], ports[1]
-	out := served{webhook: port}
+	out := podgraceAddrs{webhook: port}
 	metricsAddress := "0"
 	if slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--metrics-secure") {
 		out.metrics = ports[2]
