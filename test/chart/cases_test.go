@@ -14,9 +14,9 @@ import (
 type chartCase struct {
 	name   string
 	values map[string]any
-	// certManager, clusterWide, pullSecrets and metricsSecure say what the
-	// values select.
-	certManager, clusterWide, pullSecrets, metricsSecure bool
+	// certManager, clusterWide, pullSecrets, metricsSecure and
+	// serviceMonitor say what the values select.
+	certManager, clusterWide, pullSecrets, metricsSecure, serviceMonitor bool
 }
 
 // cases covers the main combinations (cert-manager on and off × opt-in and
@@ -53,7 +53,9 @@ func cases() []chartCase {
 				"failurePolicy":                "Fail",
 				"timeoutSeconds":               10,
 			},
-			"metrics":                   map[string]any{"service": true, "secure": true},
+			"metrics": map[string]any{"service": true, "secure": true, "serviceMonitor": map[string]any{
+				"enabled": true, "interval": "1m30s", "labels": map[string]any{"release": "kube-prometheus-stack"},
+			}},
 			"priorityClassName":         "system-cluster-critical",
 			"podDisruptionBudget":       map[string]any{"minAvailable": "50%"},
 			"topologySpreadConstraints": []any{map[string]any{"topologyKey": "kubernetes.io/hostname", "maxSkew": 1, "whenUnsatisfiable": "DoNotSchedule"}},
@@ -61,7 +63,15 @@ func cases() []chartCase {
 			"extraArgs":                 []any{"--zap-log-level=debug"},
 			"config":                    map[string]any{"strict": true, "preStopSleep": "15s", "hookAction": "exec"},
 		},
-		certManager: true, metricsSecure: true,
+		certManager: true, metricsSecure: true, serviceMonitor: true,
+	})
+	// A ServiceMonitor over plain HTTP, without metrics.service: the
+	// ServiceMonitor brings its Service.
+	out = append(out, chartCase{
+		name:           "servicemonitor-plain",
+		values:         map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}}},
+		certManager:    true,
+		serviceMonitor: true,
 	})
 	return out
 }

@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
@@ -61,6 +62,7 @@ func TestRender(t *testing.T) {
 			checkRBAC(t, r, c)
 			checkTLS(t, r, c)
 			checkConfigMap(t, r, c)
+			checkServiceMonitor(t, r, c)
 			if r.Find("PodDisruptionBudget", "podgrace") == nil {
 				t.Error("no PodDisruptionBudget")
 			}
@@ -161,6 +163,97 @@ func checkDeployment(t *testing.T, r *chart.Rendered, c chartCase) {
 		if !strings.Contains(ctr.Image, "@sha256:") {
 			t.Errorf("image %q does not use the digest", ctr.Image)
 		}
+	}
+}
+
+// checkServiceMonitor: the ServiceMonitor selects the metrics Service (and
+// not the webhook Service) by labels, names its port, and with secured
+// metrics scrapes over HTTPS with a token and the release's CA, for a name
+// the serving certificate carries.
+func checkServiceMonitor(t *testing.T, r *chart.Rendered, c chartCase) {
+	t.Helper()
+	sm := r.Find("ServiceMonitor", "podgrace")
+	if (sm != nil) != c.serviceMonitor {
+		t.Fatalf("ServiceMonitor rendered = %t, want %t", sm != nil, c.serviceMonitor)
+	}
+	if sm == nil {
+		return
+	}
+	var metrics, webhookSvc corev1.Service
+	if err := chart.Into(r.Find("Service", "podgrace-metrics"), &metrics); err != nil {
+		t.Fatalf("the ServiceMonitor's Service: %v", err)
+	}
+	if err := chart.Into(r.Find("Service", "podgrace-webhook"), &webhookSvc); err != nil {
+		t.Fatal(err)
+	}
+	var spec struct {
+		NamespaceSelector struct {
+			MatchNames []string `json:"matchNames"`
+		} `json:"namespaceSelector"`
+		Selector  metav1.LabelSelector `json:"selector"`
+		Endpoints []struct {
+			Port            string `json:"port"`
+			Path            string `json:"path"`
+			Scheme          string `json:"scheme"`
+			BearerTokenFile string `json:"bearerTokenFile"`
+			TLSConfig       *struct {
+				ServerName string `json:"serverName"`
+				CA         struct {
+					Secret *corev1.SecretKeySelector `json:"secret"`
+				} `json:"ca"`
+			} `json:"tlsConfig"`
+		} `json:"endpoints"`
+	}
+	raw, _, err := unstructured.NestedMap(sm.Object, "spec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&spec.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sel.Matches(labels.Set(metrics.Labels)) || sel.Matches(labels.Set(webhookSvc.Labels)) {
+		t.Errorf("selector %v: matches the metrics Service %t (want true), the webhook Service %t (want false)",
+			sel, sel.Matches(labels.Set(metrics.Labels)), sel.Matches(labels.Set(webhookSvc.Labels)))
+	}
+	if !slices.Equal(spec.NamespaceSelector.MatchNames, []string{rel.Namespace}) {
+		t.Errorf("namespaceSelector %v, want the release namespace", spec.NamespaceSelector.MatchNames)
+	}
+	if len(spec.Endpoints) != 1 || len(metrics.Spec.Ports) != 1 {
+		t.Fatalf("%d endpoints, metrics Service ports %+v", len(spec.Endpoints), metrics.Spec.Ports)
+	}
+	ep := spec.Endpoints[0]
+	if ep.Port != metrics.Spec.Ports[0].Name || ep.Path != "/metrics" {
+		t.Errorf("endpoint port %q path %q, want the Service's port %q and /metrics", ep.Port, ep.Path, metrics.Spec.Ports[0].Name)
+	}
+	if !c.metricsSecure {
+		if ep.Scheme != "http" || ep.TLSConfig != nil || ep.BearerTokenFile != "" {
+			t.Errorf("plain metrics scraped with scheme %q, TLS %+v, token %q", ep.Scheme, ep.TLSConfig, ep.BearerTokenFile)
+		}
+		return
+	}
+	if ep.Scheme != "https" || ep.BearerTokenFile == "" || ep.TLSConfig == nil || ep.TLSConfig.CA.Secret == nil {
+		t.Fatalf("secured metrics scraped with scheme %q, token file %q, TLS %+v", ep.Scheme, ep.BearerTokenFile, ep.TLSConfig)
+	}
+	if ca := ep.TLSConfig.CA.Secret; ca.Name != "podgrace-webhook-tls" || ca.Key != "ca.crt" {
+		t.Errorf("CA from %s/%s, want the release's TLS Secret's ca.crt", ca.Name, ca.Key)
+	}
+	serving := r.Find("Certificate", "podgrace-webhook")
+	if serving == nil {
+		t.Fatal("no serving Certificate")
+	}
+	names, _, err := unstructured.NestedStringSlice(serving.Object, "spec", "dnsNames")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(names, ep.TLSConfig.ServerName) {
+		t.Errorf("serverName %q is not a name of the serving certificate %v", ep.TLSConfig.ServerName, names)
+	}
+	if c.name == "extras" && sm.GetLabels()["release"] != "kube-prometheus-stack" {
+		t.Errorf("ServiceMonitor labels %v lack the extra release label", sm.GetLabels())
 	}
 }
 

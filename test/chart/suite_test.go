@@ -52,7 +52,9 @@ func apiServer(t testing.TB) *rest.Config {
 			return
 		}
 		env = &envtest.Environment{
-			CRDDirectoryPaths:     []string{crds},
+			// cert-manager's CRDs from its module; prometheus-operator's
+			// ServiceMonitor CRD from testdata/crds (see its README).
+			CRDDirectoryPaths:     []string{crds, filepath.Join("testdata", "crds")},
 			ErrorIfCRDPathMissing: true,
 			BinaryAssetsDirectory: assetsDir(),
 		}

@@ -39,6 +39,11 @@ app.kubernetes.io/name: {{ include "podgrace.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The label that tells the metrics Service from the webhook Service. */}}
+{{- define "podgrace.metricsComponent" -}}
+app.kubernetes.io/component: metrics
+{{- end }}
+
 {{/* The Service the API server calls, and the DNS names of its certificate. */}}
 {{- define "podgrace.serviceName" -}}
 {{- printf "%s-webhook" (include "podgrace.fullname" .) | trunc 63 | trimSuffix "-" }}
