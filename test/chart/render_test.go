@@ -537,6 +537,9 @@ func TestSchemaRejects(t *testing.T) {
 		"sidecar name":           {"config": map[string]any{"sidecars": []any{"Not_A_Name"}}},
 		"issuerRef without name": {"certManager": map[string]any{"issuerRef": map[string]any{"kind": "ClusterIssuer"}}},
 		"digest":                 {"image": map[string]any{"digest": "latest"}},
+		"metrics.secure type":    {"metrics": map[string]any{"secure": "yes"}},
+		"scrape interval":        {"metrics": map[string]any{"serviceMonitor": map[string]any{"interval": "30 seconds"}}},
+		"ServiceMonitor label":   {"metrics": map[string]any{"serviceMonitor": map[string]any{"labels": map[string]any{"release": 1}}}},
 	}
 	for name, values := range bad {
 		t.Run(name, func(t *testing.T) {
