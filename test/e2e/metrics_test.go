@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -109,7 +110,7 @@ func TestSecureMetrics(t *testing.T) {
 	if err := poll(ctx, 60*time.Second, func(context.Context) (bool, error) {
 		code, body, err := scrape(tr.Status.Token)
 		if err != nil || code != http.StatusOK {
-			last, ok = strconv.Itoa(code)+" "+firstLine(body), 0
+			last, ok = fmt.Sprintf("%d %.100q %v", code, body, err), 0
 			return false, nil
 		}
 		if !strings.Contains(body, "podgrace_pods_mutated_total") {
@@ -122,9 +123,4 @@ func TestSecureMetrics(t *testing.T) {
 		t.Fatalf("the bound scraper never read /metrics 10 times in a row (last: %s): %v", last, err)
 	}
 	t.Logf("bound scraper: 10 scrapes in a row through the Service %.1fs after the binding", time.Since(start).Seconds())
-}
-
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
 }
