@@ -3,7 +3,8 @@
 # `make image` builds the same image without Docker (hack/image, an OCI
 # layout tarball); hack/image's test checks the two agree on user, entrypoint
 # and command.
-ARG GO_VERSION=1.26.8
+# Must equal the `go` line of go.mod (hack/image's test checks it).
+ARG GO_VERSION=1.27.3
 
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 WORKDIR /src

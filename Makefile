@@ -1,6 +1,11 @@
 # podgrace Makefile. `make help` lists every target.
 
 # ---- Versions: the one place every pinned tool version lives. -------------
+# Go toolchain: the `go` line of go.mod is the one source. Every build, test
+# and tool below runs under it (the go command fetches it from the module
+# proxy once); the machine's own Go only bootstraps it.
+GO_VERSION := $(shell sed -n 's/^go //p' $(dir $(lastword $(MAKEFILE_LIST)))go.mod)
+export GOTOOLCHAIN := go$(GO_VERSION)
 # Kubernetes release the tests run against; must match the k8s.io/api line in go.mod.
 KUBE_VERSION ?= 1.36.3
 # etcd server built for envtest and the e2e cluster.

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -235,4 +237,35 @@ func keys(m map[string]entry) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestGoVersionCopies: the `go` line of go.mod is the one source of the Go
+// toolchain; the Dockerfile's builder and the README's requirement line are
+// copies of it, and must not drift.
+func TestGoVersionCopies(t *testing.T) {
+	mod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(mod)
+	if m == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	want := string(m[1])
+	if got := runtime.Version(); got != "go"+want {
+		t.Errorf("the tests run under %s, go.mod asks for go%s (GOTOOLCHAIN not selected?)", got, want)
+	}
+	for file, re := range map[string]string{
+		"../../Dockerfile": `(?m)^ARG GO_VERSION=(\S+)$`,
+		"../../README.md":  `Go (\d+\.\d+\.\d+)`,
+	} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := regexp.MustCompile(re).FindSubmatch(b)
+		if got == nil || string(got[1]) != want {
+			t.Errorf("%s names Go %q, go.mod says %s", file, got, want)
+		}
+	}
 }
