@@ -1,0 +1,265 @@
+// Package admissionpolicy generates podgrace's policy as in-tree admission
+// policies (docs/design.md §10): a MutatingAdmissionPolicy whose CEL adds the
+// preStop sleeps, raises the grace period and writes the status annotation,
+// and a ValidatingAdmissionPolicy that names invalid settings as warnings (or
+// denies them in strict mode). The CEL text is static; the cluster config
+// reaches it as the parameters, a ConfigMap named by the bindings' paramRef,
+// so the chart installs the generated policies as they are and renders only
+// the parameters and the bindings.
+package admissionpolicy
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/webhook"
+)
+
+// Names of the generated objects.
+const (
+	// MutatingName names the MutatingAdmissionPolicy and its binding.
+	MutatingName = "podgrace"
+	// ValidatingName names the ValidatingAdmissionPolicy and its binding.
+	ValidatingName = "podgrace-warnings"
+	// ParamsName names the parameter ConfigMap.
+	ParamsName = "podgrace-policy-params"
+	// DefaultNamespace holds the parameter ConfigMap unless told otherwise.
+	DefaultNamespace = "podgrace"
+)
+
+// Annotations other projects put on pods to declare their proxy's drain
+// (docs/design.md §4): they replace sidecarShutdownBudget for that pod.
+const (
+	LinkerdWaitBeforeExit = "config.alpha.linkerd.io/proxy-wait-before-exit-seconds"
+	IstioProxyConfig      = "proxy.istio.io/config"
+)
+
+// Defaults of the rev-2 settings the cluster config does not carry yet.
+const (
+	DefaultSidecarShutdownBudget = 5 * time.Second
+	DefaultMaxGracePeriod        = 600 * time.Second
+)
+
+// NotDone lists what the policy does not do; it heads the generated output,
+// and README.md and docs/policy.md repeat it.
+var NotDone = []string{
+	"no exec-form rewrite (" + policy.AnnotationExecForm + " is read only to warn about invalid values): shell-form commands keep a shell as PID 1",
+	"no image inspection (imageInspection.* is ignored) and no digest pinning",
+	"hookAction auto means the native sleep action (every 1.36 API server has it); exec is honoured",
+	"native sidecars are not listed in the status annotation (the webhook lists them for the exec-form rewrite)",
+	"no metrics and no logs: the API server's own admission metrics count the policy",
+	"warnings come from the companion ValidatingAdmissionPolicy, one warning that lists every invalid setting",
+}
+
+// Options place the generated objects.
+type Options struct {
+	// Namespace holds the parameter ConfigMap; podgrace's own namespace,
+	// excluded from the selection like the webhook's.
+	Namespace string
+	// NamePrefix is prepended to every object name (tests install several).
+	NamePrefix string
+	// ClusterWide selects every namespace not labeled podgrace.dev/inject=disabled.
+	ClusterWide bool
+	// ExtraNamespaceSelector is ANDed with podgrace's own namespace expressions.
+	ExtraNamespaceSelector []metav1.LabelSelectorRequirement
+}
+
+func (o *Options) namespace() string {
+	if o.Namespace == "" {
+		return DefaultNamespace
+	}
+	return o.Namespace
+}
+
+// Objects is the generated set, in the order it is applied.
+type Objects struct {
+	Params            *corev1.ConfigMap
+	Mutating          *admissionregistrationv1.MutatingAdmissionPolicy
+	MutatingBinding   *admissionregistrationv1.MutatingAdmissionPolicyBinding
+	Validating        *admissionregistrationv1.ValidatingAdmissionPolicy
+	ValidatingBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
+}
+
+// CheckConfig reports settings of the cluster config the policy cannot carry.
+func CheckConfig(cfg *policy.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	for _, s := range cfg.Sidecars {
+		if errs := validation.IsDNS1123Label(s); len(errs) > 0 {
+			return fmt.Errorf("sidecars: %q is not a container name, so no pod can have it (the policy passes the list as a comma-separated parameter)", s)
+		}
+	}
+	for name, d := range map[string]time.Duration{"min": cfg.Min.Duration, "max": cfg.Max.Duration, "shutdownBudget": cfg.ShutdownBudget.Duration} {
+		if d%time.Second != 0 {
+			return fmt.Errorf("%s: %v is not a whole number of seconds: the policy's CEL counts whole seconds (the webhook rounds down; write %v)", name, d, d.Truncate(time.Second))
+		}
+	}
+	return nil
+}
+
+// Params is the parameter ConfigMap's data for a cluster config: every
+// value as the chart renders it from the same Helm values.
+func Params(cfg *policy.Config) map[string]string {
+	hook := string(cfg.HookAction)
+	if cfg.HookAction == policy.HookAuto {
+		hook = string(policy.HookSleep)
+	}
+	return map[string]string{
+		"preStopSleep":          cfg.PreStopSleep,
+		"extendGrace":           strconv.FormatBool(cfg.ExtendGrace),
+		"ratio":                 strconv.FormatFloat(cfg.Ratio, 'f', -1, 64),
+		"min":                   cfg.Min.Duration.String(),
+		"max":                   cfg.Max.Duration.String(),
+		"shutdownBudget":        cfg.ShutdownBudget.Duration.String(),
+		"sidecarShutdownBudget": DefaultSidecarShutdownBudget.String(),
+		"maxGracePeriod":        DefaultMaxGracePeriod.String(),
+		"sleepRunToCompletion":  "false",
+		"sidecars":              strings.Join(cfg.Sidecars, ","),
+		"hookAction":            hook,
+	}
+}
+
+// Generate builds the policies, their bindings and the parameters.
+func Generate(cfg *policy.Config, o Options) (*Objects, error) {
+	if err := CheckConfig(cfg); err != nil {
+		return nil, fmt.Errorf("cluster config: %w", err)
+	}
+	ns := o.namespace()
+	params := &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + ParamsName, Namespace: ns},
+		Data:       Params(cfg),
+	}
+	// The same selection as the webhook's: opt-in (or cluster-wide) label,
+	// system namespaces and podgrace's own excluded, the pod opt-out label.
+	wh := webhook.MutatingWebhookConfiguration(webhook.ConfigurationOptions{
+		URL: "https://unused", Namespace: ns, ClusterWide: o.ClusterWide, ExtraNamespaceSelector: o.ExtraNamespaceSelector,
+	}).Webhooks[0]
+	match := &admissionregistrationv1.MatchResources{NamespaceSelector: wh.NamespaceSelector, ObjectSelector: wh.ObjectSelector}
+	podCreate := &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+		RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+		},
+	}}}
+	paramKind := &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"}
+	allow := admissionregistrationv1.AllowAction
+	paramRef := &admissionregistrationv1.ParamRef{Name: params.Name, Namespace: ns, ParameterNotFoundAction: &allow}
+	ignore := admissionregistrationv1.Ignore
+
+	mp := &admissionregistrationv1.MutatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + MutatingName},
+		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
+			ParamKind:        paramKind,
+			MatchConstraints: podCreate.DeepCopy(),
+			Variables:        mutatingVars(mutationVariables()),
+			Mutations: []admissionregistrationv1.Mutation{{
+				PatchType:          admissionregistrationv1.PatchTypeApplyConfiguration,
+				ApplyConfiguration: &admissionregistrationv1.ApplyConfiguration{Expression: expandBind(mutationExpression)},
+			}},
+			FailurePolicy:      &ignore,
+			ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,
+		},
+	}
+	mb := &admissionregistrationv1.MutatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + MutatingName},
+		Spec: admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{
+			PolicyName: mp.Name, ParamRef: paramRef, MatchResources: match.DeepCopy(),
+		},
+	}
+	vp := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + ValidatingName},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			MatchConstraints: podCreate.DeepCopy(),
+			Variables:        validatingVars(validationVariables()),
+			Validations: []admissionregistrationv1.Validation{{
+				Expression:        "variables.problems.size() == 0",
+				MessageExpression: "variables.problems.join('; ')" + strictSuffix(cfg),
+			}},
+			FailurePolicy: &ignore,
+		},
+	}
+	actions := []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}
+	if cfg.Strict {
+		actions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
+	}
+	vb := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + ValidatingName},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName: vp.Name, MatchResources: match.DeepCopy(), ValidationActions: actions,
+		},
+	}
+	return &Objects{Params: params, Mutating: mp, MutatingBinding: mb, Validating: vp, ValidatingBinding: vb}, nil
+}
+
+// strictSuffix is appended to the denial, as the webhook's strict mode does.
+func strictSuffix(cfg *policy.Config) string {
+	if cfg.Strict {
+		return " + ' (strict mode)'"
+	}
+	return ""
+}
+
+func mutatingVars(vs []variable) []admissionregistrationv1.Variable {
+	out := make([]admissionregistrationv1.Variable, len(vs))
+	for i, x := range vs {
+		out[i] = admissionregistrationv1.Variable{Name: x.name, Expression: expandBind(x.expr)}
+	}
+	return out
+}
+
+func validatingVars(vs []variable) []admissionregistrationv1.Variable { return mutatingVars(vs) }
+
+// Header is the comment that opens the generated output.
+func Header() string {
+	var b strings.Builder
+	b.WriteString("# podgrace's policy as in-tree admission policies (Kubernetes >= 1.36),\n")
+	b.WriteString("# generated by `podgrace generate policy`; see docs/policy.md.\n#\n")
+	b.WriteString("# What it does not do, compared with the podgrace webhook:\n")
+	for _, s := range NotDone {
+		b.WriteString("#   - " + s + "\n")
+	}
+	return b.String()
+}
+
+// YAML renders the objects as one multi-document stream with the header.
+func (o *Objects) YAML() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(Header())
+	for _, obj := range []any{o.Params, o.Mutating, o.MutatingBinding, o.Validating, o.ValidatingBinding} {
+		raw, err := yaml.Marshal(obj)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString("---\n")
+		b.Write(stripCreationTimestamp(raw))
+	}
+	return b.Bytes(), nil
+}
+
+// stripCreationTimestamp drops the null creationTimestamp and empty status
+// metav1 types marshal, which kubectl would show as a diff.
+func stripCreationTimestamp(raw []byte) []byte {
+	lines := strings.Split(string(raw), "\n")
+	lines = slices.DeleteFunc(lines, func(l string) bool {
+		t := strings.TrimSpace(l)
+		return t == "creationTimestamp: null" || l == "status: {}"
+	})
+	return []byte(strings.Join(lines, "\n"))
+}

@@ -1,0 +1,423 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podgrace/podgrace/pkg/admissionpolicy"
+	"github.com/podgrace/podgrace/pkg/policy"
+)
+
+// meshLabel selects the namespaces where the test's mesh injector adds an
+// istio-proxy container after podgrace (its configuration's name sorts
+// after "podgrace"; MutatingAdmissionPolicies run before every webhook), so
+// podgrace and the policy are both reinvoked for it.
+const meshLabel = "podgrace-test/mesh"
+
+// installPolicy creates the generated objects for cfg, selecting the
+// namespaces labeled for instance name; a policy the API server rejects
+// fails the test. It returns the objects.
+func installPolicy(t *testing.T, name string, cfg *policy.Config) *admissionpolicy.Objects {
+	t.Helper()
+	ctx := t.Context()
+	paramsNS := namespace(t, nil, nil)
+	objs, err := admissionpolicy.Generate(cfg, admissionpolicy.Options{
+		Namespace: paramsNS, NamePrefix: name + "-", ExtraNamespaceSelector: instanceSelector(name),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CoreV1().ConfigMaps(paramsNS).Create(ctx, objs.Params, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ar := admin.AdmissionregistrationV1()
+	if _, err := ar.MutatingAdmissionPolicies().Create(ctx, objs.Mutating, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the API server rejects the generated MutatingAdmissionPolicy: %v", err)
+	}
+	if _, err := ar.MutatingAdmissionPolicyBindings().Create(ctx, objs.MutatingBinding, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the API server rejects the generated MutatingAdmissionPolicyBinding: %v", err)
+	}
+	if _, err := ar.ValidatingAdmissionPolicies().Create(ctx, objs.Validating, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the API server rejects the generated ValidatingAdmissionPolicy: %v", err)
+	}
+	if _, err := ar.ValidatingAdmissionPolicyBindings().Create(ctx, objs.ValidatingBinding, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the API server rejects the generated ValidatingAdmissionPolicyBinding: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_ = ar.MutatingAdmissionPolicyBindings().Delete(ctx, objs.MutatingBinding.Name, metav1.DeleteOptions{})
+		_ = ar.MutatingAdmissionPolicies().Delete(ctx, objs.Mutating.Name, metav1.DeleteOptions{})
+		_ = ar.ValidatingAdmissionPolicyBindings().Delete(ctx, objs.ValidatingBinding.Name, metav1.DeleteOptions{})
+		_ = ar.ValidatingAdmissionPolicies().Delete(ctx, objs.Validating.Name, metav1.DeleteOptions{})
+	})
+	return objs
+}
+
+// meshInjector registers a webhook that appends an istio-proxy container
+// to pods in namespaces labeled meshLabel, as a mesh's injector does.
+func meshInjector(t *testing.T) {
+	t.Helper()
+	proxy := corev1.Container{Name: "istio-proxy", Image: "registry.example/proxyv2:1", Args: []string{"proxy", "sidecar"}}
+	srv := tlsServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var rev admissionv1.AdmissionReview
+		if err := json.NewDecoder(r.Body).Decode(&rev); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var p corev1.Pod
+		if err := json.Unmarshal(rev.Request.Object.Raw, &p); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		resp := &admissionv1.AdmissionResponse{UID: rev.Request.UID, Allowed: true}
+		if !slices.ContainsFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == proxy.Name }) {
+			resp.Patch, _ = json.Marshal([]map[string]any{{"op": "add", "path": "/spec/containers/-", "value": proxy}})
+			pt := admissionv1.PatchTypeJSONPatch
+			resp.PatchType = &pt
+		}
+		rev.Request, rev.Response = nil, resp
+		_ = json.NewEncoder(w).Encode(&rev)
+	}))
+	url := srv.URL
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
+	never := admissionregistrationv1.NeverReinvocationPolicy
+	register(t, &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "zz-podgrace-test-mesh"},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:                    "mesh.podgrace-test.dev",
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: tlsAssets.caPEM},
+			AdmissionReviewVersions: []string{"v1"},
+			SideEffects:             &none,
+			FailurePolicy:           &fail,
+			ReinvocationPolicy:      &never,
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{meshLabel: "true"}},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+			}},
+		}},
+	})
+}
+
+// nsVariant is a pair of namespaces (webhook, policy) with the same
+// annotations and mesh label.
+type nsVariant struct {
+	name        string
+	annotations map[string]string
+	mesh        bool
+	webhook     string
+	policy      string
+}
+
+// TestPolicyEquivalence creates the same generated pods through podgrace's
+// webhook in one namespace and through the generated admission policies in
+// another (and, in mesh namespaces, through a second webhook that injects a
+// sidecar afterwards): no pod may be rejected, every container's lifecycle
+// and the grace period must be identical, the status annotations equal in
+// every field the policy writes, and both must warn about the same keys.
+func TestPolicyEquivalence(t *testing.T) {
+	t.Parallel()
+	cfg := baseConfig()
+	const whName, polName = "equiv-webhook", "equiv-policy"
+	serve(t, whName, &cfg, 0)
+	installPolicy(t, polName, &cfg)
+	meshInjector(t)
+
+	variants := []nsVariant{
+		{name: "plain"},
+		{name: "mesh", mesh: true},
+		{name: "ns-annotated", annotations: map[string]string{policy.AnnotationPreStopSleep: "12s", policy.AnnotationExtendGrace: "false"}},
+		{name: "ns-invalid", annotations: map[string]string{policy.AnnotationPreStopSleep: "soon", policy.AnnotationExtendGrace: "perhaps", policy.AnnotationExecForm: "x", policy.Prefix + "/typo": "1", policy.AnnotationContainers: "app"}},
+		{name: "ns-off-mesh", mesh: true, annotations: map[string]string{policy.AnnotationPreStopSleep: "off"}},
+		{name: "ns-long-mesh", mesh: true, annotations: map[string]string{policy.AnnotationPreStopSleep: "10m"}},
+	}
+	for i := range variants {
+		v := &variants[i]
+		for side, inst := range map[*string]string{&v.webhook: whName, &v.policy: polName} {
+			labels := forInstance(inst)
+			if v.mesh {
+				labels[meshLabel] = "true"
+			}
+			*side = namespace(t, labels, v.annotations)
+		}
+	}
+	// Wait until both sides (and the injector) act on new pods.
+	for _, v := range variants {
+		for _, ns := range []string{v.webhook, v.policy} {
+			err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+				p, err := admin.CoreV1().Pods(ns).Create(ctx, pod("probe", 30), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+				if err != nil {
+					return false, err
+				}
+				_, ok := p.Annotations[policy.AnnotationStatus]
+				return ok && (!v.mesh || len(p.Spec.Containers) == 2), nil
+			})
+			if err != nil {
+				t.Fatalf("namespace %s (%s) is not served: %v", ns, v.name, err)
+			}
+		}
+	}
+
+	seed := time.Now().UnixNano()
+	t.Logf("pod generator seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 17))
+	const pods = 360
+	var (
+		mu       sync.Mutex
+		failures []string
+		checked  int
+	)
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for i := range pods {
+		p := genPod(rng, i)
+		v := variants[i%len(variants)]
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			diffs := compareSides(t.Context(), v, p)
+			mu.Lock()
+			defer mu.Unlock()
+			checked++
+			if len(diffs) > 0 {
+				in, _ := yaml.Marshal(p)
+				failures = append(failures, fmt.Sprintf("pod %s in %s namespaces:\n  %s\ninput pod:\n%s", p.Name, v.name, strings.Join(diffs, "\n  "), in))
+			}
+		})
+	}
+	wg.Wait()
+	sort.Strings(failures)
+	for i, f := range failures {
+		if i == 20 {
+			t.Errorf("... and %d more pods differ", len(failures)-20)
+			break
+		}
+		t.Error(f)
+	}
+	t.Logf("%d pods compared, %d differ", checked, len(failures))
+}
+
+// warningKeys are the keys named by podgrace's setting warnings.
+var warningKey = regexp.MustCompile(`podgrace: ([^\s="]+)="`)
+
+// compareSides creates p in both namespaces of v and lists the differences.
+func compareSides(ctx context.Context, v nsVariant, p *corev1.Pod) []string {
+	type side struct {
+		pod  *corev1.Pod
+		keys []string
+		err  error
+	}
+	create := func(ns string) side {
+		w := &warnings{}
+		cfg := *restConfig
+		cfg.WarningHandler = w
+		c := kubernetes.NewForConfigOrDie(&cfg)
+		got, err := c.CoreV1().Pods(ns).Create(ctx, p.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		var keys []string
+		for _, s := range w.take() {
+			for _, m := range warningKey.FindAllStringSubmatch(s, -1) {
+				keys = append(keys, m[1])
+			}
+		}
+		slices.Sort(keys)
+		return side{got, slices.Compact(keys), err}
+	}
+	wh, pol := create(v.webhook), create(v.policy)
+	var diffs []string
+	if wh.err != nil || pol.err != nil {
+		return []string{fmt.Sprintf("create: webhook %v, policy %v", wh.err, pol.err)}
+	}
+	if !slices.Equal(wh.keys, pol.keys) {
+		diffs = append(diffs, fmt.Sprintf("warned keys: webhook %q, policy %q", wh.keys, pol.keys))
+	}
+	g := func(p *corev1.Pod) int64 {
+		if p.Spec.TerminationGracePeriodSeconds == nil {
+			return -1
+		}
+		return *p.Spec.TerminationGracePeriodSeconds
+	}
+	if g(wh.pod) != g(pol.pod) {
+		diffs = append(diffs, fmt.Sprintf("terminationGracePeriodSeconds: webhook %d, policy %d", g(wh.pod), g(pol.pod)))
+	}
+	lists := [][2][]corev1.Container{{wh.pod.Spec.Containers, pol.pod.Spec.Containers}, {wh.pod.Spec.InitContainers, pol.pod.Spec.InitContainers}}
+	for _, l := range lists {
+		if len(l[0]) != len(l[1]) {
+			diffs = append(diffs, fmt.Sprintf("containers: webhook %d, policy %d", len(l[0]), len(l[1])))
+			continue
+		}
+		for i := range l[0] {
+			a, b := l[0][i].Lifecycle, l[1][i].Lifecycle
+			if !equality.Semantic.DeepEqual(a, b) {
+				ja, _ := json.Marshal(a)
+				jb, _ := json.Marshal(b)
+				diffs = append(diffs, fmt.Sprintf("container %s lifecycle: webhook %s, policy %s", l[0][i].Name, ja, jb))
+			}
+		}
+	}
+	ws, ps := claimedStatus(wh.pod), claimedStatus(pol.pod)
+	if ws != ps {
+		diffs = append(diffs, fmt.Sprintf("status: webhook %s\n          policy  %s", ws, ps))
+	}
+	return diffs
+}
+
+// claimedFields are the status fields the policy writes for each container.
+var claimedFields = []string{"name", "role", "skipped", "preStopSleep", "hook", "preStopSkipped"}
+
+// claimedStatus is the part of a status annotation the policy claims to
+// write: the grace periods and, for spec.containers, the fields above.
+func claimedStatus(p *corev1.Pod) string {
+	raw, ok := p.Annotations[policy.AnnotationStatus]
+	if !ok {
+		return "(none)"
+	}
+	var st struct {
+		GraceBefore int64            `json:"graceBefore"`
+		GraceAfter  int64            `json:"graceAfter"`
+		Containers  []map[string]any `json:"containers"`
+	}
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		return "unreadable: " + raw
+	}
+	var out []map[string]any
+	for _, c := range st.Containers {
+		if c["init"] == true {
+			continue
+		}
+		m := map[string]any{}
+		for _, f := range claimedFields {
+			if x, ok := c[f]; ok {
+				m[f] = x
+			}
+		}
+		out = append(out, m)
+	}
+	b, _ := json.Marshal(map[string]any{"graceBefore": st.GraceBefore, "graceAfter": st.GraceAfter, "containers": out})
+	return string(b)
+}
+
+// Values the generator draws from: valid and invalid, with the edges of
+// each rule (DESIGN's sizing bounds, the 1 h limit, whole seconds).
+var (
+	sleepValues = []string{"auto", "AUTO", " off ", "off", "0", "0s", "-0", "15", "15s", "1m30s", "1h", "3600", "3601", "61m",
+		"1.5s", "500ms", "2000ms", "0.5m", "abc", "-5s", "-1", "+7", " 12 ", "1h0m0s", "99999999999999999999", "1e3", "", "10S", "7s", "45s", "5m"}
+	boolValues   = []string{"true", "false", "TRUE", " false", "maybe", ""}
+	switchValues = []string{"on", "off", "OFF", "maybe"}
+	graces       = []int64{0, 1, 2, 3, 5, 6, 9, 10, 11, 14, 15, 16, 29, 30, 31, 45, 59, 60, 61, 100, 119, 120, 121, 130, 300, 594, 595, 599, 600, 601, 1200, 3600, 7200, 14400}
+	hooks        = []*corev1.LifecycleHandler{
+		{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", "nginx -s quit"}}},
+		{Exec: &corev1.ExecAction{Command: []string{"sleep", "20"}}},
+		{HTTPGet: &corev1.HTTPGetAction{Path: "/drain", Port: intstr.FromInt32(8080)}},
+		{Sleep: &corev1.SleepAction{Seconds: 3}},
+		{Sleep: &corev1.SleepAction{Seconds: 25}},
+	}
+)
+
+// genPod draws one pod.
+func genPod(rng *rand.Rand, i int) *corev1.Pod {
+	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
+	chance := func(pct int) bool { return rng.IntN(100) < pct }
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("eq-%03d", i), Annotations: map[string]string{}, Labels: map[string]string{}}}
+	if chance(85) {
+		g := graces[rng.IntN(len(graces))]
+		p.Spec.TerminationGracePeriodSeconds = &g
+	}
+	switch rng.IntN(6) {
+	case 0:
+		p.Spec.RestartPolicy = corev1.RestartPolicyNever
+	case 1:
+		p.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+	case 2:
+		p.Spec.RestartPolicy = corev1.RestartPolicyAlways
+	}
+	names := []string{"app"}
+	if chance(40) {
+		names = append(names, "worker")
+	}
+	if chance(30) {
+		names = append(names, pick([]string{"istio-proxy", "linkerd-proxy", "cloud-sql-proxy"}))
+	}
+	if chance(15) {
+		names = append(names, "web")
+	}
+	rng.Shuffle(len(names), func(a, b int) { names[a], names[b] = names[b], names[a] })
+	for _, n := range names {
+		c := corev1.Container{Name: n, Image: "registry.example/" + n + ":1"}
+		switch rng.IntN(3) {
+		case 0:
+			c.Command = []string{"sh", "-c", "exec /" + n}
+		case 1:
+			c.Command = []string{"/" + n, "--serve"}
+		default:
+			c.Command = []string{"/bin/sh", "-c", "/" + n + " --serve"}
+		}
+		switch {
+		case chance(20):
+			c.Lifecycle = &corev1.Lifecycle{PreStop: hooks[rng.IntN(len(hooks))].DeepCopy()}
+		case chance(8):
+			c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}
+		}
+		p.Spec.Containers = append(p.Spec.Containers, c)
+	}
+	if chance(25) {
+		p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: "migrate", Image: "registry.example/migrate:1", Command: []string{"sh", "-c", "migrate up"}})
+	}
+	if chance(20) {
+		always := corev1.ContainerRestartPolicyAlways
+		p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: "log-shipper", Image: "registry.example/fluent-bit:1", RestartPolicy: &always})
+	}
+	all := append(slices.Clone(names), "nope")
+	if chance(45) {
+		p.Annotations[policy.AnnotationPreStopSleep] = pick(sleepValues)
+	}
+	if chance(25) {
+		p.Annotations[policy.AnnotationExtendGrace] = pick(boolValues)
+	}
+	if chance(15) {
+		p.Annotations[policy.AnnotationExecForm] = pick(switchValues)
+	}
+	for range rng.IntN(3) {
+		c := all[rng.IntN(len(all))]
+		p.Annotations[policy.ContainerAnnotation(c, policy.AnnotationPreStopSleep)] = pick(sleepValues)
+	}
+	if chance(10) {
+		p.Annotations[policy.ContainerAnnotation(pick(all), policy.AnnotationExecForm)] = pick(switchValues)
+	}
+	if chance(12) {
+		p.Annotations[policy.AnnotationContainers] = pick([]string{names[0], strings.Join(names, ","), "App", ",,", names[0] + ",nope", " " + names[0] + " , worker"})
+	}
+	if chance(5) {
+		p.Annotations[policy.Prefix+"/prestop-seep"] = "10s"
+	}
+	if chance(8) {
+		p.Annotations[admissionpolicy.LinkerdWaitBeforeExit] = pick([]string{"10", "40", "x"})
+	}
+	if chance(8) {
+		p.Annotations[admissionpolicy.IstioProxyConfig] = pick([]string{"terminationDrainDuration: 20s", `{"terminationDrainDuration":"45s"}`, "holdApplicationUntilProxyStarts: true"})
+	}
+	if chance(6) {
+		p.Labels[policy.LabelInject] = policy.InjectDisabled
+	}
+	return p
+}
