@@ -10,6 +10,7 @@ package admissionpolicy
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -69,6 +70,9 @@ type Options struct {
 	Namespace string
 	// NamePrefix is prepended to every object name (tests install several).
 	NamePrefix string
+	// ParamsName names the parameter ConfigMap (ParamsName when empty; the
+	// chart names it after the release).
+	ParamsName string
 	// ClusterWide selects every namespace not labeled podgrace.dev/inject=disabled.
 	ClusterWide bool
 	// ExtraNamespaceSelector is ANDed with podgrace's own namespace expressions.
@@ -139,7 +143,7 @@ func Generate(cfg *policy.Config, o Options) (*Objects, error) {
 	ns := o.namespace()
 	params := &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + ParamsName, Namespace: ns},
+		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + cmp.Or(o.ParamsName, ParamsName), Namespace: ns},
 		Data:       Params(cfg),
 	}
 	// The same selection as the webhook's: opt-in (or cluster-wide) label,
@@ -165,6 +169,7 @@ func Generate(cfg *policy.Config, o Options) (*Objects, error) {
 		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
 			ParamKind:        paramKind,
 			MatchConstraints: podCreate.DeepCopy(),
+			MatchConditions:  matchConditions(),
 			Variables:        mutatingVars(mutationVariables()),
 			Mutations: []admissionregistrationv1.Mutation{{
 				PatchType:          admissionregistrationv1.PatchTypeApplyConfiguration,
@@ -186,10 +191,11 @@ func Generate(cfg *policy.Config, o Options) (*Objects, error) {
 		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + ValidatingName},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
 			MatchConstraints: podCreate.DeepCopy(),
+			MatchConditions:  matchConditions(),
 			Variables:        validatingVars(validationVariables()),
 			Validations: []admissionregistrationv1.Validation{{
 				Expression:        "variables.problems.size() == 0",
-				MessageExpression: "variables.problems.join('; ')" + strictSuffix(cfg),
+				MessageExpression: "variables.problems.join('; ')",
 			}},
 			FailurePolicy: &ignore,
 		},
@@ -208,12 +214,13 @@ func Generate(cfg *policy.Config, o Options) (*Objects, error) {
 	return &Objects{Params: params, Mutating: mp, MutatingBinding: mb, Validating: vp, ValidatingBinding: vb}, nil
 }
 
-// strictSuffix is appended to the denial, as the webhook's strict mode does.
-func strictSuffix(cfg *policy.Config) string {
-	if cfg.Strict {
-		return " + ' (strict mode)'"
-	}
-	return ""
+// matchConditions are the webhook's: mirror pods reflect static pod files on
+// a node, so a change made here would not be what the kubelet runs.
+func matchConditions() []admissionregistrationv1.MatchCondition {
+	return []admissionregistrationv1.MatchCondition{{
+		Name:       "not-a-mirror-pod",
+		Expression: "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)",
+	}}
 }
 
 func mutatingVars(vs []variable) []admissionregistrationv1.Variable {
@@ -240,9 +247,25 @@ func Header() string {
 
 // YAML renders the objects as one multi-document stream with the header.
 func (o *Objects) YAML() ([]byte, error) {
+	return toYAML(o.Params, o.Mutating, o.MutatingBinding, o.Validating, o.ValidatingBinding)
+}
+
+// PoliciesYAML renders only the two policies, which do not depend on the
+// cluster config: the chart installs this text as it is (files/policy.yaml)
+// and renders the parameters and the bindings from its values.
+func PoliciesYAML() ([]byte, error) {
+	cfg := policy.Default()
+	objs, err := Generate(&cfg, Options{})
+	if err != nil {
+		return nil, err
+	}
+	return toYAML(objs.Mutating, objs.Validating)
+}
+
+func toYAML(objs ...any) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString(Header())
-	for _, obj := range []any{o.Params, o.Mutating, o.MutatingBinding, o.Validating, o.ValidatingBinding} {
+	for _, obj := range objs {
 		raw, err := yaml.Marshal(obj)
 		if err != nil {
 			return nil, err

@@ -18,10 +18,11 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/podgrace/podgrace/pkg/admissionpolicy"
@@ -163,10 +164,13 @@ func TestPolicyEquivalence(t *testing.T) {
 		}
 	}
 	// Wait until both sides (and the injector) act on new pods.
+	quiet := rest.CopyConfig(restConfig)
+	quiet.WarningHandler = rest.NoWarnings{}
+	probe := kubernetes.NewForConfigOrDie(quiet)
 	for _, v := range variants {
 		for _, ns := range []string{v.webhook, v.policy} {
 			err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-				p, err := admin.CoreV1().Pods(ns).Create(ctx, pod("probe", 30), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+				p, err := probe.CoreV1().Pods(ns).Create(ctx, pod("probe", 30), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 				if err != nil {
 					return false, err
 				}
@@ -374,7 +378,12 @@ func genPod(rng *rand.Rand, i int) *corev1.Pod {
 		}
 		switch {
 		case chance(20):
-			c.Lifecycle = &corev1.Lifecycle{PreStop: hooks[rng.IntN(len(hooks))].DeepCopy()}
+			h := hooks[rng.IntN(len(hooks))].DeepCopy()
+			if h.Sleep != nil && p.Spec.TerminationGracePeriodSeconds != nil {
+				// A sleep longer than the grace period is invalid as written.
+				h.Sleep.Seconds = min(h.Sleep.Seconds, *p.Spec.TerminationGracePeriodSeconds)
+			}
+			c.Lifecycle = &corev1.Lifecycle{PreStop: h}
 		case chance(8):
 			c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}
 		}

@@ -12,7 +12,13 @@ import (
 	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/podgrace/podgrace/pkg/admissionpolicy"
 )
+
+// PolicyFile is the chart's copy of the generated admission policies
+// (`podgrace generate policy`), relative to the repository root.
+const PolicyFile = Path + "/files/policy.yaml"
 
 // ConfigDir is where the kustomize manifests live, relative to the repository root.
 const ConfigDir = "config"
@@ -270,6 +276,11 @@ func Generated(chartDir string) (map[string][]byte, error) {
 		return nil, err
 	}
 	files[path] = readme
+	pol, err := admissionpolicy.PoliciesYAML()
+	if err != nil {
+		return nil, err
+	}
+	files[PolicyFile] = pol
 	return files, nil
 }
 
