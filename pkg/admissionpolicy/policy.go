@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -37,19 +36,6 @@ const (
 	ParamsName = "podgrace-policy-params"
 	// DefaultNamespace holds the parameter ConfigMap unless told otherwise.
 	DefaultNamespace = "podgrace"
-)
-
-// Annotations other projects put on pods to declare their proxy's drain
-// (docs/design.md §4): they replace sidecarShutdownBudget for that pod.
-const (
-	LinkerdWaitBeforeExit = "config.alpha.linkerd.io/proxy-wait-before-exit-seconds"
-	IstioProxyConfig      = "proxy.istio.io/config"
-)
-
-// Defaults of the rev-2 settings the cluster config does not carry yet.
-const (
-	DefaultSidecarShutdownBudget = 5 * time.Second
-	DefaultMaxGracePeriod        = 600 * time.Second
 )
 
 // NotDone lists what the policy does not do; it heads the generated output,
@@ -105,11 +91,6 @@ func CheckConfig(cfg *policy.Config) error {
 			return fmt.Errorf("sidecars: %q is not a container name, so no pod can have it (the policy passes the list as a comma-separated parameter)", s)
 		}
 	}
-	for name, d := range map[string]time.Duration{"min": cfg.Min.Duration, "max": cfg.Max.Duration, "shutdownBudget": cfg.ShutdownBudget.Duration} {
-		if d%time.Second != 0 {
-			return fmt.Errorf("%s: %v is not a whole number of seconds: the policy's CEL counts whole seconds (the webhook rounds down; write %v)", name, d, d.Truncate(time.Second))
-		}
-	}
 	return nil
 }
 
@@ -127,9 +108,9 @@ func Params(cfg *policy.Config) map[string]string {
 		"min":                   cfg.Min.Duration.String(),
 		"max":                   cfg.Max.Duration.String(),
 		"shutdownBudget":        cfg.ShutdownBudget.Duration.String(),
-		"sidecarShutdownBudget": DefaultSidecarShutdownBudget.String(),
-		"maxGracePeriod":        DefaultMaxGracePeriod.String(),
-		"sleepRunToCompletion":  "false",
+		"sidecarShutdownBudget": cfg.SidecarShutdownBudget.Duration.String(),
+		"maxGracePeriod":        cfg.MaxGracePeriod.Duration.String(),
+		"sleepRunToCompletion":  strconv.FormatBool(cfg.SleepRunToCompletion),
 		"sidecars":              strings.Join(cfg.Sidecars, ","),
 		"hookAction":            hook,
 	}
@@ -172,8 +153,8 @@ func Generate(cfg *policy.Config, o Options) (*Objects, error) {
 			MatchConditions:  matchConditions(),
 			Variables:        mutatingVars(mutationVariables()),
 			Mutations: []admissionregistrationv1.Mutation{{
-				PatchType:          admissionregistrationv1.PatchTypeApplyConfiguration,
-				ApplyConfiguration: &admissionregistrationv1.ApplyConfiguration{Expression: expandBind(mutationExpression)},
+				PatchType: admissionregistrationv1.PatchTypeJSONPatch,
+				JSONPatch: &admissionregistrationv1.JSONPatch{Expression: expandBind(mutationExpression)},
 			}},
 			FailurePolicy:      &ignore,
 			ReinvocationPolicy: admissionregistrationv1.IfNeededReinvocationPolicy,

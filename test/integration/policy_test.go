@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -139,11 +141,35 @@ type nsVariant struct {
 // every field the policy writes, and both must warn about the same keys.
 func TestPolicyEquivalence(t *testing.T) {
 	t.Parallel()
-	cfg := baseConfig()
-	const whName, polName = "equiv-webhook", "equiv-policy"
+	meshInjector(t)
+	strict := baseConfig()
+	strict.Strict = true
+	other := baseConfig()
+	other.HookAction, other.ExtendGrace, other.SleepRunToCompletion = policy.HookExec, false, true
+	other.Ratio, other.Min.Duration, other.Max.Duration = 0.3, 2*time.Second, 90*time.Second
+	other.MaxGracePeriod.Duration, other.SidecarShutdownBudget.Duration, other.ShutdownBudget.Duration = 120*time.Second, 3*time.Second, 4*time.Second
+	other.Sidecars = []string{"istio-proxy", "cloud-sql-proxy"}
+	for _, c := range []struct {
+		name string
+		cfg  policy.Config
+		pods int
+	}{
+		{"defaults", baseConfig(), 360},
+		{"strict", strict, 120},
+		{"exec-no-extend", other, 120},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			equivalence(t, c.name, c.cfg, c.pods)
+		})
+	}
+}
+
+// equivalence runs the comparison for one cluster config.
+func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
+	whName, polName := "eq-"+name+"-webhook", "eq-"+name+"-policy"
 	serve(t, whName, &cfg, 0)
 	installPolicy(t, polName, &cfg)
-	meshInjector(t)
 
 	variants := []nsVariant{
 		{name: "plain"},
@@ -152,6 +178,9 @@ func TestPolicyEquivalence(t *testing.T) {
 		{name: "ns-invalid", annotations: map[string]string{policy.AnnotationPreStopSleep: "soon", policy.AnnotationExtendGrace: "perhaps", policy.AnnotationExecForm: "x", policy.Prefix + "/typo": "1", policy.AnnotationContainers: "app"}},
 		{name: "ns-off-mesh", mesh: true, annotations: map[string]string{policy.AnnotationPreStopSleep: "off"}},
 		{name: "ns-long-mesh", mesh: true, annotations: map[string]string{policy.AnnotationPreStopSleep: "10m"}},
+	}
+	if cfg.Strict { // every pod there would be denied, the probe below too
+		variants = slices.DeleteFunc(variants, func(v nsVariant) bool { return v.name == "ns-invalid" })
 	}
 	for i := range variants {
 		v := &variants[i]
@@ -184,13 +213,26 @@ func TestPolicyEquivalence(t *testing.T) {
 	}
 
 	seed := time.Now().UnixNano()
-	t.Logf("pod generator seed %d", seed)
+	if env := os.Getenv("PODGRACE_EQUIV_SEED"); env != "" {
+		var err error
+		if seed, err = strconv.ParseInt(env, 10, 64); err != nil {
+			t.Fatalf("PODGRACE_EQUIV_SEED: %v", err)
+		}
+	}
+	t.Logf("pod generator seed %d (PODGRACE_EQUIV_SEED reruns it)", seed)
+
+	// A control: the comparison sees a difference where there is one (a
+	// pod through the webhook against the same pod through nothing).
+	plain := namespace(t, map[string]string{instanceLabel: "none"}, nil)
+	if d, _ := compareSides(t.Context(), nsVariant{webhook: variants[0].webhook, policy: plain}, pod("control", 30), true, false); len(d) == 0 {
+		t.Fatal("the comparison finds no difference between a mutated and an unmutated pod")
+	}
 	rng := rand.New(rand.NewPCG(uint64(seed), 17))
-	const pods = 360
 	var (
 		mu       sync.Mutex
 		failures []string
 		checked  int
+		seen     = map[string]int{}
 	)
 	sem := make(chan struct{}, 4)
 	var wg sync.WaitGroup
@@ -200,10 +242,13 @@ func TestPolicyEquivalence(t *testing.T) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			diffs := compareSides(t.Context(), v, p)
+			diffs, pol := compareSides(t.Context(), v, p, i%5 != 0, cfg.Strict)
 			mu.Lock()
 			defer mu.Unlock()
 			checked++
+			for _, k := range pol.cover(p) {
+				seen[k]++
+			}
 			if len(diffs) > 0 {
 				in, _ := yaml.Marshal(p)
 				failures = append(failures, fmt.Sprintf("pod %s in %s namespaces:\n  %s\ninput pod:\n%s", p.Name, v.name, strings.Join(diffs, "\n  "), in))
@@ -219,25 +264,93 @@ func TestPolicyEquivalence(t *testing.T) {
 		}
 		t.Error(f)
 	}
-	t.Logf("%d pods compared, %d differ", checked, len(failures))
+	t.Logf("%d pods compared, %d differ; cases seen: %v", checked, len(failures), seen)
+	// The generator must have reached every rule, or equality proves little.
+	if pods < 300 {
+		return
+	}
+	for _, k := range []string{"sleep", "grace-raised", "grace-capped", "sidecar-sleep", "reinvoked", "native-sidecar", "init-container",
+		"existing-prestop", "run-to-completion", "off", "grace-too-short", "grace-period-zero", "not-in-containers-annotation", "warned", "opted-out"} {
+		if seen[k] == 0 {
+			t.Errorf("no generated pod exercised %q", k)
+		}
+	}
 }
 
-// warningKeys are the keys named by podgrace's setting warnings.
-var warningKey = regexp.MustCompile(`podgrace: ([^\s="]+)="`)
+// side is what one admission path made of a pod.
+type side struct {
+	pod  *corev1.Pod
+	keys []string
+	err  error
+}
 
-// compareSides creates p in both namespaces of v and lists the differences.
-func compareSides(ctx context.Context, v nsVariant, p *corev1.Pod) []string {
-	type side struct {
-		pod  *corev1.Pod
-		keys []string
-		err  error
+// cover names the rules a policy-side result shows, for the test's census.
+func (s side) cover(in *corev1.Pod) []string {
+	if s.err != nil || s.pod == nil {
+		return nil
 	}
+	var out []string
+	if len(s.keys) > 0 {
+		out = append(out, "warned")
+	}
+	raw, ok := s.pod.Annotations[policy.AnnotationStatus]
+	if !ok {
+		return append(out, "opted-out")
+	}
+	if len(in.Spec.InitContainers) > 0 {
+		out = append(out, "init-container")
+	}
+	if slices.ContainsFunc(in.Spec.InitContainers, func(c corev1.Container) bool { return c.RestartPolicy != nil }) {
+		out = append(out, "native-sidecar")
+	}
+	var st struct {
+		GraceBefore, GraceAfter int64
+		Containers              []map[string]any
+	}
+	_ = json.Unmarshal([]byte(raw), &st)
+	if st.GraceAfter > st.GraceBefore {
+		out = append(out, "grace-raised")
+	}
+	if st.GraceAfter == 600 && st.GraceBefore < 600 {
+		out = append(out, "grace-capped")
+	}
+	if len(s.pod.Spec.Containers) > len(in.Spec.Containers) && strings.Contains(raw, `"name":"istio-proxy","role":"sidecar","preStopSleep"`) {
+		out = append(out, "reinvoked")
+	}
+	for _, c := range st.Containers {
+		switch {
+		case c["preStopSleep"] != nil && c["role"] == "sidecar":
+			out = append(out, "sidecar-sleep")
+		case c["preStopSleep"] != nil:
+			out = append(out, "sleep")
+		case c["preStopSkipped"] != nil:
+			out = append(out, c["preStopSkipped"].(string))
+		case c["skipped"] != nil:
+			out = append(out, c["skipped"].(string))
+		}
+	}
+	return out
+}
+
+// warningKey finds the podgrace keys named by the warnings about invalid
+// settings. The webhook's notes about what it did (a sleep shortened to
+// fit, a mesh drain it cannot read) are not compared: the policy does not
+// give them (docs/policy.md).
+var warningKey = regexp.MustCompile(`podgrace: ((?:[a-z0-9-]+\.)?podgrace\.dev/[^\s="]+)="`)
+
+// compareSides creates p in both namespaces of v (as a dry run, or for
+// real) and lists the differences. In strict mode both may deny the pod.
+func compareSides(ctx context.Context, v nsVariant, p *corev1.Pod, dryRun, strict bool) ([]string, side) {
 	create := func(ns string) side {
 		w := &warnings{}
 		cfg := *restConfig
 		cfg.WarningHandler = w
 		c := kubernetes.NewForConfigOrDie(&cfg)
-		got, err := c.CoreV1().Pods(ns).Create(ctx, p.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		opts := metav1.CreateOptions{}
+		if dryRun {
+			opts.DryRun = []string{metav1.DryRunAll}
+		}
+		got, err := c.CoreV1().Pods(ns).Create(ctx, p.DeepCopy(), opts)
 		var keys []string
 		for _, s := range w.take() {
 			for _, m := range warningKey.FindAllStringSubmatch(s, -1) {
@@ -249,8 +362,11 @@ func compareSides(ctx context.Context, v nsVariant, p *corev1.Pod) []string {
 	}
 	wh, pol := create(v.webhook), create(v.policy)
 	var diffs []string
+	if strict && wh.err != nil && pol.err != nil && strings.Contains(wh.err.Error(), "(strict mode)") && strings.Contains(pol.err.Error(), "ValidatingAdmissionPolicy") {
+		return nil, side{err: pol.err, keys: []string{"denied"}}
+	}
 	if wh.err != nil || pol.err != nil {
-		return []string{fmt.Sprintf("create: webhook %v, policy %v", wh.err, pol.err)}
+		return []string{fmt.Sprintf("create: webhook %v, policy %v", wh.err, pol.err)}, pol
 	}
 	if !slices.Equal(wh.keys, pol.keys) {
 		diffs = append(diffs, fmt.Sprintf("warned keys: webhook %q, policy %q", wh.keys, pol.keys))
@@ -283,7 +399,7 @@ func compareSides(ctx context.Context, v nsVariant, p *corev1.Pod) []string {
 	if ws != ps {
 		diffs = append(diffs, fmt.Sprintf("status: webhook %s\n          policy  %s", ws, ps))
 	}
-	return diffs
+	return diffs, pol
 }
 
 // claimedFields are the status fields the policy writes for each container.
@@ -420,10 +536,10 @@ func genPod(rng *rand.Rand, i int) *corev1.Pod {
 		p.Annotations[policy.Prefix+"/prestop-seep"] = "10s"
 	}
 	if chance(8) {
-		p.Annotations[admissionpolicy.LinkerdWaitBeforeExit] = pick([]string{"10", "40", "x"})
+		p.Annotations[policy.AnnotationLinkerdWaitBeforeExit] = pick([]string{"10", "40", "x"})
 	}
 	if chance(8) {
-		p.Annotations[admissionpolicy.IstioProxyConfig] = pick([]string{"terminationDrainDuration: 20s", `{"terminationDrainDuration":"45s"}`, "holdApplicationUntilProxyStarts: true"})
+		p.Annotations[policy.AnnotationIstioProxyConfig] = pick([]string{"terminationDrainDuration: 20s", `{"terminationDrainDuration":"45s"}`, "holdApplicationUntilProxyStarts: true"})
 	}
 	if chance(6) {
 		p.Labels[policy.LabelInject] = policy.InjectDisabled
