@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,9 +166,15 @@ func TestPolicyEquivalence(t *testing.T) {
 	}
 }
 
+// equivRuns numbers the equivalence runs of this process.
+var equivRuns atomic.Int32
+
 // equivalence runs the comparison for one cluster config.
 func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
-	whName, polName := "eq-"+name+"-webhook", "eq-"+name+"-policy"
+	// Names get the run's number: under -count=N the API server must not
+	// meet a policy of an earlier run again under the same name.
+	run := equivRuns.Add(1)
+	whName, polName := fmt.Sprintf("eq%d-%s-webhook", run, name), fmt.Sprintf("eq%d-%s-policy", run, name)
 	serve(t, whName, &cfg, 0)
 	installPolicy(t, polName, &cfg)
 
@@ -206,8 +213,23 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 				_, ok := p.Annotations[policy.AnnotationStatus]
 				return ok && (!v.mesh || len(p.Spec.Containers) == 2), nil
 			})
+			if err == nil && ns == v.policy {
+				// The ValidatingAdmissionPolicy takes effect on its own
+				// schedule: wait for its warning (or its denial) too.
+				bad := pod("probe-warn", 30)
+				bad.Annotations = map[string]string{"c.podgrace.dev/prestop-sleep": "x"}
+				var last []string
+				err = wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+					d, s := compareSides(ctx, nsVariant{webhook: v.webhook, policy: ns}, bad, true, cfg.Strict)
+					last = d
+					return len(d) == 0 && (len(s.keys) > 0), nil
+				})
+				if err != nil {
+					err = fmt.Errorf("%w: its warnings differ: %q", err, last)
+				}
+			}
 			if err != nil {
-				t.Fatalf("namespace %s (%s) is not served: %v", ns, v.name, err)
+				t.Fatalf("namespace %s (%s, %s) is not served: %v", ns, v.name, map[bool]string{true: "webhook", false: "policy"}[ns == v.webhook], err)
 			}
 		}
 	}
@@ -228,6 +250,24 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 		t.Fatal("the comparison finds no difference between a mutated and an unmutated pod")
 	}
 	rng := rand.New(rand.NewPCG(uint64(seed), 17))
+	// A large pod: the CEL's cost grows with containers and annotations,
+	// and a policy over the API server's budget would silently do nothing.
+	big := pod("big", 120)
+	big.Spec.Containers = nil
+	big.Annotations = map[string]string{}
+	for i := range 40 {
+		n := fmt.Sprintf("c%02d", i)
+		big.Spec.Containers = append(big.Spec.Containers, corev1.Container{Name: n, Image: "registry.example/" + n + ":1"})
+		big.Annotations[policy.ContainerAnnotation(n, policy.AnnotationPreStopSleep)] = []string{"auto", "20s", "1m30s", "off", "bad"}[i%5]
+		big.Annotations[fmt.Sprintf("example.com/note-%d", i)] = strings.Repeat("x", 200)
+	}
+	big.Spec.Containers = append(big.Spec.Containers, corev1.Container{Name: "istio-proxy", Image: "registry.example/proxyv2:1"})
+	if d, pol := compareSides(t.Context(), variants[0], big, true, cfg.Strict); len(d) > 0 {
+		t.Errorf("a pod with 41 containers and 80 annotations: %s", strings.Join(d, "\n"))
+	} else if !cfg.Strict && (pol.pod == nil || pol.pod.Annotations[policy.AnnotationStatus] == "") {
+		t.Error("the policy did not mutate a pod with 41 containers and 80 annotations")
+	}
+
 	var (
 		mu       sync.Mutex
 		failures []string
@@ -543,6 +583,9 @@ func genPod(rng *rand.Rand, i int) *corev1.Pod {
 	}
 	if chance(6) {
 		p.Labels[policy.LabelInject] = policy.InjectDisabled
+	}
+	if chance(3) { // not podgrace's JSON: replaced (the webhook warns)
+		p.Annotations[policy.AnnotationStatus] = "applied"
 	}
 	return p
 }
