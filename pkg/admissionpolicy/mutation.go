@@ -65,6 +65,10 @@ func mutationVariables() []variable {
 		{"prevApp", `([0] + variables.prevEntries.filter(e, !e.contains('"role":')).map(e, e.find(r'"preStopSleep":[0-9]{1,9}')).filter(x, x != '').map(x, [int(x.substring(15)), variables.T].min())).max()`},
 		{"newC", `object.spec.containers.filter(c, !(c.name in variables.prevNames))`},
 		{"newNames", `variables.newC.map(c, c.name)`},
+		// Native sidecars are recorded too: one that a mesh injector adds on
+		// reinvocation needs no hook, but its drain joins the grace period.
+		{"newNative", `object.spec.?initContainers.orValue([]).filter(c, c.?restartPolicy.orValue('') == 'Always' && !(c.name in variables.prevNames))`},
+		{"newNativeServed", `variables.prev != '' && variables.newNative.exists(c, !variables.selValid || c.name in variables.selRaw)`},
 		// pre: [want, skip, fixed] per new container, aligned with newC: the
 		// sleep it wants (-1: a sidecar's S + B, sized later), why it gets
 		// none (an index into skipReasons) and whether a sidecar's own
@@ -115,7 +119,7 @@ func mutationVariables() []variable {
     variables.appFinal[variables.newNames.indexOf(c.name)]))`},
 		{"placed", `([variables.ownHook, variables.S > 0 ? variables.S + variables.budget : 0] +
   variables.newC.filter(c, c.name in variables.sidecars).map(c, int(variables.final[variables.newNames.indexOf(c.name)][0]))).max()`},
-		{"newT", `variables.T == 0 || !variables.anyWanted || variables.placed == 0 ? variables.T :
+		{"newT", `variables.T == 0 || !variables.anyWanted && !variables.newNativeServed || variables.placed == 0 ? variables.T :
   [variables.T, [variables.placed + variables.drain, variables.limit].min()].max()`},
 		{"entries", sub(`variables.newC.map(c, cel.bind(p, variables.final[variables.newNames.indexOf(c.name)],
   '{"name":"' + c.name + '"' + (c.name in variables.sidecars ? ',"role":"sidecar"' : '') +
@@ -123,7 +127,10 @@ func mutationVariables() []variable {
     p[0] > 0 ? ',"preStopSleep":' + string(p[0]) + ',"hook":"' + variables.hook + '"' :
     p[1] > 0 ? ',"preStopSkipped":"' + {reasons}[p[1]] + '"' : '') + '}'))`,
 			"reasons", skipReasons)},
-		{"status", `'{"v":1,"graceBefore":' + string(variables.graceBefore) + ',"graceAfter":' + string(variables.newT) + ',"containers":[' + (variables.prevEntries + variables.entries).join(',') + ']}'`},
+		{"nativeEntries", `variables.newNative.map(c, '{"name":"' + c.name + '","init":true,"role":"native-sidecar"' +
+  (!variables.selValid || c.name in variables.selRaw ? '' : ',"skipped":"not-in-containers-annotation"') + '}')`},
+		{"allEntries", `variables.nativeEntries + variables.entries`},
+		{"status", `'{"v":1,"graceBefore":' + string(variables.graceBefore) + ',"graceAfter":' + string(variables.newT) + ',"containers":[' + (variables.prevEntries + variables.allEntries).join(',') + ']}'`},
 	}...)
 	return vars
 }
@@ -164,7 +171,7 @@ func declaredDrain() string {
 // mutationExpression is a JSON patch: the sleeps, the grace period and the
 // status (an apply configuration cannot set exec.command, an atomic list). A
 // pass with no new container changes nothing.
-const mutationExpression = `variables.entries.size() == 0 ? [] :
+const mutationExpression = `variables.allEntries.size() == 0 ? [] :
   [has(object.metadata.annotations) ?
     JSONPatch{op: 'add', path: '/metadata/annotations/podgrace.dev~1status', value: variables.status} :
     JSONPatch{op: 'add', path: '/metadata/annotations', value: {'podgrace.dev/status': variables.status}}] +

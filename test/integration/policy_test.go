@@ -79,9 +79,15 @@ func installPolicy(t *testing.T, name string, cfg *policy.Config) *admissionpoli
 
 // meshInjector registers a webhook that appends an istio-proxy container
 // to pods in namespaces labeled meshLabel, as a mesh's injector does.
-func meshInjector(t *testing.T) {
+func meshInjector(t *testing.T, native bool) {
 	t.Helper()
 	proxy := corev1.Container{Name: "istio-proxy", Image: "registry.example/proxyv2:1", Args: []string{"proxy", "sidecar"}}
+	path, label, name := "/spec/containers/-", "true", "zz-podgrace-test-mesh"
+	if native { // Istio's native sidecar mode: an init container that keeps running
+		always := corev1.ContainerRestartPolicyAlways
+		proxy.RestartPolicy = &always
+		path, label, name = "/spec/initContainers/-", "native", "zz-podgrace-test-mesh-native"
+	}
 	srv := tlsServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var rev admissionv1.AdmissionReview
 		if err := json.NewDecoder(r.Body).Decode(&rev); err != nil {
@@ -94,8 +100,13 @@ func meshInjector(t *testing.T) {
 			return
 		}
 		resp := &admissionv1.AdmissionResponse{UID: rev.Request.UID, Allowed: true}
-		if !slices.ContainsFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == proxy.Name }) {
-			resp.Patch, _ = json.Marshal([]map[string]any{{"op": "add", "path": "/spec/containers/-", "value": proxy}})
+		has := func(c corev1.Container) bool { return c.Name == proxy.Name }
+		if !slices.ContainsFunc(p.Spec.Containers, has) && !slices.ContainsFunc(p.Spec.InitContainers, has) {
+			op := map[string]any{"op": "add", "path": path, "value": proxy}
+			if native && len(p.Spec.InitContainers) == 0 {
+				op = map[string]any{"op": "add", "path": "/spec/initContainers", "value": []corev1.Container{proxy}}
+			}
+			resp.Patch, _ = json.Marshal([]map[string]any{op})
 			pt := admissionv1.PatchTypeJSONPatch
 			resp.PatchType = &pt
 		}
@@ -107,15 +118,15 @@ func meshInjector(t *testing.T) {
 	none := admissionregistrationv1.SideEffectClassNone
 	never := admissionregistrationv1.NeverReinvocationPolicy
 	register(t, &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "zz-podgrace-test-mesh"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:                    "mesh.podgrace-test.dev",
+			Name:                    label + ".mesh.podgrace-test.dev",
 			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: tlsAssets.caPEM},
 			AdmissionReviewVersions: []string{"v1"},
 			SideEffects:             &none,
 			FailurePolicy:           &fail,
 			ReinvocationPolicy:      &never,
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{meshLabel: "true"}},
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{meshLabel: label}},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
@@ -129,7 +140,7 @@ func meshInjector(t *testing.T) {
 type nsVariant struct {
 	name        string
 	annotations map[string]string
-	mesh        bool
+	mesh        string // "", "true" (a container) or "native" (an init container)
 	webhook     string
 	policy      string
 }
@@ -142,7 +153,8 @@ type nsVariant struct {
 // every field the policy writes, and both must warn about the same keys.
 func TestPolicyEquivalence(t *testing.T) {
 	t.Parallel()
-	meshInjector(t)
+	meshInjector(t, false)
+	meshInjector(t, true)
 	strict := baseConfig()
 	strict.Strict = true
 	other := baseConfig()
@@ -180,11 +192,12 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 
 	variants := []nsVariant{
 		{name: "plain"},
-		{name: "mesh", mesh: true},
+		{name: "mesh", mesh: "true"},
+		{name: "mesh-native", mesh: "native"},
 		{name: "ns-annotated", annotations: map[string]string{policy.AnnotationPreStopSleep: "12s", policy.AnnotationExtendGrace: "false"}},
 		{name: "ns-invalid", annotations: map[string]string{policy.AnnotationPreStopSleep: "soon", policy.AnnotationExtendGrace: "perhaps", policy.AnnotationExecForm: "x", policy.Prefix + "/typo": "1", policy.AnnotationContainers: "app"}},
-		{name: "ns-off-mesh", mesh: true, annotations: map[string]string{policy.AnnotationPreStopSleep: "off"}},
-		{name: "ns-long-mesh", mesh: true, annotations: map[string]string{policy.AnnotationPreStopSleep: "10m"}},
+		{name: "ns-off-mesh", mesh: "true", annotations: map[string]string{policy.AnnotationPreStopSleep: "off"}},
+		{name: "ns-long-mesh", mesh: "true", annotations: map[string]string{policy.AnnotationPreStopSleep: "10m"}},
 	}
 	if cfg.Strict { // every pod there would be denied, the probe below too
 		variants = slices.DeleteFunc(variants, func(v nsVariant) bool { return v.name == "ns-invalid" })
@@ -193,8 +206,8 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 		v := &variants[i]
 		for side, inst := range map[*string]string{&v.webhook: whName, &v.policy: polName} {
 			labels := forInstance(inst)
-			if v.mesh {
-				labels[meshLabel] = "true"
+			if v.mesh != "" {
+				labels[meshLabel] = v.mesh
 			}
 			*side = namespace(t, labels, v.annotations)
 		}
@@ -211,7 +224,11 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 					return false, err
 				}
 				_, ok := p.Annotations[policy.AnnotationStatus]
-				return ok && (!v.mesh || len(p.Spec.Containers) == 2), nil
+				want := 1
+				if v.mesh != "" {
+					want = 2
+				}
+				return ok && len(p.Spec.Containers)+len(p.Spec.InitContainers) == want, nil
 			})
 			if err == nil && ns == v.policy {
 				// The ValidatingAdmissionPolicy takes effect on its own
@@ -309,7 +326,7 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 	if pods < 300 {
 		return
 	}
-	for _, k := range []string{"sleep", "grace-raised", "grace-capped", "sidecar-sleep", "reinvoked", "native-sidecar", "init-container",
+	for _, k := range []string{"sleep", "grace-raised", "grace-capped", "sidecar-sleep", "reinvoked", "reinvoked-native", "native-sidecar", "init-container",
 		"existing-prestop", "run-to-completion", "off", "grace-too-short", "grace-period-zero", "not-in-containers-annotation", "warned", "opted-out"} {
 		if seen[k] == 0 {
 			t.Errorf("no generated pod exercised %q", k)
@@ -356,6 +373,9 @@ func (s side) cover(in *corev1.Pod) []string {
 	}
 	if len(s.pod.Spec.Containers) > len(in.Spec.Containers) && strings.Contains(raw, `"name":"istio-proxy","role":"sidecar","preStopSleep"`) {
 		out = append(out, "reinvoked")
+	}
+	if len(s.pod.Spec.InitContainers) > len(in.Spec.InitContainers) && strings.Contains(raw, `"name":"istio-proxy","init":true`) {
+		out = append(out, "reinvoked-native")
 	}
 	for _, c := range st.Containers {
 		switch {
@@ -443,10 +463,10 @@ func compareSides(ctx context.Context, v nsVariant, p *corev1.Pod, dryRun, stric
 }
 
 // claimedFields are the status fields the policy writes for each container.
-var claimedFields = []string{"name", "role", "skipped", "preStopSleep", "hook", "preStopSkipped"}
+var claimedFields = []string{"name", "init", "role", "skipped", "preStopSleep", "hook", "preStopSkipped"}
 
 // claimedStatus is the part of a status annotation the policy claims to
-// write: the grace periods and, for spec.containers, the fields above.
+// write: the grace periods and, for every container, the fields above.
 func claimedStatus(p *corev1.Pod) string {
 	raw, ok := p.Annotations[policy.AnnotationStatus]
 	if !ok {
@@ -462,9 +482,6 @@ func claimedStatus(p *corev1.Pod) string {
 	}
 	var out []map[string]any
 	for _, c := range st.Containers {
-		if c["init"] == true {
-			continue
-		}
 		m := map[string]any{}
 		for _, f := range claimedFields {
 			if x, ok := c[f]; ok {
