@@ -15,13 +15,9 @@ import (
 //   - every sleep is at most the grace period the mutation writes, by
 //     construction (a pod failing validation would be rejected).
 
-// Codes a parsed prestop-sleep value evaluates to.
-const (
-	codeAuto    = -1 // auto
-	codeOff     = 0  // off (also `0`, `0s`)
-	codeInvalid = -2 // not a valid value: the next level applies
-	codeAbsent  = -3 // key not set
-)
+// A parsed prestop-sleep value is an int code in CEL: -1 auto, 0 off (also
+// `0`, `0s`), -2 invalid (the next level applies), -3 key not set, and any
+// positive value a fixed sleep in seconds.
 
 // Regular expressions of the parsers. intRE is what strconv.ParseInt accepts
 // with at most 4 significant digits (more is outside 0..3600 anyway);
@@ -52,7 +48,7 @@ func sub(tmpl string, kv ...string) string {
 }
 
 // parseSleep is ParseSleep in CEL: v is a string expression; the result is
-// an int: codeAuto, codeOff, codeInvalid or the fixed sleep in seconds.
+// an int code (above).
 // Each call gets its own variable names (id) so that snippets nest.
 func parseSleep(v, id string) string {
 	return sub(`cel.bind(t{id}, ({v}).trim(), cel.bind(l{id}, t{id}.lowerAscii(),
@@ -64,12 +60,12 @@ func parseSleep(v, id string) string {
   -2))`, "id", id, "v", v, "int", raw(intRE), "long", raw(longIntRE), "dsz", strconv.Itoa(maxDurationSz), "dur", raw(durationRE))
 }
 
-// parseBool is ParseBool (and ParseSwitch with on/off) in CEL: 1, 0 or codeInvalid.
+// parseBool is ParseBool (and ParseSwitch with on/off) in CEL: 1, 0 or -2 (invalid).
 func parseBool(v, yes, no string) string {
 	return sub(`(({v}).trim().lowerAscii() == {yes} ? 1 : ({v}).trim().lowerAscii() == {no} ? 0 : -2)`, "v", v, "yes", lit(yes), "no", lit(no))
 }
 
-// lookup parses m[key] with parse, or gives codeAbsent.
+// lookup parses m[key] with parse, or gives -3 (not set).
 func lookup(m, key string, parse func(string) string) string {
 	return sub(`({key} in {m} ? {p} : -3)`, "key", key, "m", m, "p", parse(m+"["+key+"]"))
 }
@@ -113,9 +109,10 @@ func indexOutsideStrings(s, sub string) int {
 		c := s[i]
 		switch {
 		case quote != 0:
-			if c == '\\' {
+			switch c {
+			case '\\':
 				i++
-			} else if c == quote {
+			case quote:
 				quote = 0
 			}
 		case c == '\'' || c == '"':
@@ -135,9 +132,10 @@ func splitArgs(s string, start int) (args []string, end int) {
 	for i := start; i < len(s); i++ {
 		c := s[i]
 		if quote != 0 {
-			if c == '\\' {
+			switch c {
+			case '\\':
 				i++
-			} else if c == quote {
+			case quote:
 				quote = 0
 			}
 			continue
