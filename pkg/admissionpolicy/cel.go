@@ -80,7 +80,7 @@ func over(below, code, level, id string) string {
 // from `podgrace generate policy` or the chart (whose schema checks the
 // format); the guard keeps a malformed one from raising: it counts as 0.
 func durationParam(key string) string {
-	return sub(`(params.data[?{lk}].orValue('').matches({re}) ? duration(params.data[{lk}]).getSeconds() : 0)`,
+	return sub(`(params.data[?{lk}].orValue('').size() <= 40 && params.data[{lk}].matches({re}) ? duration(params.data[{lk}]).getSeconds() : 0)`,
 		"lk", lit(key), "re", raw(`^(([0-9]{1,6}(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`))
 }
 
