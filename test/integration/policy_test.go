@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podgrace/podgrace/pkg/admissionpolicy"
+	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
 
@@ -296,6 +297,15 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 	for i := range pods {
 		p := genPod(rng, i)
 		v := variants[i%len(variants)]
+		if i%9 == 4 {
+			// Injected beforehand with `podgrace inject` (GitOps): both
+			// sides must read the webhook's status and add nothing but
+			// what a mesh injector brings.
+			if r := inject.Pod(t.Context(), inject.PodInput{Pod: p, NamespaceAnnotations: v.annotations, Config: &cfg, HookAction: cfg.HookAction}); r.Denied == "" {
+				p = r.Pod.DeepCopy()
+				p.Labels["podgrace-test/pre-injected"] = "true"
+			}
+		}
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
@@ -327,7 +337,7 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 		return
 	}
 	for _, k := range []string{"sleep", "grace-raised", "grace-capped", "sidecar-sleep", "reinvoked", "reinvoked-native", "native-sidecar", "init-container",
-		"existing-prestop", "run-to-completion", "off", "grace-too-short", "grace-period-zero", "not-in-containers-annotation", "warned", "opted-out"} {
+		"existing-prestop", "run-to-completion", "pre-injected", "off", "grace-too-short", "grace-period-zero", "not-in-containers-annotation", "warned", "opted-out"} {
 		if seen[k] == 0 {
 			t.Errorf("no generated pod exercised %q", k)
 		}
@@ -349,6 +359,9 @@ func (s side) cover(in *corev1.Pod) []string {
 	var out []string
 	if len(s.keys) > 0 {
 		out = append(out, "warned")
+	}
+	if in.Labels["podgrace-test/pre-injected"] == "true" {
+		out = append(out, "pre-injected")
 	}
 	raw, ok := s.pod.Annotations[policy.AnnotationStatus]
 	if !ok {
