@@ -1,6 +1,7 @@
 // Command manifests writes what is generated from the Helm chart: config/
 // (plain kustomize manifests, the chart rendered with its default values and
-// split per kind) and the values table of charts/podgrace/README.md.
+// split per kind) and the values table of charts/podgrace/README.md; and the
+// chart's copy of the generated admission policies (files/policy.yaml).
 //
 //	go run ./hack/manifests          # write (make manifests)
 //	go run ./hack/manifests -check   # fail if anything is stale (make verify-manifests)
