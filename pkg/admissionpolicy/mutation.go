@@ -89,7 +89,6 @@ func mutationVariables() []variable {
 			"o", lookup(v("ann"), contAnn("c.name", policy.AnnotationPreStopSleep), func(x string) string { return parseSleep(x, "O") }),
 			"cs", over(v("podSleep"), lookup(v("ann"), contAnn("c.name", policy.AnnotationPreStopSleep), func(x string) string { return parseSleep(x, "K") }), "3", "K"),
 			"auto", `cel.bind(r, variables.ratio * double(variables.T), r >= double(variables.maxS) ? variables.maxS : r < double(variables.minS) ? variables.minS : int(r))`)},
-		{"isSC", `variables.newC.map(c, c.name in variables.sidecars)`},
 		{"wantApp", `([0] + variables.newC.filter(c, !(c.name in variables.sidecars)).map(c, int(variables.pre[variables.newNames.indexOf(c.name)][0]))).max()`},
 		{"anyWanted", `variables.pre.exists(p, p[0] != 0)`},
 		// The sidecars' own sleep hooks (podgrace's of earlier passes too).

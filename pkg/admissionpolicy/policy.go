@@ -43,7 +43,7 @@ const (
 var NotDone = []string{
 	"no exec-form rewrite (" + policy.AnnotationExecForm + " is read only to warn about invalid values): shell-form commands keep a shell as PID 1",
 	"no image inspection (imageInspection.* is ignored) and no digest pinning",
-	"hookAction auto means the native sleep action (every 1.36 API server has it); exec is kept",
+	"hookAction auto is the native sleep action (every 1.36 API server serves it); exec gives `sleep N`",
 	"no metrics and no logs: the API server's own admission metrics count the policy",
 	"warnings come from the companion ValidatingAdmissionPolicy, one warning that lists every invalid setting; the webhook's notes about what it did (a sleep shortened to fit, a mesh drain it cannot read) are not given",
 	"status records carry no exec-form fields (execForm, execFormSkipped, image)",
