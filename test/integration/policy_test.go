@@ -619,3 +619,55 @@ func genPod(rng *rand.Rand, i int) *corev1.Pod {
 	}
 	return p
 }
+
+// TestPolicyBadParameters: whatever happens to the parameter ConfigMap (a
+// hand edit with values that do not parse, or its deletion), the policies
+// never block a pod: bad values fall back to 0 or the defaults, a missing
+// ConfigMap leaves pods unmutated (parameterNotFoundAction Allow).
+func TestPolicyBadParameters(t *testing.T) {
+	t.Parallel()
+	cfg := baseConfig()
+	run := equivRuns.Add(1)
+	name := fmt.Sprintf("eq%d-badparams", run)
+	objs := installPolicy(t, name, &cfg)
+	ns := namespace(t, forInstance(name), nil)
+	cms := admin.CoreV1().ConfigMaps(objs.Params.Namespace)
+	// until waits for the pod the policies make to satisfy cond; every pod
+	// created meanwhile must be admitted.
+	until := func(what string, cond func(*corev1.Pod) bool) {
+		t.Helper()
+		var last *corev1.Pod
+		err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			p, err := admin.CoreV1().Pods(ns).Create(ctx, pod("web", 30), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err != nil {
+				return false, fmt.Errorf("%s: the pod is rejected: %w", what, err)
+			}
+			last = p
+			return cond(p), nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v (last pod: annotations %v, lifecycle %+v)", what, err, last.Annotations, last.Spec.Containers[0].Lifecycle)
+		}
+	}
+	until("valid parameters", func(p *corev1.Pod) bool { return sleepOf(&p.Spec.Containers[0]) == 15 })
+
+	bad := objs.Params.DeepCopy()
+	bad.Data = map[string]string{"preStopSleep": "zz", "ratio": "half", "min": "five", "max": "", "shutdownBudget": "5 s",
+		"maxGracePeriod": strings.Repeat("9", 50) + "h", "sidecars": ",,", "extendGrace": "maybe", "hookAction": "curl"}
+	if _, err := cms.Update(t.Context(), bad, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// auto with min and max unreadable (0) sizes a 0 s sleep: none is added,
+	// as the webhook does with max 0, and the pod is admitted.
+	until("unreadable parameters", func(p *corev1.Pod) bool {
+		return sleepOf(&p.Spec.Containers[0]) == -1 && strings.Contains(p.Annotations[policy.AnnotationStatus], `"containers":[{"name":"app"}]`)
+	})
+
+	if err := cms.Delete(t.Context(), bad.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	until("no parameters", func(p *corev1.Pod) bool {
+		_, ok := p.Annotations[policy.AnnotationStatus]
+		return !ok && sleepOf(&p.Spec.Containers[0]) == -1
+	})
+}
