@@ -1,6 +1,6 @@
 // Package execform rewrites a container's shell-form command into exec form,
 // so that the SIGTERM the runtime sends to the container's PID 1 reaches the
-// application instead of a shell (DESIGN §5).
+// application instead of a shell (docs/design.md §5).
 //
 // Why: in `sh -c "cd /app && puma"` the shell is PID 1 and puma its child.
 // The runtime signals PID 1 only, and the kernel drops a signal sent to the

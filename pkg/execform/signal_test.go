@@ -77,7 +77,7 @@ var signalCases = []signalCase{
 		originalDelivers: []string{"bash", "busybox"}, started: `args=["8080"] greeting="hello"`},
 }
 
-// TestSignalDelivery is the proof behind the rewrite (DESIGN §5): each
+// TestSignalDelivery is the proof behind the rewrite (docs/design.md §5): each
 // command of signalCases runs, before and after Rewrite, under dash, bash
 // and busybox sh as PID 1 of a fresh PID namespace, as in a container. The
 // test sends SIGTERM to that PID 1 from the parent namespace, as the

@@ -1,5 +1,5 @@
 // Package imageconfig reads the Entrypoint, Cmd, Shell and User of a
-// container image from its registry (DESIGN §5 step 1, §6): podgrace needs
+// container image from its registry (docs/design.md §5 step 1, §6): podgrace needs
 // them when a pod container has no command of its own, because then the
 // argv that runs comes from the image.
 //

@@ -124,8 +124,8 @@ func (m *mutation) warnf(format string, args ...any) {
 	m.warn = append(m.warn, truncate("podgrace: "+fmt.Sprintf(format, args...)))
 }
 
-// Mutate applies podgrace's policy to a pod: the preStop sleep (DESIGN §4)
-// and the exec-form rewrite (DESIGN §5) for every selected container that the
+// Mutate applies podgrace's policy to a pod: the preStop sleep (docs/design.md §4)
+// and the exec-form rewrite (docs/design.md §5) for every selected container that the
 // status annotation does not list yet.
 func Mutate(in Input) Result {
 	pp := in.Policy

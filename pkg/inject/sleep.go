@@ -13,7 +13,7 @@ import (
 const DefaultGracePeriod int64 = 30
 
 // sizeSleep returns the sleep S for a container, before the grace period is
-// taken into account (DESIGN §4): `auto` gives clamp(ratio·T, min, max), a
+// taken into account (docs/design.md §4): `auto` gives clamp(ratio·T, min, max), a
 // fixed value is used as written. Fractions of a second are dropped: the
 // sleep action counts whole seconds and the shorter sleep keeps more of the
 // grace period for the app.

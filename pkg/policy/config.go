@@ -28,7 +28,7 @@ const (
 
 // Config is the cluster configuration: the lowest level of the precedence,
 // written by the Helm chart into a ConfigMap (and read by `podgrace inject
-// --config`). Every default of DESIGN §4–6 lives in Default.
+// --config`). Every default of docs/design.md §4–6 lives in Default.
 type Config struct {
 	// PreStopSleep is the cluster default of the prestop-sleep annotation.
 	PreStopSleep string `json:"preStopSleep"`
@@ -54,7 +54,7 @@ type Config struct {
 	ImageInspection ImageInspection `json:"imageInspection"`
 }
 
-// ImageInspection configures DESIGN §6.
+// ImageInspection configures docs/design.md §6.
 type ImageInspection struct {
 	// Enabled reads the image config when a container's argv comes from the image.
 	Enabled bool `json:"enabled"`

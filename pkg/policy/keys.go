@@ -1,6 +1,6 @@
 // Package policy declares podgrace's public names (labels and annotations),
 // the cluster configuration, and resolves them into a typed policy for each
-// container of a pod, following the precedence of DESIGN §3:
+// container of a pod, following the precedence of docs/design.md §3:
 //
 //	per-container pod annotation > pod annotation > namespace annotation > cluster config
 //

@@ -64,7 +64,7 @@ func TestResolveWarningText(t *testing.T) {
 	pp := Resolve(&cfg, nil, podWith(map[string]string{AnnotationPreStopSleep: "abc"}, "app"))
 	want := `podgrace: podgrace.dev/prestop-sleep="abc" is not a duration, "auto" or "off"; using auto`
 	if len(pp.Problems) != 1 || pp.Problems[0].String() != want {
-		t.Fatalf("problems = %v, want %q (DESIGN §3's example)", pp.Problems, want)
+		t.Fatalf("problems = %v, want %q (docs/design.md §3's example)", pp.Problems, want)
 	}
 }
 

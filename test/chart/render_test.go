@@ -48,7 +48,7 @@ func TestLint(t *testing.T) {
 	}
 }
 
-// TestRender checks the shape of what each combination renders: DESIGN §7
+// TestRender checks the shape of what each combination renders: docs/design.md §7
 // and the install contract of issue 5.
 func TestRender(t *testing.T) {
 	t.Parallel()
@@ -292,7 +292,7 @@ func checkWebhookConfiguration(t *testing.T, r *chart.Rendered, c chartCase) {
 	}
 	if *w.FailurePolicy != wantFailure || *w.TimeoutSeconds != wantTimeout || *w.SideEffects != admissionregistrationv1.SideEffectClassNone ||
 		*w.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy || !slices.Equal(w.AdmissionReviewVersions, []string{"v1"}) {
-		t.Errorf("webhook policy differs from DESIGN §7: failurePolicy %s timeout %d sideEffects %s reinvocation %s versions %v",
+		t.Errorf("webhook policy differs from docs/design.md §7: failurePolicy %s timeout %d sideEffects %s reinvocation %s versions %v",
 			*w.FailurePolicy, *w.TimeoutSeconds, *w.SideEffects, *w.ReinvocationPolicy, w.AdmissionReviewVersions)
 	}
 	if len(w.Rules) != 1 || !slices.Equal(w.Rules[0].Operations, []admissionregistrationv1.OperationType{admissionregistrationv1.Create}) ||
@@ -473,7 +473,7 @@ func checkConfigMap(t *testing.T, r *chart.Rendered, c chartCase) {
 }
 
 // TestConfigDefaults: values.yaml's `config:` holds every key of the cluster
-// config, each with the default of policy.Default (DESIGN §4–6): no default
+// config, each with the default of policy.Default (docs/design.md §4–6): no default
 // is left to the binary, and none differs from it.
 func TestConfigDefaults(t *testing.T) {
 	t.Parallel()

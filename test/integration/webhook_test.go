@@ -209,7 +209,7 @@ func TestHookAcceptedByValidation(t *testing.T) {
 }
 
 // TestPrecedence: per-container pod annotation > pod annotation > namespace
-// annotation > cluster config (DESIGN §3).
+// annotation > cluster config (docs/design.md §3).
 func TestPrecedence(t *testing.T) {
 	t.Parallel()
 	cs, _ := client(t)
