@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -66,5 +67,32 @@ func TestConfigFieldsComplete(t *testing.T) {
 	sort.Strings(documented)
 	if strings.Join(leaves, ",") != strings.Join(documented, ",") {
 		t.Errorf("ConfigFields = %v\nConfig has   %v", documented, leaves)
+	}
+}
+
+// ConfigFields keeps the fields of one nested object together (values.yaml
+// and the schema are generated in its order), and every schema is JSON.
+func TestConfigFieldsGenerate(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	cur := ""
+	for _, f := range ConfigFields {
+		g, _ := group(f.Path)
+		if g != cur && seen[g] {
+			t.Errorf("%s: the fields of %q are not together", f.Path, g)
+		}
+		seen[g], cur = true, g
+	}
+	s, err := ConfigSchema()
+	if err != nil || !json.Valid(s) {
+		t.Fatalf("ConfigSchema: %v\n%s", err, s)
+	}
+	y, err := ValuesYAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseConfig([]byte(strings.Replace(strings.TrimPrefix(y, "config:\n"), "\n  ", "\n", -1)[2:]))
+	if err != nil || !reflect.DeepEqual(c, Default()) {
+		t.Errorf("ValuesYAML does not read back as Default: %v\n%s", err, y)
 	}
 }
