@@ -12,7 +12,6 @@ import (
 	"sync"
 
 	jsonv2 "github.com/go-json-experiment/json"
-	"gomodules.xyz/jsonpatch/v2"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +20,7 @@ import (
 	kjson "sigs.k8s.io/json"
 
 	"github.com/podgrace/podgrace/internal/jsonstr"
+	"github.com/podgrace/podgrace/pkg/inject"
 )
 
 // MaxBodyBytes bounds an AdmissionReview. The API server refuses objects over
@@ -311,10 +311,10 @@ func statusReason(code int) metav1.StatusReason {
 	}
 }
 
-// encodePatch writes the core's operations as a JSON patch in one pass:
-// jsonpatch.Operation's own MarshalJSON marshals every operation twice
-// (its value, then the whole operation compacted again).
-func encodePatch(ops []jsonpatch.Operation) ([]byte, error) {
+// encodePatch writes the core's operations as a JSON patch in one pass, the
+// status string and the grace period without reflection; it writes what
+// json.Marshal of the operations writes (TestEncodePatch).
+func encodePatch(ops []inject.PatchOp) ([]byte, error) {
 	buf := make([]byte, 0, 128*len(ops))
 	buf = append(buf, '[')
 	for i := range ops {
