@@ -57,8 +57,16 @@ golden: ## Refresh the golden files of the mutation (testdata/*.golden).
 	REFRESH_GOLDEN=true $(GO) test ./pkg/manifest/ ./pkg/policy/ -run 'Golden|README' -count=1
 
 .PHONY: test
-test: lint envtest-assets ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest).
+test: lint verify-tidy test-deps envtest-assets ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest).
 	$(GO) test ./... -count=1 -timeout 30m
+
+.PHONY: test-deps
+test-deps: ## Install what the tests need from the machine (dash, bash, busybox, unshare; apt-get, only when missing).
+	hack/test-deps.sh
+
+.PHONY: verify-tidy
+verify-tidy: ## Fail when `go mod tidy` would change go.mod or go.sum.
+	$(GO) mod tidy -diff
 
 .PHONY: integration
 integration: envtest-assets ## Run only the webhook's envtest suite (test/integration) against the real kube-apiserver.
