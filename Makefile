@@ -122,7 +122,7 @@ BENCH_COUNT ?= 3
 
 .PHONY: bench
 bench: envtest-assets build ## Measure podgrace against its baselines (docs/performance.md): handler CPU, HTTPS load, pod-create latency, RSS.
-	$(GO) test ./pkg/webhook/ -run '^$$' -bench '^BenchmarkHandlerRatio$$' -benchmem -count=$(BENCH_COUNT) -timeout 30m
+	$(GO) test ./test/bench/handler/ -run '^$$' -bench '^BenchmarkHandlerRatio$$' -benchmem -count=$(BENCH_COUNT) -timeout 30m
 	PODGRACE_BIN=$(BIN)/podgrace $(GO) test -tags bench ./test/bench/ -run '^$$' -bench . -benchtime=1x -count=1 -timeout 30m -v
 
 ##@ Tools
