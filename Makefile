@@ -86,11 +86,11 @@ image: build ## Build the podgrace image without Docker: an OCI layout tarball i
 	$(GO) run ./hack/image -binary $(BIN)/podgrace -o dist/podgrace-image.tar -ref '$(IMAGE)' -version '$(VERSION)'
 
 .PHONY: manifests
-manifests: ## Regenerate config/ (kustomize) and the chart README's values table from charts/podgrace.
+manifests: ## Regenerate the chart's config values and schema (from pkg/policy/configfields.go), config/ (kustomize) and the chart README's values table.
 	$(GO) run ./hack/manifests
 
 .PHONY: verify-manifests
-verify-manifests: ## Fail when config/ or the chart README are stale (make test checks it too).
+verify-manifests: ## Fail when any file make manifests writes is stale (make test checks it too).
 	$(GO) run ./hack/manifests -check
 
 ##@ E2E

@@ -92,3 +92,75 @@ func TestRelPathFindsEscapes(t *testing.T) {
 		t.Errorf("relPath found %q", got)
 	}
 }
+
+// TestREADMELength: README.md is for a platform engineer and fits a screen or
+// two; details belong in docs/.
+func TestREADMELength(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(data), "\n"); n > 250 {
+		t.Errorf("README.md has %d lines; keep it at 250 or fewer and move details to docs/", n)
+	}
+}
+
+// TestE2EDocsListEveryTest: docs/e2e.md describes each e2e test under a
+// heading naming it, so the count a reader sees cannot drift from the code.
+func TestE2EDocsListEveryTest(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "e2e.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^### .*\\(`(Test\\w+)`\\)\\s*$").FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = true
+	}
+	files, err := filepath.Glob(filepath.Join(root, "test", "e2e", "*_test.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no e2e tests found: %v", err)
+	}
+	code := map[string]bool{}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`(?m)^func (Test\w+)\(t \*testing\.T\)`).FindAllStringSubmatch(string(src), -1) {
+			code[m[1]] = true
+		}
+	}
+	for name := range code {
+		if !documented[name] {
+			t.Errorf("test/e2e has %s, docs/e2e.md has no `### … (`%s`)` section for it", name, name)
+		}
+	}
+	for name := range documented {
+		if !code[name] {
+			t.Errorf("docs/e2e.md describes %s, which test/e2e does not have", name)
+		}
+	}
+}
+
+// TestMarkdownLinksResolve: every relative link of a Markdown file points at a
+// file or directory of the repository.
+func TestMarkdownLinksResolve(t *testing.T) {
+	t.Parallel()
+	link := regexp.MustCompile(`\]\(([^)#\s]+)(?:#[^)\s]*)?\)`)
+	for rel, data := range textFiles(t) {
+		if !strings.HasSuffix(rel, ".md") {
+			continue
+		}
+		for _, m := range link.FindAllStringSubmatch(string(data), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(root, filepath.Dir(rel), target)); err != nil {
+				t.Errorf("%s links to %s, which does not exist", rel, target)
+			}
+		}
+	}
+}
