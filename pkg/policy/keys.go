@@ -69,11 +69,11 @@ func ContainerAnnotation(container, key string) string {
 type Level uint8
 
 const (
-	// OnNamespace: a label or annotation of the pod's namespace.
+	// OnNamespace is a label or annotation of the pod's namespace.
 	OnNamespace Level = 1 << iota
-	// OnPod: a label or annotation of the pod.
+	// OnPod is a label or annotation of the pod.
 	OnPod
-	// PerContainer: a pod annotation `<container>.podgrace.dev/<name>`.
+	// PerContainer is a pod annotation `<container>.podgrace.dev/<name>`.
 	PerContainer
 )
 

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // The README's reference tables are generated from Keys and ConfigFields;
@@ -91,7 +93,12 @@ func TestConfigFieldsGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ParseConfig([]byte(strings.Replace(strings.TrimPrefix(y, "config:\n"), "\n  ", "\n", -1)[2:]))
+	var values map[string]any
+	if err := yaml.Unmarshal([]byte(y), &values); err != nil {
+		t.Fatalf("ValuesYAML is not YAML: %v\n%s", err, y)
+	}
+	doc, _ := yaml.Marshal(values["config"])
+	c, err := ParseConfig(doc)
 	if err != nil || !reflect.DeepEqual(c, Default()) {
 		t.Errorf("ValuesYAML does not read back as Default: %v\n%s", err, y)
 	}
