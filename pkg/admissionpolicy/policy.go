@@ -23,7 +23,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podgrace/podgrace/pkg/policy"
-	"github.com/podgrace/podgrace/pkg/webhook"
 )
 
 // Names of the generated objects.
@@ -37,6 +36,10 @@ const (
 	// DefaultNamespace holds the parameter ConfigMap unless told otherwise.
 	DefaultNamespace = "podgrace"
 )
+
+// SystemNamespaces are never selected, as by the webhook: their pods (DNS,
+// CNI, the control plane) are not podgrace's to change.
+var SystemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease"}
 
 // NotDone lists what the policy does not do; it heads the generated output,
 // and README.md and docs/policy.md repeat it.
@@ -127,12 +130,24 @@ func Generate(cfg *policy.Config, o Options) (*Objects, error) {
 		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + cmp.Or(o.ParamsName, ParamsName), Namespace: ns},
 		Data:       Params(cfg),
 	}
-	// The same selection as the webhook's: opt-in (or cluster-wide) label,
-	// system namespaces and podgrace's own excluded, the pod opt-out label.
-	wh := webhook.MutatingWebhookConfiguration(webhook.ConfigurationOptions{
-		URL: "https://unused", Namespace: ns, ClusterWide: o.ClusterWide, ExtraNamespaceSelector: o.ExtraNamespaceSelector,
-	}).Webhooks[0]
-	match := &admissionregistrationv1.MatchResources{NamespaceSelector: wh.NamespaceSelector, ObjectSelector: wh.ObjectSelector}
+	// The same selection as the webhook's (the chart's
+	// mutatingwebhookconfiguration.yaml; test/chart checks that the chart
+	// renders these bindings): opt-in (or cluster-wide) label, the system
+	// namespaces and podgrace's own excluded, the pod opt-out label.
+	optIn := metav1.LabelSelectorRequirement{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpIn, Values: []string{policy.InjectEnabled}}
+	if o.ClusterWide {
+		optIn = metav1.LabelSelectorRequirement{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{policy.InjectDisabled}}
+	}
+	nsExpr := append([]metav1.LabelSelectorRequirement{
+		optIn,
+		{Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: append(slices.Clone(SystemNamespaces), ns)},
+	}, o.ExtraNamespaceSelector...)
+	match := &admissionregistrationv1.MatchResources{
+		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: nsExpr},
+		ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{policy.InjectDisabled}},
+		}},
+	}
 	podCreate := &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
 		RuleWithOperations: admissionregistrationv1.RuleWithOperations{
 			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
