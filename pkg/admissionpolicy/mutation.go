@@ -26,9 +26,10 @@ func commonVariables() []variable {
 	}
 }
 
-// mutationVariables computes the plan of DESIGN §2 and §4 (docs/design.md):
-// for each container the API server has not seen podgrace's status list yet,
-// a map {name, sleep, skip, own}; then the grace period and the status.
+// mutationVariables computes the plan of docs/design.md §2 and §4, as
+// pkg/inject's placeSleeps does: for each container podgrace's status does
+// not list yet, the sleep it gets or why none; then the grace period and the
+// status.
 func mutationVariables() []variable {
 	sleepKey := lit(policy.AnnotationPreStopSleep)
 	egKey := lit(policy.AnnotationExtendGrace)

@@ -508,7 +508,7 @@ func claimedStatus(p *corev1.Pod) string {
 }
 
 // Values the generator draws from: valid and invalid, with the edges of
-// each rule (DESIGN's sizing bounds, the 1 h limit, whole seconds).
+// each rule (the sizing bounds of docs/design.md §4, the 1 h limit, whole seconds).
 var (
 	sleepValues = []string{"auto", "AUTO", " off ", "off", "0", "0s", "-0", "15", "15s", "1m30s", "1h", "3600", "3601", "61m",
 		"1.5s", "500ms", "2000ms", "0.5m", "abc", "-5s", "-1", "+7", " 12 ", "1h0m0s", "99999999999999999999", "1e3", "", "10S", "7s", "45s", "5m"}
