@@ -73,7 +73,10 @@ func validationVariables() []variable {
 			parts[i] = "(" + p + ").map(l, l.size() == 0 ? '' : l[0]).filter(s, s != '')"
 		}
 	}
-	vars = append(vars, variable{"problems", strings.Join(parts, " +\n")})
+	// Most pods carry no podgrace key at all: then there is nothing to check.
+	vars = append(vars,
+		variable{"anyKey", sub(`variables.ann.exists(k, k.contains({p})) || variables.nsAnn.exists(k, k.contains({p}))`, "p", lit(policy.Prefix+"/"))},
+		variable{"problems", "!variables.anyKey ? [] : " + strings.Join(parts, " +\n")})
 	return vars
 }
 
