@@ -219,11 +219,15 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 	probe := kubernetes.NewForConfigOrDie(quiet)
 	for _, v := range variants {
 		for _, ns := range []string{v.webhook, v.policy} {
-			err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			// The API server compiles a new policy in the background; on a
+			// loaded machine that took over a minute once.
+			var probed *corev1.Pod
+			err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 				p, err := probe.CoreV1().Pods(ns).Create(ctx, pod("probe", 30), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 				if err != nil {
 					return false, err
 				}
+				probed = p
 				_, ok := p.Annotations[policy.AnnotationStatus]
 				want := 1
 				if v.mesh != "" {
@@ -237,7 +241,7 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 				bad := pod("probe-warn", 30)
 				bad.Annotations = map[string]string{"c.podgrace.dev/prestop-sleep": "x"}
 				var last []string
-				err = wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+				err = wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 					d, s := compareSides(ctx, nsVariant{webhook: v.webhook, policy: ns}, bad, true, cfg.Strict)
 					last = d
 					return len(d) == 0 && (len(s.keys) > 0), nil
@@ -247,7 +251,11 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 				}
 			}
 			if err != nil {
-				t.Fatalf("namespace %s (%s, %s) is not served: %v", ns, v.name, map[bool]string{true: "webhook", false: "policy"}[ns == v.webhook], err)
+				var got any
+				if probed != nil {
+					got = map[string]any{"annotations": probed.Annotations, "containers": len(probed.Spec.Containers), "initContainers": len(probed.Spec.InitContainers)}
+				}
+				t.Fatalf("namespace %s (%s, %s) is not served: %v (last probe: %v)", ns, v.name, map[bool]string{true: "webhook", false: "policy"}[ns == v.webhook], err, got)
 			}
 		}
 	}
