@@ -26,6 +26,17 @@ const (
 	HookExec HookAction = "exec"
 )
 
+// Enforcement says what the webhook does with its result.
+type Enforcement string
+
+const (
+	// EnforcementMutate patches the pod (the default).
+	EnforcementMutate Enforcement = "mutate"
+	// EnforcementWarn patches nothing: the result comes back as admission
+	// warnings, a log line and metrics, the first step of a careful rollout.
+	EnforcementWarn Enforcement = "warn"
+)
+
 // Config is the cluster configuration: the lowest level of the precedence,
 // written by the Helm chart into a ConfigMap (and read by `podgrace inject
 // --config`). Every default of DESIGN §4–6 lives in Default.
@@ -52,6 +63,8 @@ type Config struct {
 	Strict bool `json:"strict"`
 	// ImageInspection configures reading image configs from registries.
 	ImageInspection ImageInspection `json:"imageInspection"`
+	// Enforcement is mutate or warn (docs/design.md §9).
+	Enforcement Enforcement `json:"enforcement"`
 }
 
 // ImageInspection configures DESIGN §6.
@@ -89,6 +102,7 @@ func Default() Config {
 		Max:            metav1.Duration{Duration: 60 * time.Second},
 		ShutdownBudget: metav1.Duration{Duration: 5 * time.Second},
 		HookAction:     HookAuto,
+		Enforcement:    EnforcementMutate,
 		Sidecars:       append([]string(nil), DefaultSidecars...),
 		ImageInspection: ImageInspection{
 			Enabled:   true,
@@ -149,6 +163,11 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("hookAction: %q is not auto, sleep or exec", c.HookAction))
 	}
+	switch c.Enforcement {
+	case EnforcementMutate, EnforcementWarn:
+	default:
+		errs = append(errs, fmt.Errorf("enforcement: %q is not mutate or warn", c.Enforcement))
+	}
 	if c.ImageInspection.Timeout.Duration <= 0 {
 		errs = append(errs, errors.New("imageInspection.timeout: must be positive"))
 	}
@@ -196,6 +215,7 @@ var ConfigFields = []ConfigField{
 	{"imageInspection.errorTTL", "How long a failed lookup is remembered."},
 	{"imageInspection.cacheSize", "Image configs kept in memory (by digest)."},
 	{"imageInspection.insecure", "Allow plain-HTTP registries (local registries and tests only)."},
+	{"enforcement", "`mutate`, or `warn`: compute the same result but only report it (admission warnings, a log line, metrics by namespace); never patches, never denies."},
 }
 
 // ConfigTable renders ConfigFields with their defaults as a Markdown table.

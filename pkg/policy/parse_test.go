@@ -156,11 +156,18 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("overrides not applied: %+v", c)
 			}
 		}},
-		"unknown key":         {in: "ratoi: 0.3\n", wantErr: `unknown field "ratoi"`},
-		"bad duration":        {in: "min: soon\n", wantErr: "cluster config"},
-		"min over max":        {in: "min: 2m\n", wantErr: "min (2m0s) is greater than max (1m0s)"},
-		"negative budget":     {in: "shutdownBudget: -1s\n", wantErr: "shutdownBudget: -1s is negative"},
-		"bad hook":            {in: "hookAction: http\n", wantErr: `hookAction: "http" is not auto, sleep or exec`},
+		"unknown key":     {in: "ratoi: 0.3\n", wantErr: `unknown field "ratoi"`},
+		"bad duration":    {in: "min: soon\n", wantErr: "cluster config"},
+		"min over max":    {in: "min: 2m\n", wantErr: "min (2m0s) is greater than max (1m0s)"},
+		"negative budget": {in: "shutdownBudget: -1s\n", wantErr: "shutdownBudget: -1s is negative"},
+		"bad hook":        {in: "hookAction: http\n", wantErr: `hookAction: "http" is not auto, sleep or exec`},
+		"bad enforcement": {in: "enforcement: audit\n", wantErr: `enforcement: "audit" is not mutate or warn`},
+		"warn mode": {in: "enforcement: warn\n", check: func(t *testing.T, c Config) {
+			t.Helper()
+			if c.Enforcement != EnforcementWarn {
+				t.Errorf("enforcement %q", c.Enforcement)
+			}
+		}},
 		"bad sleep":           {in: "preStopSleep: later\n", wantErr: "preStopSleep"},
 		"ratio out of range":  {in: "ratio: -1\n", wantErr: "ratio"},
 		"zero timeout":        {in: "imageInspection:\n  timeout: 0s\n", wantErr: "timeout: must be positive"},
