@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -51,8 +50,8 @@ func mutate(ctx context.Context, env *Env, tmpl *corev1.Pod, nsAnnotations map[s
 func analyze(ctx context.Context, env *Env, w *Workload, tmpl *corev1.Pod, out outcome, selected bool) {
 	w.Warnings = append(w.Warnings, out.warnings...)
 	var before *inject.Status
-	if st, ok := inject.StatusOf(tmpl.Annotations[policy.AnnotationStatus]); ok {
-		before = &st
+	if prev := inject.ReadPrevious(tmpl); prev.Valid {
+		before = &prev.Status
 	}
 	w.Mutation = &Mutation{GraceBefore: out.status.GraceBefore, GraceAfter: out.status.GraceAfter, Containers: out.status.Containers, Denied: out.denied}
 	w.Changes = []string{}
@@ -213,24 +212,17 @@ func podSummary(ctx context.Context, env *Env, p *Pods, pod *corev1.Pod, nsAnnot
 	if would {
 		p.WouldChange++
 	}
-	raw, ok := pod.Annotations[policy.AnnotationStatus]
-	if !ok {
+	prev := inject.ReadPrevious(pod)
+	if !prev.Valid {
 		p.Unmutated++
 		p.UnmutatedPods = append(p.UnmutatedPods, PodRef{Name: pod.Name, Created: pod.CreationTimestamp, WouldChange: would})
 		return
 	}
 	p.Mutated++
-	var v struct {
-		V json.Number `json:"v"`
-	}
-	ver := "0"
-	if json.Unmarshal([]byte(raw), &v) == nil && v.V != "" {
-		ver = v.V.String()
-	}
 	if p.StatusVersions == nil {
 		p.StatusVersions = map[string]int{}
 	}
-	p.StatusVersions[ver]++
+	p.StatusVersions[strconv.Itoa(prev.Status.V)]++
 }
 
 func sortUnmutated(p *Pods) {

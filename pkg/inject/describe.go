@@ -41,10 +41,6 @@ func Describe(before *Status, after *Status) []string {
 	return out
 }
 
-// StatusOf reads a pod's status annotation value; ok is false when it is
-// missing or not podgrace's JSON (the core then treats it as absent).
-func StatusOf(raw string) (Status, bool) { return parseStatus(raw) }
-
 func digestOf(ref string) string {
 	if _, d, ok := strings.Cut(ref, "@"); ok {
 		return d

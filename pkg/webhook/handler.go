@@ -147,7 +147,7 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1
 	if h.Config.Enforcement == policy.EnforcementWarn {
 		return h.warnOnly(req, name, pod, &res, warnings)
 	}
-	observe(pod, &res)
+	observe(&res)
 
 	if res.Denied != "" {
 		h.Log.Info("Denied pod: invalid podgrace setting in strict mode", append(requestKV(req, name), "reason", res.Denied)...)
@@ -199,8 +199,8 @@ func (h *Handler) warnOnly(req *admissionRequest, name string, pod *corev1.Pod, 
 		outcome, summary = warnWouldDeny, "would deny: "+strings.TrimPrefix(res.Denied, "podgrace: ")
 	case res.Changed():
 		var before *inject.Status
-		if st, ok := inject.StatusOf(pod.Annotations[policy.AnnotationStatus]); ok {
-			before = &st
+		if prev := inject.ReadPrevious(pod); prev.Valid {
+			before = &prev.Status
 		}
 		changes := inject.Describe(before, &res.Status)
 		if len(changes) == 0 { // only the status record would be written
@@ -253,7 +253,7 @@ func (h *Handler) allowUnchanged(kv []any, reason, msg string) *admissionv1.Admi
 	notHandledTotal.WithLabelValues(reason).Inc()
 	warningsTotal.WithLabelValues(warnNotHandled).Inc()
 	h.Log.Info("Allowed unchanged: not a Pod podgrace can handle", append(kv, "reason", reason, "detail", msg)...)
-	return &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{truncateWarning("podgrace: pod not mutated: " + msg)}}
+	return &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{inject.Truncate("podgrace: pod not mutated: " + msg)}}
 }
 
 // containerSummary renders the containers of a status record for the log,
@@ -282,9 +282,6 @@ func (cs containerSummary) MarshalLog() any {
 	}
 	return out
 }
-
-// truncateWarning keeps a warning to inject.MaxWarningLen bytes, on a rune boundary.
-func truncateWarning(s string) string { return truncateTo(s, inject.MaxWarningLen) }
 
 // truncateTo keeps s to n bytes, on a rune boundary, marking the cut.
 func truncateTo(s string, n int) string {
