@@ -119,10 +119,9 @@ func Manifests(ctx context.Context, sources []Source, o ManifestOptions) *Report
 		rep.Webhooks = []string{"values"}
 	}
 	type item struct {
-		src  string
-		doc  int
-		obj  map[string]any
-		post map[string]any
+		src string
+		doc int
+		obj map[string]any
 	}
 	var items []item
 	nsLabels := map[string]map[string]string{}
@@ -249,8 +248,11 @@ func injectOne(ctx context.Context, obj map[string]any, opts manifest.Options) (
 		out.status = d.Status
 	}
 	after, err := objects(printed)
-	if err != nil || len(after) != 1 {
-		return outcome{}, fmt.Errorf("reading podgrace inject's output: %v", err)
+	if err != nil {
+		return outcome{}, fmt.Errorf("reading podgrace inject's output: %w", err)
+	}
+	if len(after) != 1 {
+		return outcome{}, fmt.Errorf("podgrace inject printed %d objects for one", len(after))
 	}
 	if out.after, err = templateOf(after[0]); err != nil {
 		return outcome{}, err
@@ -310,7 +312,7 @@ func ownedBy(md map[string]any, kind string) bool {
 	refs, _ := md["ownerReferences"].([]any)
 	for _, r := range refs {
 		m, _ := r.(map[string]any)
-		if m["kind"] == kind && m["controller"] == true {
+		if ctrl, _ := m["controller"].(bool); m["kind"] == kind && ctrl {
 			return true
 		}
 	}

@@ -70,7 +70,7 @@ func cases() []chartCase {
 	// A ServiceMonitor over plain HTTP, without metrics.service: the
 	// ServiceMonitor brings its Service.
 	out = append(out, chartCase{
-		name:           "servicemonitor-plain",
+		name: "servicemonitor-plain",
 		values: map[string]any{"metrics": map[string]any{
 			"serviceMonitor": map[string]any{"enabled": true}, "prometheusRule": map[string]any{"enabled": true},
 		}},
