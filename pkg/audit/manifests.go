@@ -279,28 +279,39 @@ func split(data []byte) ([][]byte, error) {
 	}
 }
 
-// objects decodes one document, as kubectl does: a List's items are its objects.
+// objects decodes one document as kubectl's reader does
+// (utilyaml.NewYAMLOrJSONDecoder: a YAML document, or a stream of JSON
+// values); a List's items, nested or not, are its objects.
 func objects(raw []byte) ([]map[string]any, error) {
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return nil, nil
-	}
-	var obj map[string]any
-	if err := sigsyaml.Unmarshal(raw, &obj); err != nil {
-		return nil, fmt.Errorf("invalid YAML: %w", err)
-	}
-	if obj == nil {
-		return nil, nil
-	}
-	if items, ok := obj["items"].([]any); ok {
-		var out []map[string]any
-		for _, it := range items {
-			if m, ok := it.(map[string]any); ok {
-				out = append(out, m)
-			}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+	var out []map[string]any
+	for {
+		var obj map[string]any
+		err := dec.Decode(&obj)
+		if errors.Is(err, io.EOF) {
+			return out, nil
 		}
-		return out, nil
+		if err != nil {
+			return out, fmt.Errorf("invalid YAML or JSON: %w", err)
+		}
+		out = flatten(out, obj)
 	}
-	return []map[string]any{obj}, nil
+}
+
+func flatten(out []map[string]any, obj map[string]any) []map[string]any {
+	if obj == nil {
+		return out
+	}
+	items, ok := obj["items"].([]any)
+	if !ok {
+		return append(out, obj)
+	}
+	for _, it := range items {
+		if m, ok := it.(map[string]any); ok {
+			out = flatten(out, m)
+		}
+	}
+	return out
 }
 
 func kindOf(obj map[string]any) string {

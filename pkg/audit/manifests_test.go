@@ -265,3 +265,28 @@ func keysOf(m map[string]*Workload) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestManifestsJSONAndLists: a JSON stream and a List are read as kubectl
+// reads them, object by object.
+func TestManifestsJSONAndLists(t *testing.T) {
+	src := Source{Name: "x", Data: []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"name":"c","image":"x","command":["/a"]}]}}
+{"apiVersion":"v1","kind":"Pod","metadata":{"name":"b"},"spec":{"containers":[{"name":"c","image":"x","command":["/b"]}]}}
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: d}
+  spec:
+    selector: {matchLabels: {app: d}}
+    template:
+      metadata: {labels: {app: d}}
+      spec: {containers: [{name: c, image: x, command: [/d]}]}
+`)}
+	cfg := policy.Default()
+	rep := Manifests(context.Background(), []Source{src}, ManifestOptions{Env: Env{Config: &cfg, HookAction: policy.HookSleep}})
+	if got := keysOf(byName(rep)); !slices.Equal(got, []string{"default/Deployment/d", "default/Pod/a", "default/Pod/b"}) {
+		t.Errorf("workloads %v; errors %v", got, rep.Errors)
+	}
+}

@@ -21,12 +21,12 @@ import (
 	"github.com/podgrace/podgrace/pkg/cli"
 )
 
-// TestFailOpen makes podgrace unreachable (its webhook Service selects no
-// pod) and creates pods in an opted-in namespace: under failurePolicy Ignore
+// TestFailOpen makes podgrace unreachable (scaled to 0, its pods killed)
+// and creates pods in an opted-in namespace: under failurePolicy Ignore
 // the API server admits them unmutated and counts it in its own
 // apiserver_admission_webhook_fail_open_count for podgrace's webhook, which
 // the chart's PrometheusRule alerts on; `podgrace audit --fail-on=unmutated`
-// then finds those pods. podgrace's Service is restored when the test ends.
+// then finds those pods. podgrace is scaled back when the test ends.
 func TestFailOpen(t *testing.T) {
 	requirePodgrace(t)
 	ctx := context.Background()
@@ -37,21 +37,14 @@ func TestFailOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	wh := mwc.Webhooks[0]
-	if wh.ClientConfig.Service == nil {
-		t.Fatalf("webhook %s is not reached through a Service", wh.Name)
-	}
-	svcName := wh.ClientConfig.Service.Name
-	svc, err := kube.CoreV1().Services(pg.Namespace).Get(ctx, svcName, metav1.GetOptions{})
+	dep, err := kube.AppsV1().Deployments(pg.Namespace).Get(ctx, pg.Deployment, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	selector, err := json.Marshal(svc.Spec.Selector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	setSelector := func(sel []byte) error {
-		patch := fmt.Sprintf(`[{"op":"replace","path":"/spec/selector","value":%s}]`, sel)
-		_, err := kube.CoreV1().Services(pg.Namespace).Patch(ctx, svcName, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
+	replicas := *dep.Spec.Replicas
+	scale := func(n int32) error {
+		patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, n)
+		_, err := kube.AppsV1().Deployments(pg.Namespace).Patch(ctx, pg.Deployment, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 		return err
 	}
 	restored := false
@@ -60,25 +53,36 @@ func TestFailOpen(t *testing.T) {
 			return
 		}
 		restored = true
-		if err := setSelector(selector); err != nil {
-			t.Errorf("restoring podgrace's Service selector: %v", err)
+		if err := scale(replicas); err != nil {
+			t.Errorf("scaling podgrace back to %d: %v", replicas, err)
+			return
+		}
+		if err := waitPodgraceReady(ctx, pg); err != nil {
+			t.Errorf("podgrace did not come back: %v", err)
 			return
 		}
 		if err := waitWebhookServing(ctx); err != nil {
-			t.Errorf("podgrace does not serve again after its Service was restored: %v", err)
+			t.Errorf("podgrace does not serve again: %v", err)
 		}
 	}
 	t.Cleanup(restore)
 
+	// podgrace goes away as in a crash: no replica, its pods killed at
+	// once (the API server keeps connections to a pod that drains, as
+	// podgrace's own preStop sleep lets it).
 	before := failOpenCount(t, wh.Name)
-	if err := setSelector([]byte(`{"e2e.podgrace.dev/unreachable":"true"}`)); err != nil {
+	if err := scale(0); err != nil {
 		t.Fatal(err)
 	}
-	// The API server learns of the empty Service a moment later; pods are
-	// created until one is admitted without podgrace's status.
+	sel := metav1.FormatLabelSelector(dep.Spec.Selector)
+	if err := kube.CoreV1().Pods(pg.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))},
+		metav1.ListOptions{LabelSelector: sel}); err != nil {
+		t.Fatal(err)
+	}
+	// Pods are created until two are admitted without podgrace's status.
 	var unmutated []string
 	start := time.Now()
-	for i := 0; len(unmutated) < 2 && time.Since(start) < 90*time.Second; i++ {
+	for i := 0; len(unmutated) < 2 && time.Since(start) < 3*time.Minute; i++ {
 		pod, err := kube.CoreV1().Pods(ns).Create(ctx, probePod(fmt.Sprintf("p-%03d", i)), metav1.CreateOptions{})
 		if err != nil {
 			t.Fatalf("creating a pod while podgrace is unreachable (failurePolicy Ignore must admit it): %v", err)
@@ -90,9 +94,9 @@ func TestFailOpen(t *testing.T) {
 		}
 	}
 	if len(unmutated) == 0 {
-		t.Fatalf("no pod was admitted unmutated within %s of breaking podgrace's Service", time.Since(start).Round(time.Second))
+		t.Fatalf("no pod was admitted unmutated within %s of scaling podgrace to 0", time.Since(start).Round(time.Second))
 	}
-	t.Logf("%d pods admitted unmutated, the first %.1fs after podgrace's Service lost its endpoints", len(unmutated), time.Since(start).Seconds())
+	t.Logf("%d pods admitted unmutated, the first %.1fs after podgrace was scaled to 0", len(unmutated), time.Since(start).Seconds())
 
 	after := failOpenCount(t, wh.Name)
 	if after-before < float64(len(unmutated)) {
