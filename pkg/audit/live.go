@@ -360,7 +360,11 @@ func (s *scan) listErr(resource, ns string) error {
 	return m[""]
 }
 
-// progress writes a line every two seconds while the scan runs.
+// progressEvery is how often a scan reports its progress: only a scan that
+// takes longer says anything.
+var progressEvery = 2 * time.Second
+
+// progress writes a line every progressEvery while the scan runs.
 func (s *scan) progress() func() {
 	if s.o.Progress == nil {
 		return func() {}
@@ -368,7 +372,7 @@ func (s *scan) progress() func() {
 	done := make(chan struct{})
 	start := time.Now()
 	go func() {
-		t := time.NewTicker(2 * time.Second)
+		t := time.NewTicker(progressEvery)
 		defer t.Stop()
 		for {
 			select {
