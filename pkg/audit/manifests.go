@@ -88,21 +88,33 @@ func ParseValues(data []byte, releaseNamespace string) (*ChartValues, *policy.Co
 	return &v, &cfg, nil
 }
 
-// matcher is the webhook the chart renders from these values.
-func (v *ChartValues) matcher() *matcher {
-	mwc := webhook.MutatingWebhookConfiguration(webhook.ConfigurationOptions{
-		URL: "https://unused", ClusterWide: v.Webhook.Mode == "cluster-wide", Namespace: v.ReleaseNamespace,
-		ExtraNamespaceSelector: v.Webhook.NamespaceSelectorExpressions,
-	})
-	wh := &mwc.Webhooks[0]
-	for i := range wh.NamespaceSelector.MatchExpressions {
-		e := &wh.NamespaceSelector.MatchExpressions[i]
-		if e.Key == corev1.LabelMetadataName {
-			e.Values = append(e.Values, v.Webhook.ExcludeNamespaces...)
+// MutatingWebhook is podgrace's webhook as the chart's
+// templates/mutatingwebhookconfiguration.yaml renders it from these values:
+// only what decides which pods are sent (TestAuditValuesMatchChart in
+// test/chart checks it against the rendered chart).
+func (v *ChartValues) MutatingWebhook() *admissionregistrationv1.MutatingWebhook {
+	optIn := metav1.LabelSelectorRequirement{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpIn, Values: []string{policy.InjectEnabled}}
+	if v.Webhook.Mode == "cluster-wide" {
+		optIn = metav1.LabelSelectorRequirement{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{policy.InjectDisabled}}
+	}
+	var excluded []string
+	for _, ns := range append([]string{"kube-system", "kube-public", "kube-node-lease", v.ReleaseNamespace}, v.Webhook.ExcludeNamespaces...) {
+		if !slices.Contains(excluded, ns) {
+			excluded = append(excluded, ns)
 		}
 	}
-	wh.MatchConditions = v.Webhook.MatchConditions
-	return newMatcher("values", wh)
+	exprs := []metav1.LabelSelectorRequirement{optIn, {Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: excluded}}
+	return &admissionregistrationv1.MutatingWebhook{
+		Name:              webhook.WebhookName,
+		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: append(exprs, v.Webhook.NamespaceSelectorExpressions...)},
+		ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{policy.InjectDisabled}},
+		}},
+		MatchConditions: append([]admissionregistrationv1.MatchCondition{{
+			Name:       "not-a-mirror-pod",
+			Expression: "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)",
+		}}, v.Webhook.MatchConditions...),
+	}
 }
 
 // Manifests audits manifest streams. Each document goes through
@@ -115,7 +127,7 @@ func Manifests(ctx context.Context, sources []Source, o ManifestOptions) *Report
 	}
 	var ms []*matcher
 	if o.Values != nil {
-		ms = []*matcher{o.Values.matcher()}
+		ms = []*matcher{newMatcher("values", o.Values.MutatingWebhook())}
 		rep.Webhooks = []string{"values"}
 	}
 	type item struct {

@@ -144,9 +144,9 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("defaults not kept: %+v", c)
 			}
 		}},
-		"DESIGN defaults": {in: "", check: func(t *testing.T, c Config) {
+		"documented defaults": {in: "", check: func(t *testing.T, c Config) {
 			if c.Ratio != 0.5 || c.Min.Duration != 5*time.Second || c.Max.Duration != time.Minute || c.ShutdownBudget.Duration != 5*time.Second {
-				t.Fatalf("DESIGN §4 defaults: %+v", c)
+				t.Fatalf("docs/design.md §4 defaults: %+v", c)
 			}
 		}},
 		"overrides": {in: "ratio: 0.25\nmin: 2s\nmax: 30s\nshutdownBudget: 10s\nhookAction: exec\nstrict: true\nsidecars: [envoy]\npreStopSleep: 20s\nimageInspection:\n  pullSecrets: true\n", check: func(t *testing.T, c Config) {
@@ -156,12 +156,25 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("overrides not applied: %+v", c)
 			}
 		}},
-		"unknown key":     {in: "ratoi: 0.3\n", wantErr: `unknown field "ratoi"`},
-		"bad duration":    {in: "min: soon\n", wantErr: "cluster config"},
-		"min over max":    {in: "min: 2m\n", wantErr: "min (2m0s) is greater than max (1m0s)"},
-		"negative budget": {in: "shutdownBudget: -1s\n", wantErr: "shutdownBudget: -1s is negative"},
-		"bad hook":        {in: "hookAction: http\n", wantErr: `hookAction: "http" is not auto, sleep or exec`},
-		"bad enforcement": {in: "enforcement: audit\n", wantErr: `enforcement: "audit" is not mutate or warn`},
+		"sidecar and grace defaults": {in: "", check: func(t *testing.T, c Config) {
+			if c.SidecarShutdownBudget.Duration != 5*time.Second || c.MaxGracePeriod.Duration != 600*time.Second || c.SleepRunToCompletion {
+				t.Fatalf("docs/design.md §2, §4 defaults: %+v", c)
+			}
+		}},
+		"sidecar and grace overrides": {in: "sidecarShutdownBudget: 0s\nmaxGracePeriod: 2m\nsleepRunToCompletion: true\n", check: func(t *testing.T, c Config) {
+			if c.SidecarShutdownBudget.Duration != 0 || c.MaxGracePeriod.Duration != 2*time.Minute || !c.SleepRunToCompletion {
+				t.Fatalf("overrides not applied: %+v", c)
+			}
+		}},
+		"negative sidecar budget": {in: "sidecarShutdownBudget: -1s\n", wantErr: "sidecarShutdownBudget: -1s is negative"},
+		"max grace fraction":      {in: "maxGracePeriod: 90.5s\n", wantErr: "maxGracePeriod: 1m30.5s is not a whole number of seconds"},
+		"max grace too short":     {in: "maxGracePeriod: 10s\n", wantErr: "maxGracePeriod (10s) leaves no second for a sleep"},
+		"unknown key":             {in: "ratoi: 0.3\n", wantErr: `unknown field "ratoi"`},
+		"bad duration":            {in: "min: soon\n", wantErr: "cluster config"},
+		"min over max":            {in: "min: 2m\n", wantErr: "min (2m0s) is greater than max (1m0s)"},
+		"negative budget":         {in: "shutdownBudget: -1s\n", wantErr: "shutdownBudget: -1s is negative"},
+		"bad hook":                {in: "hookAction: http\n", wantErr: `hookAction: "http" is not auto, sleep or exec`},
+		"bad enforcement":         {in: "enforcement: audit\n", wantErr: `enforcement: "audit" is not mutate or warn`},
 		"warn mode": {in: "enforcement: warn\n", check: func(t *testing.T, c Config) {
 			t.Helper()
 			if c.Enforcement != EnforcementWarn {
@@ -199,6 +212,33 @@ func TestReferenceTableListsEveryKey(t *testing.T) {
 		ContainerAnnotation("<container>", AnnotationPreStopSleep), ContainerAnnotation("<container>", AnnotationExecForm)} {
 		if !strings.Contains(table, "`"+k+"`") {
 			t.Errorf("reference table lacks %s", k)
+		}
+	}
+}
+
+func TestDeclaredDrain(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct {
+		ann      map[string]string
+		want     int64
+		declared bool
+		warns    int
+	}{
+		"none":              {nil, 0, false, 0},
+		"istio yaml":        {map[string]string{AnnotationIstioProxyConfig: "holdApplicationUntilProxyStarts: true\nterminationDrainDuration: 20s\n"}, 20, true, 0},
+		"istio json":        {map[string]string{AnnotationIstioProxyConfig: `{"terminationDrainDuration":"1m"}`}, 60, true, 0},
+		"istio fraction up": {map[string]string{AnnotationIstioProxyConfig: `terminationDrainDuration: 2.1s`}, 3, true, 0},
+		"istio other keys":  {map[string]string{AnnotationIstioProxyConfig: `concurrency: 2`}, 0, false, 0},
+		"istio bad":         {map[string]string{AnnotationIstioProxyConfig: `terminationDrainDuration: soon`}, 0, false, 1},
+		"istio not yaml":    {map[string]string{AnnotationIstioProxyConfig: `{[`}, 0, false, 1},
+		"linkerd":           {map[string]string{AnnotationLinkerdWaitBeforeExit: "12"}, 12, true, 0},
+		"linkerd bad":       {map[string]string{AnnotationLinkerdWaitBeforeExit: "12s"}, 0, false, 1},
+		"both: the longer":  {map[string]string{AnnotationLinkerdWaitBeforeExit: "12", AnnotationIstioProxyConfig: "terminationDrainDuration: 7s"}, 12, true, 0},
+	}
+	for name, tc := range cases {
+		got, declared, warns := DeclaredDrain(tc.ann)
+		if got != tc.want || declared != tc.declared || len(warns) != tc.warns {
+			t.Errorf("%s: DeclaredDrain = %d, %t, %q; want %d, %t and %d warnings", name, got, declared, warns, tc.want, tc.declared, tc.warns)
 		}
 	}
 }
