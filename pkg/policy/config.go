@@ -53,8 +53,8 @@ type Config struct {
 	HookAction            HookAction      `json:"hookAction"`
 	Sidecars              []string        `json:"sidecars"`
 	Strict                bool            `json:"strict"`
-	ImageInspection       ImageInspection `json:"imageInspection"`
 	Enforcement           Enforcement     `json:"enforcement"`
+	ImageInspection       ImageInspection `json:"imageInspection"`
 }
 
 // ImageInspection configures docs/design.md §6 (fields documented in ConfigFields).
