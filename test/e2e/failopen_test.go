@@ -96,7 +96,7 @@ func TestFailOpen(t *testing.T) {
 	if len(unmutated) == 0 {
 		t.Fatalf("no pod was admitted unmutated within %s of scaling podgrace to 0", time.Since(start).Round(time.Second))
 	}
-	t.Logf("%d pods admitted unmutated, the first %.1fs after podgrace was scaled to 0", len(unmutated), time.Since(start).Seconds())
+	t.Logf("%d pods admitted unmutated within %.1fs of scaling podgrace to 0", len(unmutated), time.Since(start).Seconds())
 
 	after := failOpenCount(t, wh.Name)
 	if after-before < float64(len(unmutated)) {
