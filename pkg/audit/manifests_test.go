@@ -15,6 +15,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/podgrace/podgrace/pkg/imageconfig"
+	"github.com/podgrace/podgrace/pkg/imageconfig/imagetest"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
 
@@ -288,5 +289,38 @@ items:
 	rep := Manifests(context.Background(), []Source{src}, ManifestOptions{Env: Env{Config: &cfg, HookAction: policy.HookSleep}})
 	if got := keysOf(byName(rep)); !slices.Equal(got, []string{"default/Deployment/d", "default/Pod/a", "default/Pod/b"}) {
 		t.Errorf("workloads %v; errors %v", got, rep.Errors)
+	}
+}
+
+// TestManifestsInspectImages: with --inspect-images, a shell-form CMD the
+// pod inherits from its image (read from a real OCI registry) is a
+// shell-pid1 risk that podgrace fixes, and the change names the digest pin;
+// without it, the argv is not judged.
+func TestManifestsInspectImages(t *testing.T) {
+	reg := imagetest.NewRegistry(t)
+	digest := reg.Push(t, "shop/ruby", "2.4", imagetest.Image{Cmd: []string{"/bin/sh", "-c", "ruby server.rb"}})
+	src := Source{Name: "x.yaml", Data: []byte(`apiVersion: v1
+kind: Pod
+metadata: {name: ruby}
+spec: {containers: [{name: app, image: ` + reg.Ref("shop/ruby:2.4") + `}]}
+`)}
+	cfg := policy.Default()
+	lookup := imageconfig.New(imageconfig.OptionsFrom(cfg.ImageInspection)).Lookup(nil)
+	rep := Manifests(context.Background(), []Source{src}, ManifestOptions{Env: Env{Config: &cfg, HookAction: policy.HookSleep, Images: lookup}})
+	w := byName(rep)["default/Pod/ruby"]
+	if w == nil {
+		t.Fatalf("no workload: %+v", rep)
+	}
+	wantChanges := []string{"add preStop sleep 15s to app", "drop the shell of app (exec form)", "pin app to " + digest}
+	if !slices.Equal(w.Changes, wantChanges) {
+		t.Errorf("changes %q, want %q", w.Changes, wantChanges)
+	}
+	if r := riskTypes(w, false); !slices.Contains(r, "shell-pid1(app)") || len(riskTypes(w, true)) != 0 {
+		t.Errorf("risks %+v, want shell-pid1 fixed", w.Risks)
+	}
+
+	rep = Manifests(context.Background(), []Source{src}, ManifestOptions{Env: Env{Config: &cfg, HookAction: policy.HookSleep}})
+	if w := byName(rep)["default/Pod/ruby"]; w == nil || slices.Contains(riskTypes(w, false), "shell-pid1(app)") {
+		t.Errorf("without inspection: %+v, want the inherited argv unjudged", w)
 	}
 }
