@@ -1,10 +1,11 @@
-// Package cli builds podgrace's commands: `webhook`, `inject`, `generate` and `version`.
+// Package cli builds podgrace's commands: `webhook`, `inject`, `audit`, `generate` and `version`.
 // Each command is a constructor over explicit streams, so tests run it in
 // process exactly as a user would.
 package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os/signal"
@@ -27,6 +28,10 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	cmd.SetArgs(args[1:])
 	if err := cmd.ExecuteContext(ctx); err != nil {
+		if e, ok := errors.AsType[*exitError](err); ok {
+			_, _ = fmt.Fprintln(stderr, e.msg)
+			return e.code
+		}
 		_, _ = fmt.Fprintln(stderr, "Error:", err)
 		return 1
 	}
@@ -44,7 +49,7 @@ func NewRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newInjectCommand(), newWebhookCommand(), newGenerateCommand(), newVersionCommand())
+	root.AddCommand(newAuditCommand(), newInjectCommand(), newWebhookCommand(), newGenerateCommand(), newVersionCommand())
 	return root
 }
 

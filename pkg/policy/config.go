@@ -24,6 +24,17 @@ const (
 	HookExec HookAction = "exec"
 )
 
+// Enforcement says what the webhook does with its result.
+type Enforcement string
+
+const (
+	// EnforcementMutate patches the pod (the default).
+	EnforcementMutate Enforcement = "mutate"
+	// EnforcementWarn patches nothing: the result comes back as admission
+	// warnings, a log line and metrics, the first step of a careful rollout.
+	EnforcementWarn Enforcement = "warn"
+)
+
 // Config is the cluster configuration: the lowest level of the precedence,
 // written by the Helm chart into a ConfigMap (and read by `podgrace inject
 // --config`). Each field is documented once, in ConfigFields
@@ -42,6 +53,7 @@ type Config struct {
 	HookAction            HookAction      `json:"hookAction"`
 	Sidecars              []string        `json:"sidecars"`
 	Strict                bool            `json:"strict"`
+	Enforcement           Enforcement     `json:"enforcement"`
 	ImageInspection       ImageInspection `json:"imageInspection"`
 }
 
@@ -76,6 +88,7 @@ func Default() Config {
 		// cluster-autoscaler's default --max-graceful-termination-sec.
 		MaxGracePeriod: metav1.Duration{Duration: 600 * time.Second},
 		HookAction:     HookAuto,
+		Enforcement:    EnforcementMutate,
 		Sidecars:       append([]string(nil), DefaultSidecars...),
 		ImageInspection: ImageInspection{
 			Enabled:   true,
@@ -145,6 +158,11 @@ func (c *Config) Validate() error {
 	case HookAuto, HookSleep, HookExec:
 	default:
 		errs = append(errs, fmt.Errorf("hookAction: %q is not auto, sleep or exec", c.HookAction))
+	}
+	switch c.Enforcement {
+	case EnforcementMutate, EnforcementWarn:
+	default:
+		errs = append(errs, fmt.Errorf("enforcement: %q is not mutate or warn", c.Enforcement))
 	}
 	if c.ImageInspection.Timeout.Duration <= 0 {
 		errs = append(errs, errors.New("imageInspection.timeout: must be positive"))

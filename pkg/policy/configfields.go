@@ -55,6 +55,8 @@ var ConfigFields = []ConfigField{
 	{"sidecars", "Container names treated as sidecars (mesh and database proxies, agents): a sleep that outlives the app's, never the exec-form rewrite (see `docs/sidecars.md`).",
 		`{"type": "array", "items": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}}`},
 	{"strict", "Deny a pod with an invalid podgrace annotation instead of warning.", schemaBool},
+	{"enforcement", "`mutate`, or `warn`: compute the same result but only report it (admission warnings, a log line, metrics by namespace); never patches, never denies, strict or not (see `docs/audit.md`).",
+		`{"enum": ["mutate", "warn"]}`},
 	{"imageInspection.enabled", "Read the image config from its registry when a container's command comes from the image (to rewrite a shell-form Entrypoint/Cmd).", schemaBool},
 	{"imageInspection.timeout", "Deadline of all image lookups of one admission.", schemaDuration},
 	{"imageInspection.pullSecrets", "Use the pod's and its ServiceAccount's imagePullSecrets. The chart then grants podgrace read access to Secrets and ServiceAccounts in every namespace.", schemaBool},

@@ -174,11 +174,18 @@ func TestParseConfig(t *testing.T) {
 		"min over max":            {in: "min: 2m\n", wantErr: "min (2m0s) is greater than max (1m0s)"},
 		"negative budget":         {in: "shutdownBudget: -1s\n", wantErr: "shutdownBudget: -1s is negative"},
 		"bad hook":                {in: "hookAction: http\n", wantErr: `hookAction: "http" is not auto, sleep or exec`},
-		"bad sleep":               {in: "preStopSleep: later\n", wantErr: "preStopSleep"},
-		"ratio out of range":      {in: "ratio: -1\n", wantErr: "ratio"},
-		"zero timeout":            {in: "imageInspection:\n  timeout: 0s\n", wantErr: "timeout: must be positive"},
-		"not yaml":                {in: "ratio: [\n", wantErr: "cluster config"},
-		"several errors join":     {in: "ratio: 20\nhookAction: x\n", wantErr: "hookAction"},
+		"bad enforcement":         {in: "enforcement: audit\n", wantErr: `enforcement: "audit" is not mutate or warn`},
+		"warn mode": {in: "enforcement: warn\n", check: func(t *testing.T, c Config) {
+			t.Helper()
+			if c.Enforcement != EnforcementWarn {
+				t.Errorf("enforcement %q", c.Enforcement)
+			}
+		}},
+		"bad sleep":           {in: "preStopSleep: later\n", wantErr: "preStopSleep"},
+		"ratio out of range":  {in: "ratio: -1\n", wantErr: "ratio"},
+		"zero timeout":        {in: "imageInspection:\n  timeout: 0s\n", wantErr: "timeout: must be positive"},
+		"not yaml":            {in: "ratio: [\n", wantErr: "cluster config"},
+		"several errors join": {in: "ratio: 20\nhookAction: x\n", wantErr: "hookAction"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

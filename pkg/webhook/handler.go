@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"strings"
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podgrace/podgrace/pkg/inject"
@@ -125,6 +127,9 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1
 		HookAction:           h.HookAction,
 		Images:               h.Images,
 	})
+	if h.Config.Enforcement == policy.EnforcementWarn {
+		return h.warnOnly(req, name, pod, &res, warnings)
+	}
 	observe(&res)
 
 	if res.Denied != "" {
@@ -159,6 +164,42 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1
 	}
 	pt := admissionv1.PatchTypeJSONPatch
 	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt, Warnings: warnings}
+}
+
+// warnModeMaxLen bounds the warn-mode summary, which lists every change of
+// the pod: the API server keeps warnings up to 4 KiB in all.
+const warnModeMaxLen = 480
+
+// warnOnly answers in warn mode (cluster config enforcement: warn): the
+// result the core computed comes back as one warning, a log line and a
+// metric by namespace, and nothing is patched or denied, strict or not.
+// Warnings of pods a controller creates reach the controller, not the user:
+// the metric and `podgrace audit` are how a team sees those.
+func (h *Handler) warnOnly(req *admissionRequest, name string, pod *corev1.Pod, res *inject.Result, warnings []string) *admissionv1.AdmissionResponse {
+	outcome, summary := warnUnchanged, ""
+	switch {
+	case res.Denied != "":
+		outcome, summary = warnWouldDeny, "would deny: "+strings.TrimPrefix(res.Denied, "podgrace: ")
+	case res.Changed():
+		var before *inject.Status
+		if prev := inject.ReadPrevious(pod); prev.Valid {
+			before = &prev.Status
+		}
+		changes := inject.Describe(before, &res.Status)
+		if len(changes) == 0 { // only the status record would be written
+			changes = []string{"record its status"}
+		}
+		outcome, summary = warnWouldMutate, "would "+strings.Join(changes, ", ")
+	}
+	warnModePodsTotal.WithLabelValues(req.Namespace, outcome).Inc()
+	if summary != "" {
+		warnings = append(warnings, truncateTo("podgrace (warn mode): "+summary, warnModeMaxLen))
+		h.Log.Info("Warn mode: pod not mutated", append(requestKV(req, name), "outcome", outcome, "would", summary)...)
+	}
+	if res.Denied == "" {
+		warnings = append(warnings, res.Warnings...)
+	}
+	return &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}
 }
 
 // requestKV is the log key/values naming a request (and its pod, when named),
@@ -226,4 +267,16 @@ func (cs containerSummary) MarshalLog() any {
 		out = append(out, s)
 	}
 	return out
+}
+
+// truncateTo keeps s to n bytes, on a rune boundary, marking the cut.
+func truncateTo(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "…"
 }

@@ -36,6 +36,10 @@ var (
 		Name: "podgrace_requests_not_handled_total",
 		Help: "Requests answered without running the mutation: HTTP errors for malformed reviews, allowed-unchanged for reviews that are not a Pod CREATE, panics.",
 	}, []string{"reason"})
+	warnModePodsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podgrace_warn_mode_pods_total",
+		Help: "Pod CREATE requests answered in warn mode (enforcement: warn), by namespace and outcome (would-mutate, would-deny, unchanged); nothing was patched.",
+	}, []string{"namespace", "outcome"})
 	namespaceLookupsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "podgrace_namespace_lookups_total",
 		Help: "Namespace annotation lookups by source: cache, api (not cached yet, read from the API server) or failed.",
@@ -47,7 +51,7 @@ var namespaceLookupsFromCache = namespaceLookupsTotal.WithLabelValues("cache")
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(podsMutatedTotal, podsDeniedTotal, containersSkippedTotal,
-		warningsTotal, notHandledTotal, namespaceLookupsTotal)
+		warningsTotal, notHandledTotal, namespaceLookupsTotal, warnModePodsTotal)
 }
 
 // Kinds of warnings (podgrace_warnings_total).
@@ -56,6 +60,13 @@ const (
 	warnMutation       = "mutation"
 	warnNamespace      = "namespace-unavailable"
 	warnNotHandled     = "not-handled"
+)
+
+// Outcomes of a warn-mode admission (podgrace_warn_mode_pods_total).
+const (
+	warnWouldMutate = "would-mutate"
+	warnWouldDeny   = "would-deny"
+	warnUnchanged   = "unchanged"
 )
 
 // Actions a container can be skipped for (podgrace_containers_skipped_total).

@@ -14,9 +14,9 @@ import (
 type chartCase struct {
 	name   string
 	values map[string]any
-	// certManager, clusterWide, pullSecrets, metricsSecure and
-	// serviceMonitor say what the values select.
-	certManager, clusterWide, pullSecrets, metricsSecure, serviceMonitor bool
+	// certManager, clusterWide, pullSecrets, metricsSecure, serviceMonitor
+	// and prometheusRule say what the values select.
+	certManager, clusterWide, pullSecrets, metricsSecure, serviceMonitor, prometheusRule bool
 }
 
 // cases covers the main combinations (cert-manager on and off × opt-in and
@@ -55,6 +55,8 @@ func cases() []chartCase {
 			},
 			"metrics": map[string]any{"service": true, "secure": true, "serviceMonitor": map[string]any{
 				"enabled": true, "interval": "1m30s", "labels": map[string]any{"release": "kube-prometheus-stack"},
+			}, "prometheusRule": map[string]any{
+				"enabled": true, "for": "2m", "labels": map[string]any{"release": "kube-prometheus-stack"},
 			}},
 			"priorityClassName":         "system-cluster-critical",
 			"podDisruptionBudget":       map[string]any{"minAvailable": "50%"},
@@ -64,15 +66,18 @@ func cases() []chartCase {
 			"config": map[string]any{"strict": true, "preStopSleep": "15s", "hookAction": "exec",
 				"sidecarShutdownBudget": "20s", "maxGracePeriod": "5m", "sleepRunToCompletion": true, "sidecars": []any{"envoy"}},
 		},
-		certManager: true, metricsSecure: true, serviceMonitor: true,
+		certManager: true, metricsSecure: true, serviceMonitor: true, prometheusRule: true,
 	})
 	// A ServiceMonitor over plain HTTP, without metrics.service: the
 	// ServiceMonitor brings its Service.
 	out = append(out, chartCase{
-		name:           "servicemonitor-plain",
-		values:         map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}}},
+		name: "servicemonitor-plain",
+		values: map[string]any{"metrics": map[string]any{
+			"serviceMonitor": map[string]any{"enabled": true}, "prometheusRule": map[string]any{"enabled": true},
+		}},
 		certManager:    true,
 		serviceMonitor: true,
+		prometheusRule: true,
 	})
 	return out
 }

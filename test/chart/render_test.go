@@ -2,6 +2,7 @@ package chart_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"sort"
@@ -63,6 +64,7 @@ func TestRender(t *testing.T) {
 			checkTLS(t, r, c)
 			checkConfigMap(t, r, c)
 			checkServiceMonitor(t, r, c)
+			checkPrometheusRule(t, r, c)
 			if r.Find("PodDisruptionBudget", "podgrace") == nil {
 				t.Error("no PodDisruptionBudget")
 			}
@@ -254,6 +256,74 @@ func checkServiceMonitor(t *testing.T, r *chart.Rendered, c chartCase) {
 	}
 	if c.name == "extras" && sm.GetLabels()["release"] != "kube-prometheus-stack" {
 		t.Errorf("ServiceMonitor labels %v lack the extra release label", sm.GetLabels())
+	}
+}
+
+// checkPrometheusRule: the alerts watch the API server's fail-open counter
+// for the webhook the chart registers, podgrace's own counters as the
+// ServiceMonitor's job labels them, and the Deployment the chart creates.
+func checkPrometheusRule(t *testing.T, r *chart.Rendered, c chartCase) {
+	t.Helper()
+	pr := r.Find("PrometheusRule", "podgrace")
+	if (pr != nil) != c.prometheusRule {
+		t.Fatalf("PrometheusRule rendered = %t, want %t", pr != nil, c.prometheusRule)
+	}
+	if pr == nil {
+		return
+	}
+	var spec struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `json:"alert"`
+				Expr  string `json:"expr"`
+				For   string `json:"for"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	raw, _, err := unstructured.NestedMap(pr.Object, "spec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := chart.Into(r.Find("MutatingWebhookConfiguration", "podgrace"), &mwc); err != nil {
+		t.Fatal(err)
+	}
+	job := fmt.Sprintf(`namespace=%q,job=%q`, rel.Namespace, "podgrace-metrics")
+	if r.Find("Service", "podgrace-metrics") == nil || r.Find("Deployment", "podgrace") == nil {
+		t.Fatal("no metrics Service or Deployment for the rules to watch")
+	}
+	want := map[string]string{
+		"PodgraceWebhookFailOpen":    `apiserver_admission_webhook_fail_open_count{name="` + mwc.Webhooks[0].Name + `",type="admit"}`,
+		"PodgraceRequestsNotHandled": `podgrace_requests_not_handled_total{` + job + `}`,
+		"PodgraceWebhookErrors":      `controller_runtime_webhook_requests_total{` + job + `,webhook="` + webhook.Path + `",code=~"5.."}`,
+		"PodgraceNoReadyReplica":     fmt.Sprintf(`kube_deployment_status_replicas_available{namespace=%q,deployment="podgrace"}`, rel.Namespace),
+	}
+	wantFor := "5m"
+	if c.name == "extras" {
+		wantFor = "2m"
+		if pr.GetLabels()["release"] != "kube-prometheus-stack" {
+			t.Errorf("PrometheusRule labels %v lack the extra release label", pr.GetLabels())
+		}
+	}
+	seen := map[string]bool{}
+	for _, g := range spec.Groups {
+		for _, rule := range g.Rules {
+			seen[rule.Alert] = true
+			if w, ok := want[rule.Alert]; !ok || !strings.Contains(rule.Expr, w) {
+				t.Errorf("alert %s: expr %q, want it to watch %s", rule.Alert, rule.Expr, w)
+			}
+			if rule.Alert != "PodgraceWebhookFailOpen" && rule.For != wantFor {
+				t.Errorf("alert %s: for %q, want %q", rule.Alert, rule.For, wantFor)
+			}
+		}
+	}
+	for a := range want {
+		if !seen[a] {
+			t.Errorf("no alert %s", a)
+		}
 	}
 }
 
@@ -548,6 +618,9 @@ func TestSchemaRejects(t *testing.T) {
 		"metrics.secure type":     {"metrics": map[string]any{"secure": "yes"}},
 		"scrape interval":         {"metrics": map[string]any{"serviceMonitor": map[string]any{"interval": "30 seconds"}}},
 		"ServiceMonitor label":    {"metrics": map[string]any{"serviceMonitor": map[string]any{"labels": map[string]any{"release": 1}}}},
+		"PrometheusRule for":      {"metrics": map[string]any{"prometheusRule": map[string]any{"for": "soon"}}},
+		"PrometheusRule enabled":  {"metrics": map[string]any{"prometheusRule": map[string]any{"enabled": "yes"}}},
+		"enforcement":             {"config": map[string]any{"enforcement": "audit"}},
 	}
 	for name, values := range bad {
 		t.Run(name, func(t *testing.T) {

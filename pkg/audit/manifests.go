@@ -1,0 +1,410 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/podgrace/podgrace/pkg/manifest"
+	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/webhook"
+)
+
+// Source is one manifest stream.
+type Source struct {
+	Name string
+	Data []byte
+}
+
+// ManifestOptions configure an audit of manifests.
+type ManifestOptions struct {
+	Env
+	// Namespace is where documents without metadata.namespace go ("default").
+	Namespace string
+	// NamespaceLabels and NamespaceAnnotations stand in for namespaces the
+	// stream does not define with a Namespace document.
+	NamespaceLabels, NamespaceAnnotations map[string]string
+	// Values are the chart values podgrace is installed with: when set,
+	// "served" is decided by the webhook the chart would render.
+	Values *ChartValues
+}
+
+// ChartValues is the part of the chart's values the audit reads.
+type ChartValues struct {
+	Webhook struct {
+		Mode                         string                                   `json:"mode"`
+		ExcludeNamespaces            []string                                 `json:"excludeNamespaces"`
+		NamespaceSelectorExpressions []metav1.LabelSelectorRequirement        `json:"namespaceSelectorExpressions"`
+		MatchConditions              []admissionregistrationv1.MatchCondition `json:"matchConditions"`
+		Extra                        map[string]any                           `json:"-"`
+	} `json:"webhook"`
+	// ReleaseNamespace is podgrace's own namespace, never served.
+	ReleaseNamespace string `json:"-"`
+}
+
+// ParseValues reads a chart values file: its webhook section for the
+// selectors and its config section as the cluster config.
+func ParseValues(data []byte, releaseNamespace string) (*ChartValues, *policy.Config, error) {
+	var v ChartValues
+	if err := sigsyaml.Unmarshal(data, &v); err != nil {
+		return nil, nil, fmt.Errorf("values: %w", err)
+	}
+	switch v.Webhook.Mode {
+	case "", "opt-in", "cluster-wide":
+	default:
+		return nil, nil, fmt.Errorf("values: webhook.mode %q is not opt-in or cluster-wide", v.Webhook.Mode)
+	}
+	v.ReleaseNamespace = releaseNamespace
+	var raw struct {
+		Config map[string]any `json:"config"`
+	}
+	if err := sigsyaml.Unmarshal(data, &raw); err != nil {
+		return nil, nil, fmt.Errorf("values: %w", err)
+	}
+	cfg := policy.Default()
+	if raw.Config != nil {
+		doc, err := sigsyaml.Marshal(raw.Config)
+		if err != nil {
+			return nil, nil, err
+		}
+		if cfg, err = policy.ParseConfig(doc); err != nil {
+			return nil, nil, fmt.Errorf("values: %w", err)
+		}
+	}
+	return &v, &cfg, nil
+}
+
+// MutatingWebhook is podgrace's webhook as the chart's
+// templates/mutatingwebhookconfiguration.yaml renders it from these values:
+// only what decides which pods are sent (TestAuditValuesMatchChart in
+// test/chart checks it against the rendered chart).
+func (v *ChartValues) MutatingWebhook() *admissionregistrationv1.MutatingWebhook {
+	optIn := metav1.LabelSelectorRequirement{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpIn, Values: []string{policy.InjectEnabled}}
+	if v.Webhook.Mode == "cluster-wide" {
+		optIn = metav1.LabelSelectorRequirement{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{policy.InjectDisabled}}
+	}
+	var excluded []string
+	for _, ns := range append([]string{"kube-system", "kube-public", "kube-node-lease", v.ReleaseNamespace}, v.Webhook.ExcludeNamespaces...) {
+		if !slices.Contains(excluded, ns) {
+			excluded = append(excluded, ns)
+		}
+	}
+	exprs := []metav1.LabelSelectorRequirement{optIn, {Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: excluded}}
+	return &admissionregistrationv1.MutatingWebhook{
+		Name:              webhook.WebhookName,
+		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: append(exprs, v.Webhook.NamespaceSelectorExpressions...)},
+		ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{policy.InjectDisabled}},
+		}},
+		MatchConditions: append([]admissionregistrationv1.MatchCondition{{
+			Name:       "not-a-mirror-pod",
+			Expression: "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)",
+		}}, v.Webhook.MatchConditions...),
+	}
+}
+
+// Manifests audits manifest streams. Each document goes through
+// manifest.Inject on its own, so a malformed document is reported and the
+// rest are audited.
+func Manifests(ctx context.Context, sources []Source, o ManifestOptions) *Report {
+	rep := &Report{APIVersion: APIVersion, Kind: Kind, Source: "manifests"}
+	if o.Namespace == "" {
+		o.Namespace = corev1.NamespaceDefault
+	}
+	var ms []*matcher
+	if o.Values != nil {
+		ms = []*matcher{newMatcher("values", o.Values.MutatingWebhook())}
+		rep.Webhooks = []string{"values"}
+	}
+	type item struct {
+		src string
+		doc int
+		obj map[string]any
+	}
+	var items []item
+	nsLabels := map[string]map[string]string{}
+	nsAnn := map[string]map[string]string{}
+	var svcs []*corev1.Service
+	for _, src := range sources {
+		docs, err := split(src.Data)
+		if err != nil {
+			rep.Errors = append(rep.Errors, ScanError{Resource: src.Name, Message: err.Error()})
+		}
+		for i, raw := range docs {
+			before, err := objects(raw)
+			if err != nil {
+				rep.Errors = append(rep.Errors, ScanError{Resource: src.Name, Document: i + 1, Message: err.Error()})
+				continue
+			}
+			for _, obj := range before {
+				items = append(items, item{src: src.Name, doc: i + 1, obj: obj})
+				switch kindOf(obj) {
+				case "Namespace":
+					var ns corev1.Namespace
+					if convert(obj, &ns) == nil {
+						nsLabels[ns.Name], nsAnn[ns.Name] = ns.Labels, ns.Annotations
+					}
+				case "Service":
+					var svc corev1.Service
+					if convert(obj, &svc) == nil {
+						svcs = append(svcs, &svc)
+					}
+				}
+			}
+		}
+	}
+	namespaceOf := func(obj map[string]any) string {
+		md, _ := obj["metadata"].(map[string]any)
+		if ns, _ := md["namespace"].(string); ns != "" {
+			return ns
+		}
+		return o.Namespace
+	}
+	annotationsOf := func(ns string) map[string]string {
+		if a, ok := nsAnn[ns]; ok {
+			return a
+		}
+		return o.NamespaceAnnotations
+	}
+	labelsOf := func(ns string) map[string]string {
+		l, ok := nsLabels[ns]
+		if !ok {
+			l = o.NamespaceLabels
+		}
+		out := map[string]string{corev1.LabelMetadataName: ns} // set by the API server
+		for k, v := range l {
+			out[k] = v
+		}
+		return out
+	}
+
+	for _, it := range items {
+		kind := kindOf(it.obj)
+		tmpl, err := templateOf(it.obj)
+		if tmpl == nil && err == nil {
+			continue // not a workload
+		}
+		md, _ := it.obj["metadata"].(map[string]any)
+		name, _ := md["name"].(string)
+		ns := namespaceOf(it.obj)
+		w := Workload{Kind: kind, Namespace: ns, Name: name, Document: it.doc}
+		if err != nil {
+			w.Served, w.Errors, w.Changes, w.Risks = ServedUnknown, []string{fmt.Sprintf("%s: document %d: %v", it.src, it.doc, err)}, []string{}, []Risk{}
+			rep.Workloads = append(rep.Workloads, w)
+			continue
+		}
+		tmpl.Namespace = ns
+		if kind == "ReplicaSet" && ownedBy(md, "Deployment") || kind == "Job" && ownedBy(md, "CronJob") {
+			continue // its owner's template is audited
+		}
+		// The same entry point as `podgrace inject`, on this object alone.
+		out, err := injectOne(ctx, it.obj, manifest.Options{Config: o.Config, NamespaceAnnotations: annotationsOf(ns), HookAction: o.HookAction, Images: o.Images})
+		if err != nil {
+			w.Served, w.Errors, w.Changes, w.Risks = ServedUnknown, []string{fmt.Sprintf("%s: document %d: %v", it.src, it.doc, err)}, []string{}, []Risk{}
+			rep.Workloads = append(rep.Workloads, w)
+			continue
+		}
+		if ms == nil {
+			w.Served, w.ServedReason = ServedAssumed, "no --values: audited as if served"
+		} else {
+			w.Served, w.ServedReason = servedBy(ms, tmpl, labelsOf(ns))
+		}
+		selected := slices.ContainsFunc(svcs, func(s *corev1.Service) bool {
+			return len(s.Spec.Selector) > 0 && namespaceOfSvc(s, o.Namespace) == ns && labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(tmpl.Labels))
+		})
+		analyze(ctx, &o.Env, &w, tmpl, out, selected)
+		rep.Workloads = append(rep.Workloads, w)
+	}
+	rep.summarize()
+	return rep
+}
+
+func namespaceOfSvc(s *corev1.Service, def string) string {
+	if s.Namespace != "" {
+		return s.Namespace
+	}
+	return def
+}
+
+// injectOne runs `podgrace inject`'s entry point on one object and reads
+// back the mutated pod template and the status it recorded.
+func injectOne(ctx context.Context, obj map[string]any, opts manifest.Options) (outcome, error) {
+	raw, err := sigsyaml.Marshal(obj)
+	if err != nil {
+		return outcome{}, err
+	}
+	printed, docs, err := manifest.Inject(ctx, bytes.NewReader(raw), opts)
+	if err != nil {
+		return outcome{}, err
+	}
+	var out outcome
+	for _, d := range docs {
+		out.warnings = append(out.warnings, d.Warnings...)
+		if d.Changed {
+			out.changed = true
+		}
+		out.status = d.Status
+	}
+	after, err := objects(printed)
+	if err != nil {
+		return outcome{}, fmt.Errorf("reading podgrace inject's output: %w", err)
+	}
+	if len(after) != 1 {
+		return outcome{}, fmt.Errorf("podgrace inject printed %d objects for one", len(after))
+	}
+	if out.after, err = templateOf(after[0]); err != nil {
+		return outcome{}, err
+	}
+	if !out.changed {
+		out.after = nil
+	}
+	return out, nil
+}
+
+// split cuts a stream into documents as `podgrace inject` does.
+func split(data []byte) ([][]byte, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var out [][]byte
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, doc)
+	}
+}
+
+// objects decodes one document as kubectl's reader does
+// (utilyaml.NewYAMLOrJSONDecoder: a YAML document, or a stream of JSON
+// values); a List's items, nested or not, are its objects.
+func objects(raw []byte) ([]map[string]any, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+	var out []map[string]any
+	for {
+		var obj map[string]any
+		err := dec.Decode(&obj)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("invalid YAML or JSON: %w", err)
+		}
+		out = flatten(out, obj)
+	}
+}
+
+func flatten(out []map[string]any, obj map[string]any) []map[string]any {
+	if obj == nil {
+		return out
+	}
+	items, ok := obj["items"].([]any)
+	if !ok {
+		return append(out, obj)
+	}
+	for _, it := range items {
+		if m, ok := it.(map[string]any); ok {
+			out = flatten(out, m)
+		}
+	}
+	return out
+}
+
+func kindOf(obj map[string]any) string {
+	k, _ := obj["kind"].(string)
+	return k
+}
+
+func ownedBy(md map[string]any, kind string) bool {
+	refs, _ := md["ownerReferences"].([]any)
+	for _, r := range refs {
+		m, _ := r.(map[string]any)
+		if ctrl, _ := m["controller"].(bool); m["kind"] == kind && ctrl {
+			return true
+		}
+	}
+	return false
+}
+
+// templateOf returns a workload's pod template as a pod (nil, nil when the
+// object is not a workload the audit knows).
+func templateOf(obj map[string]any) (*corev1.Pod, error) {
+	api, _ := obj["apiVersion"].(string)
+	var tmpl *corev1.PodTemplateSpec
+	switch kind := kindOf(obj); {
+	case kind == "Pod" && api == "v1":
+		var p corev1.Pod
+		if err := convert(obj, &p); err != nil {
+			return nil, err
+		}
+		return &p, nil
+	case api == "apps/v1" && kind == "Deployment":
+		var x appsv1.Deployment
+		if err := convert(obj, &x); err != nil {
+			return nil, err
+		}
+		tmpl = &x.Spec.Template
+	case api == "apps/v1" && kind == "StatefulSet":
+		var x appsv1.StatefulSet
+		if err := convert(obj, &x); err != nil {
+			return nil, err
+		}
+		tmpl = &x.Spec.Template
+	case api == "apps/v1" && kind == "DaemonSet":
+		var x appsv1.DaemonSet
+		if err := convert(obj, &x); err != nil {
+			return nil, err
+		}
+		tmpl = &x.Spec.Template
+	case api == "apps/v1" && kind == "ReplicaSet":
+		var x appsv1.ReplicaSet
+		if err := convert(obj, &x); err != nil {
+			return nil, err
+		}
+		tmpl = &x.Spec.Template
+	case api == "batch/v1" && kind == "Job":
+		var x batchv1.Job
+		if err := convert(obj, &x); err != nil {
+			return nil, err
+		}
+		tmpl = &x.Spec.Template
+	case api == "batch/v1" && kind == "CronJob":
+		var x batchv1.CronJob
+		if err := convert(obj, &x); err != nil {
+			return nil, err
+		}
+		tmpl = &x.Spec.JobTemplate.Spec.Template
+	default:
+		return nil, nil
+	}
+	return &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}, nil
+}
+
+// convert decodes an object map into a typed object, strictly enough to
+// name a field of the wrong type.
+func convert(obj map[string]any, into any) error {
+	raw, err := sigsyaml.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	if err := sigsyaml.Unmarshal(raw, into); err != nil {
+		return fmt.Errorf("%s: %w", strings.TrimSpace(kindOf(obj)), err)
+	}
+	return nil
+}

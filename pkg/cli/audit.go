@@ -1,0 +1,302 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/podgrace/podgrace/pkg/audit"
+	"github.com/podgrace/podgrace/pkg/imageconfig"
+	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/webhook"
+)
+
+// Exit codes of `podgrace audit`.
+const (
+	// ExitFindings: a --fail-on condition holds.
+	ExitFindings = 2
+)
+
+// exitError ends the command with a code other than 1.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+type auditOptions struct {
+	loading       *clientcmd.ClientConfigLoadingRules
+	overrides     clientcmd.ConfigOverrides
+	allNamespaces bool
+	files         []string
+	valuesPath    string
+	releaseNS     string
+	configPath    string
+	configMap     string
+	nsLabels      map[string]string
+	nsAnnotations map[string]string
+	hookAction    string
+	inspect       bool
+	output        string
+	failOn        []string
+	chunkSize     int64
+	webhookName   string
+}
+
+func newAuditCommand() *cobra.Command {
+	o := &auditOptions{loading: clientcmd.NewDefaultClientConfigLoadingRules()}
+	cmd := &cobra.Command{
+		Use:   "audit [-n NAMESPACE | -A] | -f FILE|DIR|-",
+		Short: "Report what podgrace does, would do and cannot fix, per workload (read-only)",
+		Long: `audit reports, per workload (Deployment, StatefulSet, DaemonSet, ReplicaSet not
+owned by a Deployment, Job not owned by a CronJob, CronJob, bare Pod):
+whether podgrace's webhook serves it, what podgrace would change in a pod
+created now (the same core as the webhook), how many of its running pods
+carry podgrace's status annotation, and the termination risks it can see:
+a shell as PID 1, a Service-selected workload without a preStop hook or
+without a readiness probe, a grace period shorter than sleep + budget.
+
+Without -f it reads the cluster of your kubeconfig with paginated list calls
+only (it never writes). With -f it audits manifests as 'podgrace inject' reads
+them; --values (the chart values podgrace is installed with) decides which
+are served. The schema of -o json|yaml is documented in docs/audit.md.
+
+Exit codes: 0, or 2 when a --fail-on condition holds (risk: a risk that pods
+created now keep; unmutated: a served workload has pods without podgrace's
+status; error: part of the scan failed); 1 when the audit cannot run.`,
+		Example: `  kubectl podgrace audit -A
+  podgrace audit -n shop -o yaml
+  podgrace audit -A --fail-on=unmutated
+  podgrace audit -f k8s/ --values podgrace-values.yaml --fail-on=risk`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.loading.ExplicitPath, clientcmd.RecommendedConfigPathFlag, "", "path to the kubeconfig file")
+	clientcmd.BindOverrideFlags(&o.overrides, f, clientcmd.RecommendedConfigOverrideFlags(""))
+	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "audit every namespace")
+	f.StringSliceVarP(&o.files, "filename", "f", nil, "manifests to audit: a file, a directory (*.yaml, *.yml, *.json, recursively) or - for stdin; repeatable")
+	f.StringVar(&o.valuesPath, "values", "", "with -f: the chart values podgrace is installed with (served namespaces and the cluster config)")
+	f.StringVar(&o.releaseNS, "release-namespace", "podgrace", "with --values: podgrace's namespace, never served")
+	f.StringVar(&o.configPath, "config", "", "cluster config file (the chart's config.yaml); default: --values' config, or the cluster's ConfigMap (--config-map), or the defaults")
+	f.StringVar(&o.configMap, "config-map", "podgrace/podgrace", "live: NAMESPACE/NAME of podgrace's ConfigMap holding config.yaml")
+	f.StringToStringVar(&o.nsLabels, "namespace-labels", nil, "with -f: labels of namespaces the manifests do not define, as k=v,k=v")
+	f.StringToStringVar(&o.nsAnnotations, "namespace-annotations", nil, "with -f: annotations of namespaces the manifests do not define, as k=v,k=v")
+	f.StringVar(&o.hookAction, "hook-action", "", "preStop action: sleep or exec (default: the config's hookAction; auto means sleep)")
+	f.BoolVar(&o.inspect, "inspect-images", false, "read image configs from their registries (with your docker credentials) to check a shell-form ENTRYPOINT/CMD")
+	f.StringVarP(&o.output, "output", "o", "", "output format: json, yaml or wide (default: a table)")
+	f.StringSliceVar(&o.failOn, "fail-on", nil, "exit 2 when a condition holds: risk, unmutated, error (comma list)")
+	f.Int64Var(&o.chunkSize, "chunk-size", 500, "page size of list calls")
+	f.StringVar(&o.webhookName, "webhook-name", webhook.WebhookName, "name of podgrace's webhook in its MutatingWebhookConfiguration")
+	return cmd
+}
+
+func (o *auditOptions) run(cmd *cobra.Command) error {
+	for _, c := range o.failOn {
+		if !slices.Contains([]string{"risk", "unmutated", "error"}, c) {
+			return fmt.Errorf("--fail-on: %q is not risk, unmutated or error", c)
+		}
+	}
+	switch o.output {
+	case "", "wide", "json", "yaml":
+	default:
+		return fmt.Errorf("--output: %q is not json, yaml or wide", o.output)
+	}
+	ctx := cmd.Context()
+	var rep *audit.Report
+	if len(o.files) > 0 {
+		r, err := o.manifests(ctx, cmd.InOrStdin())
+		if err != nil {
+			return err
+		}
+		rep = r
+	} else {
+		r, err := o.live(ctx, cmd.ErrOrStderr())
+		if err != nil {
+			return err
+		}
+		rep = r
+	}
+	if err := audit.Print(rep, o.output, cmd.OutOrStdout(), cmd.ErrOrStderr()); err != nil {
+		return err
+	}
+	var why []string
+	for _, c := range o.failOn {
+		switch {
+		case c == "risk" && rep.Summary.WithRisks > 0:
+			why = append(why, fmt.Sprintf("%d workloads with risks", rep.Summary.WithRisks))
+		case c == "unmutated" && rep.Summary.UnmutatedPods > 0:
+			why = append(why, fmt.Sprintf("%d pods of served workloads without podgrace's mutation", rep.Summary.UnmutatedPods))
+		case c == "error" && rep.Summary.Errors > 0:
+			why = append(why, fmt.Sprintf("%d errors", rep.Summary.Errors))
+		}
+	}
+	if len(why) > 0 {
+		return &exitError{code: ExitFindings, msg: "audit: " + strings.Join(why, ", ")}
+	}
+	return nil
+}
+
+func (o *auditOptions) env(cfg *policy.Config) (audit.Env, error) {
+	hook := cfg.HookAction
+	if o.hookAction != "" {
+		hook = policy.HookAction(o.hookAction)
+		if hook != policy.HookSleep && hook != policy.HookExec {
+			return audit.Env{}, fmt.Errorf("--hook-action: %q is not sleep or exec", o.hookAction)
+		}
+	}
+	if hook != policy.HookExec {
+		hook = policy.HookSleep
+	}
+	env := audit.Env{Config: cfg, HookAction: hook}
+	if o.inspect {
+		env.Images = imageconfig.New(imageconfig.OptionsFrom(cfg.ImageInspection)).Lookup(
+			func(context.Context, *corev1.Pod) (authn.Keychain, error) { return authn.DefaultKeychain, nil })
+	}
+	return env, nil
+}
+
+func (o *auditOptions) live(ctx context.Context, stderr io.Writer) (*audit.Report, error) {
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(o.loading, &o.overrides)
+	rc, err := cc.ClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	ns := ""
+	if !o.allNamespaces {
+		if ns, _, err = cc.Namespace(); err != nil {
+			return nil, err
+		}
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := o.clusterConfig(ctx, cs, stderr)
+	if err != nil {
+		return nil, err
+	}
+	env, err := o.env(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	return audit.Scan(ctx, cs, audit.LiveOptions{Env: env, Namespace: ns, ChunkSize: o.chunkSize, WebhookName: o.webhookName, Progress: stderr}), nil
+}
+
+// clusterConfig is --config, else the config podgrace runs with (its
+// ConfigMap), else the defaults, said on stderr.
+func (o *auditOptions) clusterConfig(ctx context.Context, cs kubernetes.Interface, stderr io.Writer) (policy.Config, error) {
+	if o.configPath != "" {
+		return policy.LoadConfig(o.configPath)
+	}
+	ns, name, ok := strings.Cut(o.configMap, "/")
+	if !ok {
+		return policy.Config{}, fmt.Errorf("--config-map: %q is not NAMESPACE/NAME", o.configMap)
+	}
+	cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		cfg, err := policy.ParseConfig([]byte(cm.Data["config.yaml"]))
+		if err != nil {
+			return policy.Config{}, fmt.Errorf("configmap %s: %w", o.configMap, err)
+		}
+		return cfg, nil
+	case apierrors.IsNotFound(err) || apierrors.IsForbidden(err):
+		_, _ = fmt.Fprintf(stderr, "podgrace audit: using the default cluster config (configmap %s: %v)\n", o.configMap, err)
+		return policy.Default(), nil
+	default:
+		return policy.Config{}, err
+	}
+}
+
+func (o *auditOptions) manifests(ctx context.Context, stdin io.Reader) (*audit.Report, error) {
+	mo := audit.ManifestOptions{NamespaceLabels: o.nsLabels, NamespaceAnnotations: o.nsAnnotations}
+	mo.Namespace = o.overrides.Context.Namespace
+	cfg := policy.Default()
+	if o.valuesPath != "" {
+		data, err := os.ReadFile(o.valuesPath)
+		if err != nil {
+			return nil, err
+		}
+		v, c, err := audit.ParseValues(data, o.releaseNS)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", o.valuesPath, err)
+		}
+		mo.Values, cfg = v, *c
+	}
+	if o.configPath != "" {
+		c, err := policy.LoadConfig(o.configPath)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	}
+	env, err := o.env(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	mo.Env = env
+	var sources []audit.Source
+	for _, f := range o.files {
+		s, err := readSources(f, stdin)
+		if err != nil {
+			return nil, err
+		}
+		sources = append(sources, s...)
+	}
+	return audit.Manifests(ctx, sources, mo), nil
+}
+
+// readSources reads a file, every manifest under a directory, or stdin.
+func readSources(path string, stdin io.Reader) ([]audit.Source, error) {
+	if path == "-" {
+		data, err := io.ReadAll(stdin)
+		return []audit.Source{{Name: "stdin", Data: data}}, err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		data, err := os.ReadFile(path)
+		return []audit.Source{{Name: path, Data: data}}, err
+	}
+	var out []audit.Source
+	err = filepath.WalkDir(path, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch filepath.Ext(p) {
+		case ".yaml", ".yml", ".json":
+		default:
+			return nil
+		}
+		if d.IsDir() {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		out = append(out, audit.Source{Name: p, Data: data})
+		return nil
+	})
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("reading %s", path), err)
+	}
+	return out, nil
+}
