@@ -68,7 +68,7 @@ vulncheck: $(GOVULNCHECK) ## Fail on any known vulnerability podgrace's code rea
 	GO='$(GO)' hack/vulncheck.sh '$(VULNDB)' '$(GOVULNCHECK)' '$(BIN)' -test -tags e2e,bench ./...
 
 .PHONY: kube-score
-kube-score: $(KUBE_SCORE) envtest-assets ## Run kube-score on the rendered chart; fail on a finding docs/install.md does not answer.
+kube-score: $(KUBE_SCORE) ## Run kube-score on the rendered chart; fail on a finding docs/install.md does not answer.
 	$(GO) test ./test/chart/ -run '^TestKubeScore$$' -count=1 -v
 
 .PHONY: golden
