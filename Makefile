@@ -12,12 +12,23 @@ KUBE_VERSION ?= 1.36.3
 ETCD_VERSION ?= 3.6.8
 # golangci-lint, built from the Go module proxy.
 GOLANGCI_LINT_VERSION ?= v2.15.0
+# Go vulnerability database: this version of golang.org/x/vulndb (the module
+# has no tags, so a pseudo-version), or `latest`. Bump it as docs/security.md says.
+VULNDB ?= v0.0.0-20261105234957-e22db6528018
+# govulncheck, built from the Go module proxy.
+GOVULNCHECK_VERSION ?= v1.9.0
+# kube-score, the third-party linter run on the rendered chart.
+KUBE_SCORE_VERSION ?= v1.20.0
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
 GO ?= go
 BIN := $(CURDIR)/bin
 GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+# Named by the Go version too: govulncheck must be built by the Go it scans with.
+GOVULNCHECK := $(BIN)/govulncheck-$(GOVULNCHECK_VERSION)-go$(GO_VERSION)
+# The chart tests run it (test/chart/kubescore_test.go); they fail without it.
+export KUBE_SCORE ?= $(BIN)/kube-score-$(KUBE_SCORE_VERSION)
 # Directory handed to controller-runtime's envtest. A user who already has
 # envtest assets (setup-envtest) sets KUBEBUILDER_ASSETS and nothing is built.
 ENVTEST_ASSETS := $(BIN)/k8s/$(KUBE_VERSION)-linux-amd64
@@ -52,12 +63,20 @@ vet: ## Run go vet.
 lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned, built into bin/).
 	$(GOLANGCI_LINT) run ./...
 
+.PHONY: vulncheck
+vulncheck: $(GOVULNCHECK) ## Fail on any known vulnerability podgrace's code reaches (offline database, pinned; VULNDB=latest for the newest).
+	GO='$(GO)' hack/vulncheck.sh '$(VULNDB)' '$(GOVULNCHECK)' '$(BIN)' -test -tags e2e,bench ./...
+
+.PHONY: kube-score
+kube-score: $(KUBE_SCORE) ## Run kube-score on the rendered chart; fail on a finding docs/install.md does not answer.
+	$(GO) test ./test/chart/ -run '^TestKubeScore$$' -count=1 -v
+
 .PHONY: golden
 golden: ## Refresh the golden files of the mutation (testdata/*.golden).
 	REFRESH_GOLDEN=true $(GO) test ./pkg/manifest/ ./pkg/policy/ -run 'Golden|README' -count=1
 
 .PHONY: test
-test: lint verify-tidy test-deps envtest-assets ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest).
+test: lint verify-tidy vulncheck test-deps envtest-assets $(KUBE_SCORE) ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest, kube-score), after lint, tidy and vulncheck.
 	$(GO) test ./... -count=1 -timeout 30m
 
 .PHONY: test-deps
@@ -137,3 +156,9 @@ endif
 
 $(GOLANGCI_LINT):
 	hack/build-tool.sh github.com/golangci/golangci-lint/v2/cmd/golangci-lint "$(GOLANGCI_LINT_VERSION)" "$@"
+
+$(GOVULNCHECK):
+	hack/build-tool.sh golang.org/x/vuln/cmd/govulncheck "$(GOVULNCHECK_VERSION)" "$@"
+
+$(KUBE_SCORE):
+	hack/build-tool.sh github.com/zegl/kube-score/cmd/kube-score "$(KUBE_SCORE_VERSION)" "$@"

@@ -14,9 +14,11 @@ import (
 type chartCase struct {
 	name   string
 	values map[string]any
-	// certManager, clusterWide, pullSecrets, metricsSecure, serviceMonitor
-	// and prometheusRule say what the values select.
-	certManager, clusterWide, pullSecrets, metricsSecure, serviceMonitor, prometheusRule bool
+	// certManager, clusterWide, pullSecrets, metricsSecure, serviceMonitor,
+	// prometheusRule and networkPolicy say what the values select.
+	certManager, clusterWide, pullSecrets, metricsSecure, serviceMonitor, prometheusRule, networkPolicy bool
+	// noInspection: config.imageInspection.enabled is false.
+	noInspection bool
 }
 
 // cases covers the main combinations (cert-manager on and off × opt-in and
@@ -78,6 +80,49 @@ func cases() []chartCase {
 		certManager:    true,
 		serviceMonitor: true,
 		prometheusRule: true,
+	})
+	// NetworkPolicy with its defaults: the webhook port open, egress to any
+	// address on the API server's and registries' ports.
+	out = append(out, chartCase{
+		name:          "networkpolicy-defaults",
+		values:        map[string]any{"networkPolicy": map[string]any{"enabled": true}},
+		certManager:   true,
+		networkPolicy: true,
+	})
+	// NetworkPolicy narrowed to a control plane outside the pod network, a
+	// Prometheus in its namespace, node-local DNS and a registry range, with
+	// the self-managed CA (whose Secret and webhook configuration podgrace
+	// writes through the API server).
+	out = append(out, chartCase{
+		name: "networkpolicy-restricted",
+		values: map[string]any{
+			"certManager": map[string]any{"enabled": false},
+			"metrics":     map[string]any{"secure": true, "serviceMonitor": map[string]any{"enabled": true}},
+			"networkPolicy": map[string]any{
+				"enabled":     true,
+				"webhookFrom": []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.0/24"}}},
+				"metricsFrom": []any{map[string]any{
+					"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "monitoring"}},
+					"podSelector":       map[string]any{"matchLabels": map[string]any{"app.kubernetes.io/name": "prometheus"}},
+				}},
+				"apiServer":  map[string]any{"to": []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.10/32"}}}, "ports": []any{6443}},
+				"dns":        map[string]any{"to": []any{map[string]any{"ipBlock": map[string]any{"cidr": "169.254.20.10/32"}}}},
+				"registries": map[string]any{"to": []any{map[string]any{"ipBlock": map[string]any{"cidr": "0.0.0.0/0", "except": []any{"10.0.0.0/8"}}}}, "ports": []any{443, 5000}},
+			},
+		},
+		metricsSecure: true, serviceMonitor: true, networkPolicy: true,
+	})
+	// NetworkPolicy without image inspection (no registry rule) and with
+	// DNS to any address.
+	out = append(out, chartCase{
+		name: "networkpolicy-no-inspection",
+		values: map[string]any{
+			"config":        map[string]any{"imageInspection": map[string]any{"enabled": false}},
+			"networkPolicy": map[string]any{"enabled": true, "dns": map[string]any{"to": []any{}}},
+		},
+		certManager:   true,
+		networkPolicy: true,
+		noInspection:  true,
 	})
 	return out
 }

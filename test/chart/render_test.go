@@ -65,6 +65,7 @@ func TestRender(t *testing.T) {
 			checkConfigMap(t, r, c)
 			checkServiceMonitor(t, r, c)
 			checkPrometheusRule(t, r, c)
+			checkNetworkPolicy(t, r, c)
 			if r.Find("PodDisruptionBudget", "podgrace") == nil {
 				t.Error("no PodDisruptionBudget")
 			}
@@ -243,13 +244,20 @@ func checkServiceMonitor(t *testing.T, r *chart.Rendered, c chartCase) {
 	if ca := ep.TLSConfig.CA.Secret; ca.Name != "podgrace-webhook-tls" || ca.Key != "ca.crt" {
 		t.Errorf("CA from %s/%s, want the release's TLS Secret's ca.crt", ca.Name, ca.Key)
 	}
-	serving := r.Find("Certificate", "podgrace-webhook")
-	if serving == nil {
-		t.Fatal("no serving Certificate")
-	}
-	names, _, err := unstructured.NestedStringSlice(serving.Object, "spec", "dnsNames")
-	if err != nil {
-		t.Fatal(err)
+	// The serving certificate's names: cert-manager's Certificate, or those
+	// the self-managed CA is told to sign.
+	var names []string
+	if serving := r.Find("Certificate", "podgrace-webhook"); serving != nil {
+		var err error
+		if names, _, err = unstructured.NestedStringSlice(serving.Object, "spec", "dnsNames"); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		var d appsv1.Deployment
+		if err := chart.Into(r.Find("Deployment", "podgrace"), &d); err != nil {
+			t.Fatal(err)
+		}
+		names = strings.Split(flagValue(d.Spec.Template.Spec.Containers[0].Args, "--selfcert-dns-names"), ",")
 	}
 	if !slices.Contains(names, ep.TLSConfig.ServerName) {
 		t.Errorf("serverName %q is not a name of the serving certificate %v", ep.TLSConfig.ServerName, names)
@@ -537,6 +545,7 @@ func checkConfigMap(t *testing.T, r *chart.Rendered, c chartCase) {
 	}
 	want := policy.Default()
 	want.ImageInspection.PullSecrets = c.pullSecrets
+	want.ImageInspection.Enabled = !c.noInspection
 	if c.name == "extras" {
 		want.Strict, want.PreStopSleep, want.HookAction = true, "15s", policy.HookExec
 		want.SidecarShutdownBudget.Duration, want.MaxGracePeriod.Duration = 20*time.Second, 5*time.Minute
