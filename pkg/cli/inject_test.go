@@ -87,7 +87,7 @@ func TestInjectConfigAndHookAction(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	if !strings.Contains(out, "- sleep\n") || !strings.Contains(out, `- "6"`) {
+	if !strings.Contains(out, "- sleep\n") || !strings.Contains(out, "- '6'") {
 		t.Errorf("want exec [sleep 6] (0.2 × 30):\n%s", out)
 	}
 	code, out, _ = runCLI(t, pumaDeployment, "inject", "-f", "-", "--config", cfg, "--hook-action", "sleep")
@@ -102,7 +102,7 @@ func TestInjectDiff(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"--- stdin\n", "+++ stdin (podgrace)\n", "+              seconds: 15\n", "+        - cd /app && exec bundle exec puma\n"} {
+	for _, want := range []string{"--- stdin\n", "+++ stdin (podgrace)\n", "+              seconds: 15\n", "+        command: [\"sh\", \"-c\", \"cd /app && exec bundle exec puma\"]\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("diff lacks %q:\n%s", want, out)
 		}
@@ -134,7 +134,7 @@ func TestInjectErrors(t *testing.T) {
 		wantErr string
 	}{
 		"bad yaml in the second document": {stdin: pumaDeployment + "---\nkind: Pod\nmetadata: [\n", args: []string{"-f", "-"}, wantErr: "stdin: document 2: invalid YAML"},
-		"pod template not an object":      {stdin: "kind: Deployment\nmetadata: {name: x}\nspec:\n  template: 3\n", args: []string{"-f", "-"}, wantErr: "document 1 (Deployment/x)"},
+		"pod template not an object":      {stdin: "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  template: 3\n", args: []string{"-f", "-"}, wantErr: "document 1 (Deployment/x)"},
 		"unknown flag":                    {args: []string{"-f", "-", "--frobnicate"}, wantErr: "unknown flag: --frobnicate"},
 		"missing -f":                      {args: []string{}, wantErr: `required flag(s) "filename" not set`},
 		"missing file":                    {args: []string{"-f", "/nonexistent/x.yaml"}, wantErr: "no such file"},
