@@ -129,6 +129,7 @@ func Inject(ctx context.Context, r io.Reader, o Options) ([]byte, []DocResult, e
 			return nil, nil, fmt.Errorf("document %d: %w", idx, err)
 		}
 		var ops []jsonpatch.JsonPatchOperation
+		first := len(results)
 		for _, ob := range objs {
 			res, objOps, err := injectObject(ctx, ob, o)
 			results = append(results, res)
@@ -148,7 +149,7 @@ func Inject(ctx context.Context, r io.Reader, o Options) ([]byte, []DocResult, e
 			return nil, nil, fmt.Errorf("document %d: %w", idx, err)
 		}
 		if note != "" {
-			results[len(results)-1].Warnings = append(results[len(results)-1].Warnings, note)
+			results[first].Warnings = append(results[first].Warnings, note)
 		}
 		replace[i] = text
 		want = append(want, expected...)
@@ -278,11 +279,13 @@ func checkNullEntries(pod map[string]any) error {
 // not decode to the expected objects, it writes the document again from its
 // decoded form, and note says so.
 func rewriteUnit(u *unit, idx int, ops []jsonpatch.JsonPatchOperation) (text []byte, expected []*unstructured.Unstructured, note string, err error) {
-	patchJSON, err := json.Marshal(ops)
-	if err != nil {
+	var patchJSON bytes.Buffer
+	enc := json.NewEncoder(&patchJSON)
+	enc.SetEscapeHTML(false) // `&&` stays `&&` in a JSON document
+	if err := enc.Encode(ops); err != nil {
 		return nil, nil, "", err
 	}
-	patch, err := jsonpatch5.DecodePatch(patchJSON)
+	patch, err := jsonpatch5.DecodePatch(patchJSON.Bytes())
 	if err != nil {
 		return nil, nil, "", err
 	}
