@@ -83,14 +83,14 @@ func (d *DocResult) Where() string {
 // by apiVersion and kind: a custom resource named Job in another group is not
 // a Job.
 var podPath = map[schema.GroupVersionKind][]string{
-	{Version: "v1", Kind: "Pod"}:                                 nil,
-	{Version: "v1", Kind: "ReplicationController"}:               {"spec", "template"},
-	{Group: "apps", Version: "v1", Kind: "Deployment"}:           {"spec", "template"},
-	{Group: "apps", Version: "v1", Kind: "StatefulSet"}:          {"spec", "template"},
-	{Group: "apps", Version: "v1", Kind: "DaemonSet"}:            {"spec", "template"},
-	{Group: "apps", Version: "v1", Kind: "ReplicaSet"}:           {"spec", "template"},
-	{Group: "batch", Version: "v1", Kind: "Job"}:                 {"spec", "template"},
-	{Group: "batch", Version: "v1", Kind: "CronJob"}:             {"spec", "jobTemplate", "spec", "template"},
+	{Version: "v1", Kind: "Pod"}:                        nil,
+	{Version: "v1", Kind: "ReplicationController"}:      {"spec", "template"},
+	{Group: "apps", Version: "v1", Kind: "Deployment"}:  {"spec", "template"},
+	{Group: "apps", Version: "v1", Kind: "StatefulSet"}: {"spec", "template"},
+	{Group: "apps", Version: "v1", Kind: "DaemonSet"}:   {"spec", "template"},
+	{Group: "apps", Version: "v1", Kind: "ReplicaSet"}:  {"spec", "template"},
+	{Group: "batch", Version: "v1", Kind: "Job"}:        {"spec", "template"},
+	{Group: "batch", Version: "v1", Kind: "CronJob"}:    {"spec", "jobTemplate", "spec", "template"},
 }
 
 // workloadKinds are the kinds of podPath, to report a same-named kind of
