@@ -138,7 +138,7 @@ func TestInjectErrors(t *testing.T) {
 		"unknown flag":                    {args: []string{"-f", "-", "--frobnicate"}, wantErr: "unknown flag: --frobnicate"},
 		"missing -f":                      {args: []string{}, wantErr: `required flag(s) "filename" not set`},
 		"missing file":                    {args: []string{"-f", "/nonexistent/x.yaml"}, wantErr: "no such file"},
-		"bad config":                      {args: []string{"-f", "-", "--config", writeFile(t, "bad.yaml", "ratoi: 1\n")}, wantErr: `unknown field "ratoi"`},
+		"bad config":                      {args: []string{"-f", "-", "--config", writeFile(t, "bad.yaml", "ratoi: 1\n")}, wantErr: `bad.yaml: cluster config: unknown key "ratoi"`},
 		"bad hook action":                 {args: []string{"-f", "-", "--hook-action", "http"}, wantErr: `--hook-action: "http" is not sleep or exec`},
 		"bad namespace annotations":       {args: []string{"-f", "-", "--namespace-annotations", "novalue"}, wantErr: "namespace-annotations"},
 		"strict denial": {
