@@ -60,6 +60,18 @@ golden: ## Refresh the golden files of the mutation (testdata/*.golden).
 test: lint envtest-assets ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest).
 	$(GO) test ./... -count=1 -timeout 30m
 
+# How long `make fuzz` runs each fuzzer (a go test -fuzztime value: 30s, 5m, 10000x).
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: ## Run every fuzzer in the repo (each func FuzzXxx) for FUZZTIME (default 30s) each; make test runs only their seeds.
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+	  for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "== $$(dirname $$f) $$name for $(FUZZTIME)"; \
+	    $(GO) test $$(dirname $$f) -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
+	  done; \
+	done
+
 .PHONY: integration
 integration: envtest-assets ## Run only the webhook's envtest suite (test/integration) against the real kube-apiserver.
 	$(GO) test ./test/integration/ -count=1 -v

@@ -232,7 +232,10 @@ func injectObject(ctx context.Context, ob object, o Options) (DocResult, []jsonp
 	}
 	var pod corev1.Pod
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(js, &pod); err != nil {
-		return res, nil, fmt.Errorf("the pod at %s is not a Pod: %w", prefix, err)
+		if prefix == "" {
+			return res, nil, fmt.Errorf("not a Pod: %w", err)
+		}
+		return res, nil, fmt.Errorf("the pod template at %s is not a Pod: %w", prefix, err)
 	}
 	result := inject.Pod(ctx, inject.PodInput{
 		Pod: &pod, NamespaceAnnotations: o.NamespaceAnnotations, Config: o.Config, HookAction: o.HookAction, Images: o.Images,
