@@ -377,3 +377,13 @@ func ConfigTable() string {
 	}
 	return b.String()
 }
+
+// DurationBoundsTable renders the bounds as docs/cli.md shows them.
+func DurationBoundsTable() string {
+	var b strings.Builder
+	b.WriteString("| key | bounds |\n|---|---|\n")
+	for i := range durationBounds {
+		b.WriteString("| `" + durationBounds[i].Path + "` | " + durationBounds[i].Range() + " |\n")
+	}
+	return b.String()
+}
