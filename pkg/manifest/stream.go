@@ -83,10 +83,12 @@ func splitStream(src []byte) ([]unit, error) {
 	return splitYAML(src, 0, 0)
 }
 
-// skipWhitespaceLine mirrors YAMLOrJSONDecoder.consumeWhitespace.
+// skipWhitespaceLine mirrors YAMLOrJSONDecoder.consumeWhitespace, which
+// reads four bytes at a time and gives up (the stream then fails) when fewer
+// remain.
 func skipWhitespaceLine(src []byte, off int) (int, error) {
-	for off < len(src) {
-		r, sz := utf8.DecodeRune(src[off:min(len(src), off+4)])
+	for off+4 <= len(src) {
+		r, sz := utf8.DecodeRune(src[off : off+4])
 		if r == utf8.RuneError {
 			return 0, errors.New("invalid utf8 rune")
 		}
