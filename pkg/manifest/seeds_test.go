@@ -56,6 +56,11 @@ func generatedSeeds() map[string]seed {
 	s["big-grace-period"] = seed{src: "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  terminationGracePeriodSeconds: 9007199254740993\n  containers: [{name: app, image: app}]\n"}
 	s["list-of-pods-and-deployments"] = seed{src: "apiVersion: v1\nkind: List\nitems:\n- " + indent(podHead+"  - name: app\n    image: app\n", "  ") + "- apiVersion: apps/v1\n  kind: Deployment\n  metadata: {name: d}\n  spec:\n    selector: {matchLabels: {app: d}}\n    template:\n      metadata: {labels: {app: d}}\n      spec:\n        containers:\n        - name: app\n          image: app\n          command: [sh, -c, 'cd / && run']\n"}
 	s["podlist-items-without-kind"] = seed{src: "apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: a}\n  spec:\n    containers: [{name: app, image: app}]\n"}
+	s["list-item-without-apiversion"] = seed{src: "apiVersion: v1\nkind: List\nitems:\n- kind: Pod\n  metadata: {name: a}\n  spec:\n    containers: [{name: app, image: app}]\n", refused: true}
+	s["list-item-items-scalar"] = seed{src: "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: a}\n  items: 5\n"}
+	s["list-items-null"] = seed{src: "apiVersion: v1\nkind: List\nitems: null\n"}
+	s["list-item-null"] = seed{src: "apiVersion: v1\nkind: List\nitems: [null]\n", refused: true}
+	s["object-without-apiversion"] = seed{src: "kind: Pod\nmetadata: {name: a}\nspec:\n  containers: [{name: app, image: app}]\n"}
 	s["list-empty-items"] = seed{src: "apiVersion: v1\nkind: List\nitems: []\n"}
 	s["list-nested"] = seed{src: "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: List\n  items:\n  - " + indent(podHead+"  - name: app\n    image: app\n", "    "), refused: true}
 	s["custom-job-other-group"] = seed{src: "apiVersion: example.com/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  template: 3\n---\n" + podHead + "  - name: app\n    image: app\n"}

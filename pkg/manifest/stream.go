@@ -196,8 +196,8 @@ func objectsOf(unitIndex int, raw []byte) ([]object, error) {
 		if meta.IsListType(item) {
 			return nil, fmt.Errorf("items[%d]: kubectl cannot read a List nested in a List", i)
 		}
-		if item.GetKind() == "" {
-			return nil, fmt.Errorf("items[%d]: kubectl cannot read it: its kind is missing", i)
+		if item.GetKind() == "" || item.GetAPIVersion() == "" {
+			return nil, fmt.Errorf("items[%d]: kubectl cannot read it: kind or apiVersion missing", i)
 		}
 		out = append(out, object{unit: unitIndex, path: fmt.Sprintf("/items/%d", i), obj: item})
 	}
