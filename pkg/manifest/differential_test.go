@@ -289,3 +289,30 @@ func seedStreams(tb testing.TB) [][]byte {
 	}
 	return out
 }
+
+// TestWorkloadsByAPIVersionAndKind pins the table the oracle shares with
+// Inject: the workloads of the core API groups, by apiVersion and kind, and
+// where their pod sits (a typed object's field, checked through the scheme).
+func TestWorkloadsByAPIVersionAndKind(t *testing.T) {
+	t.Parallel()
+	want := map[string]string{
+		"v1/Pod":                   "",
+		"v1/ReplicationController": "spec.template",
+		"apps/v1/Deployment":       "spec.template",
+		"apps/v1/StatefulSet":      "spec.template",
+		"apps/v1/DaemonSet":        "spec.template",
+		"apps/v1/ReplicaSet":       "spec.template",
+		"batch/v1/Job":             "spec.template",
+		"batch/v1/CronJob":         "spec.jobTemplate.spec.template",
+	}
+	got := map[string]string{}
+	for gvk, fields := range podPath {
+		got[gvk.GroupVersion().String()+"/"+gvk.Kind] = strings.Join(fields, ".")
+		if _, err := clientgoscheme.Scheme.New(gvk); err != nil {
+			t.Errorf("%v is not a built-in type: %v", gvk, err)
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("podPath = %v\nwant %v", got, want)
+	}
+}
