@@ -316,3 +316,18 @@ func TestWorkloadsByAPIVersionAndKind(t *testing.T) {
 		t.Errorf("podPath = %v\nwant %v", got, want)
 	}
 }
+
+// A changed document keeps CRLF line ends, and a JSON stream stays JSON.
+func TestLineEndsAndJSONKept(t *testing.T) {
+	t.Parallel()
+	o := fuzzOptions()[0]
+	for name, check := range map[string]func(out string) bool{
+		"crlf":                 func(out string) bool { return strings.Count(out, "\n") == strings.Count(out, "\r\n") },
+		"json-stream-indented": func(out string) bool { return strings.HasPrefix(out, "{\n  \"apiVersion\"") && strings.Contains(out, "\"seconds\": 15") },
+	} {
+		out, _, err := Inject(context.Background(), strings.NewReader(generatedSeeds()[name].src), o)
+		if err != nil || !check(string(out)) {
+			t.Errorf("%s: %v\n%q", name, err, out)
+		}
+	}
+}

@@ -325,6 +325,7 @@ func rewriteUnit(u *unit, idx int, ops []jsonpatch.JsonPatchOperation) (text []b
 		}
 	} else {
 		text, why = editYAML(u.text, ops)
+		text = sameLineEnds(u.crlf, text)
 	}
 	if why == nil {
 		why = readsAs(u.isJSON, idx, text, expected)
@@ -338,11 +339,22 @@ func rewriteUnit(u *unit, idx int, ops []jsonpatch.JsonPatchOperation) (text []b
 		text = jsonLike(u.text, patched)
 	} else if text, err = sigsyaml.JSONToYAML(patched); err != nil {
 		return nil, nil, "", err
+	} else {
+		text = sameLineEnds(u.crlf, text)
 	}
 	if err := readsAs(u.isJSON, idx, text, expected); err != nil {
 		return nil, nil, "", fmt.Errorf("cannot write the mutated document so that kubectl reads it back: %w", err)
 	}
 	return text, expected, fmt.Sprintf("podgrace: document rewritten from its decoded form, comments and key order not kept (%v)", why), nil
+}
+
+// sameLineEnds writes a YAML document's new text with CRLF line ends when
+// the document had them.
+func sameLineEnds(crlf bool, text []byte) []byte {
+	if text == nil || !crlf {
+		return text
+	}
+	return bytes.ReplaceAll(text, []byte("\n"), []byte("\r\n"))
 }
 
 // jsonLike indents out as orig is indented (two spaces when orig spans lines).

@@ -28,6 +28,8 @@ type unit struct {
 	// text is what the decoder parses: for YAML, the lines with their line
 	// ends normalized to \n (as its line reader does).
 	text []byte
+	// crlf: the document's lines end in \r\n, and a rewrite keeps them so.
+	crlf bool
 	// raw is the JSON the decoder produced (runtime.RawExtension.Raw,
 	// trimmed); nil when kubectl skips the unit (empty, comments, null).
 	raw []byte
@@ -116,7 +118,7 @@ func splitYAML(src []byte, off, before int) ([]unit, error) {
 			return nil
 		}
 		n++
-		u := unit{start: start, end: end, text: bytes.Clone(text.Bytes())}
+		u := unit{start: start, end: end, text: bytes.Clone(text.Bytes()), crlf: bytes.Contains(src[start:end], []byte("\r\n"))}
 		var ext runtime.RawExtension
 		if err := sigsyaml.Unmarshal(u.text, &ext); err != nil {
 			return fmt.Errorf("document %d: invalid YAML: %w", n, err)
