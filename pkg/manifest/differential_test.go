@@ -174,10 +174,9 @@ func typedEqual(t *testing.T, got, want *unstructured.Unstructured, pod *corev1.
 	if !apiequality.Semantic.DeepEqual(g, w) {
 		t.Fatalf("typed objects differ:\n got %#v\nwant %#v", g, w)
 	}
-	js, _ := json.Marshal(got.Object)
 	fields := podPath[got.GroupVersionKind()]
 	tmpl, _, _ := unstructured.NestedFieldNoCopy(got.Object, fields...)
-	js, _ = json.Marshal(tmpl)
+	js, _ := json.Marshal(tmpl)
 	var gp corev1.Pod
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(js, &gp); err != nil {
 		t.Fatal(err)
@@ -217,7 +216,7 @@ func checkSplit(t *testing.T, src []byte) {
 		t.Fatalf("%d units, the decoder reads %d values, input %q", len(units), len(want), src)
 	}
 	for i, u := range units {
-		if !bytes.Equal(u.raw, want[i]) && !(u.raw == nil && len(want[i]) == 0) {
+		if !bytes.Equal(u.raw, want[i]) && (u.raw != nil || len(want[i]) != 0) {
 			t.Fatalf("unit %d: %q, the decoder reads %q, input %q", i+1, u.raw, want[i], src)
 		}
 		if u.start < 0 || u.end > len(src) || u.start > u.end {
@@ -322,8 +321,10 @@ func TestLineEndsAndJSONKept(t *testing.T) {
 	t.Parallel()
 	o := fuzzOptions()[0]
 	for name, check := range map[string]func(out string) bool{
-		"crlf":                 func(out string) bool { return strings.Count(out, "\n") == strings.Count(out, "\r\n") },
-		"json-stream-indented": func(out string) bool { return strings.HasPrefix(out, "{\n  \"apiVersion\"") && strings.Contains(out, "\"seconds\": 15") },
+		"crlf": func(out string) bool { return strings.Count(out, "\n") == strings.Count(out, "\r\n") },
+		"json-stream-indented": func(out string) bool {
+			return strings.HasPrefix(out, "{\n  \"apiVersion\"") && strings.Contains(out, "\"seconds\": 15")
+		},
 	} {
 		out, _, err := Inject(context.Background(), strings.NewReader(generatedSeeds()[name].src), o)
 		if err != nil || !check(string(out)) {

@@ -11,8 +11,10 @@ import (
 	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	sigsyaml "sigs.k8s.io/yaml"
 )
@@ -182,6 +184,15 @@ type object struct {
 func objectsOf(unitIndex int, raw []byte) ([]object, error) {
 	obj, _, err := unstructured.UnstructuredJSONScheme.Decode(raw, nil, nil)
 	if err != nil {
+		return nil, err
+	}
+	// cli-runtime's metadataValidatingDecoder: the metadata must decode as
+	// ObjectMeta (FuzzInject found `metadata: 0000`).
+	var objMeta struct {
+		metav1.TypeMeta   `json:",inline"`
+		metav1.ObjectMeta `json:"metadata,omitempty"`
+	}
+	if err := utiljson.Unmarshal(raw, &objMeta); err != nil {
 		return nil, err
 	}
 	list, ok := obj.(*unstructured.UnstructuredList)
