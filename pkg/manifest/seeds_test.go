@@ -34,6 +34,9 @@ func generatedSeeds() map[string]seed {
 		s[fmt.Sprintf("yaml11-args-%02d-%s", i, w)] = seed{src: podHead + "  - name: app\n    image: app\n    command: [sh, -c]\n    args: ['exec_it() { :; }; exec \"$0\" \"$@\"', '" + w + "', \"" + w + "\"]\n"}
 	}
 	s["issue-redis-appendonly-yes"] = seed{src: podHead + "  - name: redis\n    image: redis:7\n    command: [\"sh\", \"-c\", \"redis-server --appendonly yes\"]\n"}
+	long := strings.Repeat("--flag value ", 14)
+	s["long-command-folding"] = seed{src: podHead + "  - name: app\n    image: app\n    command: [sh, -c, 'cd /app && run " + long + "']\n---\n" + podHead + "  - name: b\n    image: b\n    command:\n    - sh\n    - -c\n    - cd /app && run " + long + "\n"}
+	s["spaces-tabs-unicode"] = seed{src: podHead + "  - name: app\n    image: app\n    command: [sh, -c, \"cd /app &&  run   x  \\t é \\u2028 \"]\n  - name: b\n    image: b\n    command: [sh, -c, \"cd / && run\\n  --more  \"]\n"}
 	s["quoting-styles"] = seed{src: podHead + "  - name: 'app'\n    image: \"app:1\"\n    command:\n    - sh\n    - '-c'\n    - >-\n      cd /app &&\n      bundle exec puma\n"}
 	s["literal-block"] = seed{src: podHead + "  - name: app\n    image: app\n    command:\n    - sh\n    - -c\n    - |\n      cd /app\n      exec-me --flag on\n"}
 	s["comments-everywhere"] = seed{src: "# head\napiVersion: v1 # av\nkind: Pod\n# between\nmetadata: # m\n  name: p\nspec:\n  containers: # list\n  # item\n  - name: app # n\n    image: app\n    command: [sh, -c, 'cd / && run'] # cmd\n# foot\n"}
