@@ -232,7 +232,7 @@ func TestInjectKubectlStreams(t *testing.T) {
 		t.Errorf("JSON stream: exit %d, stderr %q:\n%s", code, errOut, out)
 	}
 
-	list := "apiVersion: v1\nkind: List\nitems:\n- apiVersion: batch/v1\n  kind: Job\n  metadata: {name: j}\n  spec:\n    template:\n      spec:\n        restartPolicy: Never\n        containers: [{name: app, image: app}]\n" +
+	list := "apiVersion: v1\nkind: List\nitems:\n- apiVersion: apps/v1\n  kind: Deployment\n  metadata: {name: d}\n  spec:\n    template:\n      spec:\n        containers: [{name: app, image: app}]\n" +
 		"---\napiVersion: example.com/v1\nkind: Job\nmetadata: {name: custom}\nspec: {template: 3}\n"
 	code, out, errOut = runCLI(t, list, "inject", "-f", "-", "--diff")
 	if code != 0 || !strings.Contains(out, "lifecycle: {preStop: {sleep: {seconds: 15}}}") {

@@ -1,4 +1,4 @@
-// Package cli builds podgrace's commands: `webhook`, `inject` and `version`.
+// Package cli builds podgrace's commands: `webhook`, `inject`, `generate` and `version`.
 // Each command is a constructor over explicit streams, so tests run it in
 // process exactly as a user would.
 package cli
@@ -44,7 +44,7 @@ func NewRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newInjectCommand(), newWebhookCommand(), newVersionCommand())
+	root.AddCommand(newInjectCommand(), newWebhookCommand(), newGenerateCommand(), newVersionCommand())
 	return root
 }
 

@@ -25,7 +25,6 @@ import (
 
 	jsonpatch5 "github.com/evanphx/json-patch/v5"
 	"go.yaml.in/yaml/v3"
-	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -128,7 +127,7 @@ func Inject(ctx context.Context, r io.Reader, o Options) ([]byte, []DocResult, e
 		if err != nil {
 			return nil, nil, fmt.Errorf("document %d: %w", idx, err)
 		}
-		var ops []jsonpatch.JsonPatchOperation
+		var ops []inject.PatchOp
 		first := len(results)
 		for _, ob := range objs {
 			res, objOps, err := injectObject(ctx, ob, o)
@@ -195,7 +194,7 @@ func sameObjects(got, want []*unstructured.Unstructured) error {
 
 // injectObject runs the core on one object's pod and returns its patch,
 // with paths into the object's document.
-func injectObject(ctx context.Context, ob object, o Options) (DocResult, []jsonpatch.JsonPatchOperation, error) {
+func injectObject(ctx context.Context, ob object, o Options) (DocResult, []inject.PatchOp, error) {
 	res := DocResult{Index: ob.unit, Name: ob.obj.GetKind()}
 	if ob.path != "" {
 		res.Item = "items[" + strings.TrimPrefix(ob.path, "/items/") + "]"
@@ -249,10 +248,10 @@ func injectObject(ctx context.Context, ob object, o Options) (DocResult, []jsonp
 	}
 	res.Changed = true
 	base := ob.path + prefix
-	var ops []jsonpatch.JsonPatchOperation
+	var ops []inject.PatchOp
 	if m, ok := podMap["metadata"].(map[string]any); !ok || m == nil {
 		// A template may omit its metadata; the core's patch adds to it.
-		ops = append(ops, jsonpatch.JsonPatchOperation{Operation: "add", Path: base + "/metadata", Value: map[string]any{}})
+		ops = append(ops, inject.PatchOp{Operation: "add", Path: base + "/metadata", Value: map[string]any{}})
 	}
 	for _, op := range result.Patch {
 		op.Path = base + op.Path
@@ -281,7 +280,7 @@ func checkNullEntries(pod map[string]any) error {
 // (YAML node tree, or the JSON with its key order); if what that gives does
 // not decode to the expected objects, it writes the document again from its
 // decoded form, and note says so.
-func rewriteUnit(u *unit, idx int, ops []jsonpatch.JsonPatchOperation) (text []byte, expected []*unstructured.Unstructured, note string, err error) {
+func rewriteUnit(u *unit, idx int, ops []inject.PatchOp) (text []byte, expected []*unstructured.Unstructured, note string, err error) {
 	var patchJSON bytes.Buffer
 	enc := json.NewEncoder(&patchJSON)
 	enc.SetEscapeHTML(false) // `&&` stays `&&` in a JSON document
@@ -394,7 +393,7 @@ func readsAs(isJSON bool, idx int, text []byte, expected []*unstructured.Unstruc
 }
 
 // editYAML applies ops to a YAML document's node tree and encodes it again.
-func editYAML(text []byte, ops []jsonpatch.JsonPatchOperation) ([]byte, error) {
+func editYAML(text []byte, ops []inject.PatchOp) ([]byte, error) {
 	var node yaml.Node
 	if err := yaml.Unmarshal(text, &node); err != nil {
 		return nil, err

@@ -10,8 +10,10 @@ import (
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
-	"gomodules.xyz/jsonpatch/v2"
+
 	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/podgrace/podgrace/pkg/inject"
 )
 
 // applyPatch applies JSON patch operations (paths from the document's root)
@@ -23,7 +25,7 @@ import (
 // it would change every place that uses the anchor), a merge key or a
 // duplicate key on the path (which member kubectl reads is not the one found
 // first).
-func applyPatch(doc *yaml.Node, ops []jsonpatch.JsonPatchOperation) error {
+func applyPatch(doc *yaml.Node, ops []inject.PatchOp) error {
 	for _, op := range ops {
 		tokens := splitPointer(op.Path)
 		parent, err := walk(doc, tokens[:len(tokens)-1])

@@ -147,9 +147,9 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("defaults not kept: %+v", c)
 			}
 		}},
-		"DESIGN defaults": {in: "", check: func(t *testing.T, c Config) {
+		"documented defaults": {in: "", check: func(t *testing.T, c Config) {
 			if c.Ratio != 0.5 || c.Min.Duration != 5*time.Second || c.Max.Duration != time.Minute || c.ShutdownBudget.Duration != 5*time.Second {
-				t.Fatalf("DESIGN §4 defaults: %+v", c)
+				t.Fatalf("docs/design.md §4 defaults: %+v", c)
 			}
 		}},
 		"overrides": {in: "ratio: 0.25\nmin: 2s\nmax: 30s\nshutdownBudget: 10s\nhookAction: exec\nstrict: true\nsidecars: [envoy]\npreStopSleep: 20s\nimageInspection:\n  pullSecrets: true\n", check: func(t *testing.T, c Config) {
@@ -159,19 +159,32 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("overrides not applied: %+v", c)
 			}
 		}},
-		"unknown key":          {in: "ratoi: 0.3\n", wantErr: `unknown key "ratoi"`},
-		"mis-cased key":        {in: "Ratio: 0.3\n", wantErr: `unknown key "Ratio": keys are case-sensitive, did you mean "ratio"?`},
-		"mis-cased nested key": {in: "imageInspection:\n  tagTtl: 1m\n", wantErr: `unknown key "imageInspection.tagTtl": keys are case-sensitive, did you mean "imageInspection.tagTTL"?`},
-		"wrong type nested":    {in: "imageInspection:\n  pullSecrets: maybe\n", wantErr: "imageInspection.pullSecrets: got a string, want a boolean"},
-		"duplicate key":        {in: "ratio: 0.3\nratio: 0.4\n", wantErr: `"ratio" already set`},
-		"two documents":        {in: "ratio: 0.3\n---\nstrict: true\n", wantErr: "2 YAML documents: the config is a single document"},
-		"bad duration named":   {in: "imageInspection:\n  tagTTL: 5 minutes\n", wantErr: `imageInspection.tagTTL: "5 minutes" is not a duration`},
-		"number as duration":   {in: "shutdownBudget: 5\n", wantErr: "shutdownBudget: 5 is not a duration (write it as a string"},
-		"wrong type named":     {in: "ratio: half\n", wantErr: "ratio: got a string, want a number"},
-		"negative TTL":         {in: "imageInspection:\n  errorTTL: -10s\n", wantErr: "imageInspection.errorTTL: -10s is negative"},
-		"budget of hours":      {in: "shutdownBudget: 3h\n", wantErr: "shutdownBudget: 3h0m0s is outside [0s, 10m0s]"},
-		"timeout over 30s":     {in: "imageInspection:\n  timeout: 45s\n", wantErr: "imageInspection.timeout: 45s is outside (0s, 30s]"},
-		"max over an hour":     {in: "max: 2h\n", wantErr: "max: 2h0m0s is outside [0s, 1h0m0s]"},
+		"sidecar and grace defaults": {in: "", check: func(t *testing.T, c Config) {
+			if c.SidecarShutdownBudget.Duration != 5*time.Second || c.MaxGracePeriod.Duration != 600*time.Second || c.SleepRunToCompletion {
+				t.Fatalf("docs/design.md §2, §4 defaults: %+v", c)
+			}
+		}},
+		"sidecar and grace overrides": {in: "sidecarShutdownBudget: 0s\nmaxGracePeriod: 2m\nsleepRunToCompletion: true\n", check: func(t *testing.T, c Config) {
+			if c.SidecarShutdownBudget.Duration != 0 || c.MaxGracePeriod.Duration != 2*time.Minute || !c.SleepRunToCompletion {
+				t.Fatalf("overrides not applied: %+v", c)
+			}
+		}},
+		"negative sidecar budget": {in: "sidecarShutdownBudget: -1s\n", wantErr: "sidecarShutdownBudget: -1s is negative"},
+		"max grace fraction":      {in: "maxGracePeriod: 90.5s\n", wantErr: "maxGracePeriod: 1m30.5s is not a whole number of seconds"},
+		"max grace too short":     {in: "maxGracePeriod: 10s\n", wantErr: "maxGracePeriod (10s) leaves no second for a sleep"},
+		"unknown key":             {in: "ratoi: 0.3\n", wantErr: `unknown key "ratoi"`},
+		"mis-cased key":           {in: "Ratio: 0.3\n", wantErr: `unknown key "Ratio": keys are case-sensitive, did you mean "ratio"?`},
+		"mis-cased nested key":    {in: "imageInspection:\n  tagTtl: 1m\n", wantErr: `unknown key "imageInspection.tagTtl": keys are case-sensitive, did you mean "imageInspection.tagTTL"?`},
+		"wrong type nested":       {in: "imageInspection:\n  pullSecrets: maybe\n", wantErr: "imageInspection.pullSecrets: got a string, want a boolean"},
+		"duplicate key":           {in: "ratio: 0.3\nratio: 0.4\n", wantErr: `"ratio" already set`},
+		"two documents":           {in: "ratio: 0.3\n---\nstrict: true\n", wantErr: "2 YAML documents: the config is a single document"},
+		"bad duration named":      {in: "imageInspection:\n  tagTTL: 5 minutes\n", wantErr: `imageInspection.tagTTL: "5 minutes" is not a duration`},
+		"number as duration":      {in: "shutdownBudget: 5\n", wantErr: "shutdownBudget: 5 is not a duration (write it as a string"},
+		"wrong type named":        {in: "ratio: half\n", wantErr: "ratio: got a string, want a number"},
+		"negative TTL":            {in: "imageInspection:\n  errorTTL: -10s\n", wantErr: "imageInspection.errorTTL: -10s is negative"},
+		"budget of hours":         {in: "shutdownBudget: 3h\n", wantErr: "shutdownBudget: 3h0m0s is outside [0s, 10m0s]"},
+		"timeout over 30s":        {in: "imageInspection:\n  timeout: 45s\n", wantErr: "imageInspection.timeout: 45s is outside (0s, 30s]"},
+		"max over an hour":        {in: "max: 2h\n", wantErr: "max: 2h0m0s is outside [0s, 1h0m0s]"},
 		"leading separator": {in: "---\nratio: 0.3\n", check: func(t *testing.T, c Config) {
 			if c.Ratio != 0.3 {
 				t.Fatalf("ratio %v", c.Ratio)
@@ -252,5 +265,32 @@ func TestDurationBoundsCoverConfig(t *testing.T) {
 	d := Default()
 	if err := d.Validate(); err != nil {
 		t.Errorf("the defaults are out of bounds: %v", err)
+	}
+}
+
+func TestDeclaredDrain(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct {
+		ann      map[string]string
+		want     int64
+		declared bool
+		warns    int
+	}{
+		"none":              {nil, 0, false, 0},
+		"istio yaml":        {map[string]string{AnnotationIstioProxyConfig: "holdApplicationUntilProxyStarts: true\nterminationDrainDuration: 20s\n"}, 20, true, 0},
+		"istio json":        {map[string]string{AnnotationIstioProxyConfig: `{"terminationDrainDuration":"1m"}`}, 60, true, 0},
+		"istio fraction up": {map[string]string{AnnotationIstioProxyConfig: `terminationDrainDuration: 2.1s`}, 3, true, 0},
+		"istio other keys":  {map[string]string{AnnotationIstioProxyConfig: `concurrency: 2`}, 0, false, 0},
+		"istio bad":         {map[string]string{AnnotationIstioProxyConfig: `terminationDrainDuration: soon`}, 0, false, 1},
+		"istio not yaml":    {map[string]string{AnnotationIstioProxyConfig: `{[`}, 0, false, 1},
+		"linkerd":           {map[string]string{AnnotationLinkerdWaitBeforeExit: "12"}, 12, true, 0},
+		"linkerd bad":       {map[string]string{AnnotationLinkerdWaitBeforeExit: "12s"}, 0, false, 1},
+		"both: the longer":  {map[string]string{AnnotationLinkerdWaitBeforeExit: "12", AnnotationIstioProxyConfig: "terminationDrainDuration: 7s"}, 12, true, 0},
+	}
+	for name, tc := range cases {
+		got, declared, warns := DeclaredDrain(tc.ann)
+		if got != tc.want || declared != tc.declared || len(warns) != tc.warns {
+			t.Errorf("%s: DeclaredDrain = %d, %t, %q; want %d, %t and %d warnings", name, got, declared, warns, tc.want, tc.declared, tc.warns)
+		}
 	}
 }

@@ -12,14 +12,14 @@ import (
 	"strings"
 	"testing"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	gomodulesjsonpatch "gomodules.xyz/jsonpatch/v2"
-	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
 
@@ -283,8 +283,12 @@ func TestHandlerMutatesPodCreate(t *testing.T) {
 	if want := []string{"bundle", "exec", "puma"}; !slices.Equal(app.Command, want) {
 		t.Errorf("app command %q, want %q (the shell dropped)", app.Command, want)
 	}
-	if got.Spec.Containers[1].Lifecycle != nil {
-		t.Errorf("the sidecar was given a hook: %+v", got.Spec.Containers[1].Lifecycle)
+	// The sidecar outlives the app: 20s + the 5s shutdown budget.
+	if lc := got.Spec.Containers[1].Lifecycle; lc == nil || lc.PreStop == nil || lc.PreStop.Sleep == nil || lc.PreStop.Sleep.Seconds != 25 {
+		t.Errorf("sidecar preStop %+v, want a 25s sleep", lc)
+	}
+	if g := got.Spec.TerminationGracePeriodSeconds; g == nil || *g != 30 {
+		t.Errorf("grace period %v, want 30 (25s + the sidecar's 5s drain)", g)
 	}
 	if _, ok := got.Annotations[policy.AnnotationStatus]; !ok {
 		t.Errorf("no status annotation: %v", got.Annotations)
@@ -414,10 +418,10 @@ func TestWarningKind(t *testing.T) {
 }
 
 // TestEncodePatch: the handler's patch encoder writes what
-// jsonpatch.Operation's MarshalJSON writes.
+// json.Marshal of the core's PatchOps writes.
 func TestEncodePatch(t *testing.T) {
 	t.Parallel()
-	ops := []gomodulesjsonpatch.Operation{
+	ops := []inject.PatchOp{
 		{Operation: "add", Path: "/spec/containers/0/lifecycle", Value: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 15}}}},
 		{Operation: "add", Path: "/spec/terminationGracePeriodSeconds", Value: int64(20)},
 		{Operation: "remove", Path: "/spec/containers/0/args"},

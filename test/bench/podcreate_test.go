@@ -5,7 +5,6 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"slices"
 	"testing"
@@ -17,67 +16,55 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/podgrace/podgrace/hack/manifests/chart"
+	"github.com/podgrace/podgrace/pkg/admissionpolicy"
 	"github.com/podgrace/podgrace/pkg/policy"
-	"github.com/podgrace/podgrace/pkg/webhook"
 )
 
-// mapLabel selects the namespaces the MutatingAdmissionPolicy binding applies to.
-const mapLabel = "bench.podgrace.dev/policy"
+// policyLabel selects the namespace the generated admission policies serve.
+const policyLabel = "bench.podgrace.dev/policy"
 
-// mapName names the MutatingAdmissionPolicy and its binding.
-const mapName = "bench-prestop-sleep"
-
-// mapExpression is the in-tree alternative to podgrace's preStop sleep: a
-// server-side apply configuration that gives every container without a
-// preStop hook a native sleep of %d seconds (containers merge by name).
-const mapExpression = `Object{
-  spec: Object.spec{
-    containers: object.spec.containers.filter(c, !has(c.lifecycle) || !has(c.lifecycle.preStop)).map(c,
-      Object.spec.containers{
-        name: c.name,
-        lifecycle: Object.spec.containers.lifecycle{
-          preStop: Object.spec.containers.lifecycle.preStop{
-            sleep: Object.spec.containers.lifecycle.preStop.sleep{seconds: %d}
-          }
-        }
-      }
-    )
-  }
-}`
-
-// mutatingAdmissionPolicy builds the policy and its binding. Like
-// podgrace's webhook it fails open and is not reinvoked.
-func mutatingAdmissionPolicy(sleep int64) (*admissionregistrationv1.MutatingAdmissionPolicy, *admissionregistrationv1.MutatingAdmissionPolicyBinding) {
-	ignore := admissionregistrationv1.Ignore
-	p := &admissionregistrationv1.MutatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: mapName},
-		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
-			MatchConstraints: &admissionregistrationv1.MatchResources{
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-					RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-						Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-						Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
-					},
-				}},
-			},
-			Mutations: []admissionregistrationv1.Mutation{{
-				PatchType:          admissionregistrationv1.PatchTypeApplyConfiguration,
-				ApplyConfiguration: &admissionregistrationv1.ApplyConfiguration{Expression: fmt.Sprintf(mapExpression, sleep)},
-			}},
-			FailurePolicy:      &ignore,
-			ReinvocationPolicy: admissionregistrationv1.NeverReinvocationPolicy,
-		},
+// installPolicy creates what `podgrace generate policy` prints for the
+// default cluster config (its parameters in their own namespace), bound to
+// the namespaces labeled policyLabel only: cluster-wide selection ANDed with
+// that label, so the webhook's opt-in namespace is not the policy's.
+func installPolicy(ctx context.Context, b *testing.B) {
+	b.Helper()
+	paramsNS, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-params-"}}, metav1.CreateOptions{})
+	if err != nil {
+		b.Fatal(err)
 	}
-	bind := &admissionregistrationv1.MutatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: mapName},
-		Spec: admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{
-			PolicyName: mapName,
-			MatchResources: &admissionregistrationv1.MatchResources{
-				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{mapLabel: "map"}},
-			},
-		},
+	cfg := policy.Default()
+	objs, err := admissionpolicy.Generate(&cfg, admissionpolicy.Options{
+		Namespace: paramsNS.Name, NamePrefix: "bench-", ClusterWide: true,
+		ExtraNamespaceSelector: []metav1.LabelSelectorRequirement{{Key: policyLabel, Operator: metav1.LabelSelectorOpExists}},
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
-	return p, bind
+	ar := kube.AdmissionregistrationV1()
+	if _, err := kube.CoreV1().ConfigMaps(paramsNS.Name).Create(ctx, objs.Params, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ar.MutatingAdmissionPolicies().Create(ctx, objs.Mutating, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ar.MutatingAdmissionPolicyBindings().Create(ctx, objs.MutatingBinding, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ar.ValidatingAdmissionPolicies().Create(ctx, objs.Validating, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ar.ValidatingAdmissionPolicyBindings().Create(ctx, objs.ValidatingBinding, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx := context.Background()
+		_ = ar.MutatingAdmissionPolicyBindings().Delete(ctx, objs.MutatingBinding.Name, metav1.DeleteOptions{})
+		_ = ar.MutatingAdmissionPolicies().Delete(ctx, objs.Mutating.Name, metav1.DeleteOptions{})
+		_ = ar.ValidatingAdmissionPolicyBindings().Delete(ctx, objs.ValidatingBinding.Name, metav1.DeleteOptions{})
+		_ = ar.ValidatingAdmissionPolicies().Delete(ctx, objs.Validating.Name, metav1.DeleteOptions{})
+	})
 }
 
 // typicalPod is the pod of the typical bench review, as a client creates it.
@@ -102,7 +89,7 @@ func typicalPod(b *testing.B) *corev1.Pod {
 
 // setup is one way pods are admitted.
 type setup struct {
-	name string // none, podgrace, map
+	name string // none, podgrace, policy
 	ns   string
 }
 
@@ -126,8 +113,8 @@ func dryRun(ctx context.Context, ns string, pod *corev1.Pod) (*corev1.Pod, error
 // (client-go, one request at a time) in three namespaces: (i) none, which
 // no webhook or policy selects; (ii) podgrace, opted in to podgrace's
 // webhook (the real binary, registered with its own configuration); (iii)
-// map, bound to a MutatingAdmissionPolicy that injects the preStop sleep
-// podgrace computes for this pod. Rounds rotate the order; each block
+// policy, served by the admission policies `podgrace generate policy`
+// prints (MutatingAdmissionPolicy and ValidatingAdmissionPolicy). Rounds rotate the order; each block
 // creates pods and then deletes them (no scheduler or kubelet: they never
 // run). The latency each mutation adds is its p50 minus (i)'s.
 func BenchmarkPodCreate(b *testing.B) {
@@ -149,11 +136,11 @@ func BenchmarkPodCreate(b *testing.B) {
 		b.Fatalf("kube-apiserver %s does not serve admissionregistration.k8s.io/v1 mutatingadmissionpolicies", serverVersion())
 	}
 
-	setups := []setup{{name: "none"}, {name: "podgrace"}, {name: "map"}}
+	setups := []setup{{name: "none"}, {name: "podgrace"}, {name: "policy"}}
 	labels := map[string]map[string]string{
 		"none":     nil,
 		"podgrace": {policy.LabelInject: policy.InjectEnabled},
-		"map":      {mapLabel: "map"},
+		"policy":   {policyLabel: "true"},
 	}
 	for i := range setups {
 		ns, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
@@ -165,7 +152,7 @@ func BenchmarkPodCreate(b *testing.B) {
 		setups[i].ns = ns.Name
 	}
 
-	mwc := webhook.MutatingWebhookConfiguration(webhook.ConfigurationOptions{Name: "podgrace-bench", URL: podgrace.url, CABundle: caPEM})
+	mwc := mustWebhook(chart.WebhookOptions{Name: "podgrace-bench", URL: podgrace.url, CABundle: caPEM})
 	if _, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
@@ -189,18 +176,7 @@ func BenchmarkPodCreate(b *testing.B) {
 		b.Fatalf("podgrace does not mutate pods through the API server (sleep %d): %v", sleep, err)
 	}
 
-	mp, bind := mutatingAdmissionPolicy(sleep)
-	if _, err := kube.AdmissionregistrationV1().MutatingAdmissionPolicies().Create(ctx, mp, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := kube.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Create(ctx, bind, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		ctx := context.Background()
-		_ = kube.AdmissionregistrationV1().MutatingAdmissionPolicyBindings().Delete(ctx, mapName, metav1.DeleteOptions{})
-		_ = kube.AdmissionregistrationV1().MutatingAdmissionPolicies().Delete(ctx, mapName, metav1.DeleteOptions{})
-	})
+	installPolicy(ctx, b)
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		p, err := dryRun(ctx, setups[2].ns, pod)
 		if err != nil {
@@ -209,7 +185,7 @@ func BenchmarkPodCreate(b *testing.B) {
 		return !slices.Contains(preStopSleeps(p), 0), nil
 	})
 	if err != nil {
-		b.Fatalf("the MutatingAdmissionPolicy does not mutate pods: %v", err)
+		b.Fatalf("the generated admission policy does not mutate pods: %v", err)
 	}
 	// Each setup does what it should, and only that.
 	for _, s := range setups {
@@ -219,8 +195,8 @@ func BenchmarkPodCreate(b *testing.B) {
 		}
 		_, annotated := p.Annotations[policy.AnnotationStatus]
 		sleeps := preStopSleeps(p)
-		want := map[string][]int64{"none": {0, 0, 0}, "podgrace": {sleep, sleep, sleep}, "map": {sleep, sleep, sleep}}[s.name]
-		if !slices.Equal(sleeps, want) || annotated != (s.name == "podgrace") {
+		want := map[string][]int64{"none": {0, 0, 0}, "podgrace": {sleep, sleep, sleep}, "policy": {sleep, sleep, sleep}}[s.name]
+		if !slices.Equal(sleeps, want) || annotated != (s.name != "none") {
 			b.Fatalf("%s: preStop sleeps %v (want %v), podgrace annotation %v", s.name, sleeps, want, annotated)
 		}
 	}
@@ -263,11 +239,25 @@ func BenchmarkPodCreate(b *testing.B) {
 		b.ReportMetric(q(s.name, 0.99), s.name+"-p99-ms")
 	}
 	none := q("none", 0.5)
-	addedPG, addedMAP := q("podgrace", 0.5)-none, q("map", 0.5)-none
+	addedPG, addedPolicy := q("podgrace", 0.5)-none, q("policy", 0.5)-none
 	b.ReportMetric(q("podgrace", 0.5)/none, "podgrace/none-p50")
-	b.ReportMetric(q("map", 0.5)/none, "map/none-p50")
+	b.ReportMetric(q("policy", 0.5)/none, "policy/none-p50")
 	b.ReportMetric(addedPG, "podgrace-added-ms")
-	b.ReportMetric(addedMAP, "map-added-ms")
-	b.ReportMetric(addedPG/addedMAP, "podgrace-added/map-added")
+	b.ReportMetric(addedPolicy, "policy-added-ms")
+	b.ReportMetric(addedPG/addedPolicy, "podgrace-added/policy-added")
 	b.ReportMetric(0, "ns/op")
+}
+
+// mustWebhook renders the chart's registration for a podgrace at o.URL (the
+// chart is the one definition of it); a chart that does not render is a bug
+// in the repository, not in the test.
+func mustWebhook(o chart.WebhookOptions) *admissionregistrationv1.MutatingWebhookConfiguration {
+	dir, err := chart.Dir()
+	if err == nil {
+		var mwc *admissionregistrationv1.MutatingWebhookConfiguration
+		if mwc, err = chart.Webhook(dir, o); err == nil {
+			return mwc
+		}
+	}
+	panic("rendering the chart's MutatingWebhookConfiguration: " + err.Error())
 }

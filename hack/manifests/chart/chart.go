@@ -74,12 +74,17 @@ type Rendered struct {
 // values.schema.json, the templates are rendered for KubeVersion, and every
 // YAML document of every template becomes an object.
 func Render(dir string, rel Release, values map[string]any) (*Rendered, error) {
+	return RenderFor(dir, rel, values, KubeVersion)
+}
+
+// RenderFor renders as Render does, for the Kubernetes version kubeVersion.
+func RenderFor(dir string, rel Release, values map[string]any, kubeVersion string) (*Rendered, error) {
 	ch, err := loader.Load(dir)
 	if err != nil {
 		return nil, fmt.Errorf("loading chart %s: %w", dir, err)
 	}
 	caps := common.DefaultCapabilities.Copy()
-	kv, err := common.ParseKubeVersion(KubeVersion)
+	kv, err := common.ParseKubeVersion(kubeVersion)
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,13 @@ import (
 	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	sigsyaml "sigs.k8s.io/yaml"
+
+	"github.com/podgrace/podgrace/pkg/admissionpolicy"
 )
+
+// PolicyFile is the chart's copy of the generated admission policies
+// (`podgrace generate policy`), relative to the repository root.
+const PolicyFile = Path + "/files/policy.yaml"
 
 // ConfigDir is where the kustomize manifests live, relative to the repository root.
 const ConfigDir = "config"
@@ -258,18 +264,31 @@ func Readme(chartDir string) (string, []byte, error) {
 	return filepath.Join(Path, "README.md"), b.Bytes(), nil
 }
 
-// Generated returns every generated file (config/ and the chart README) by
-// path relative to the repository root.
+// Generated returns every generated file (the chart's config value and its
+// schema from pkg/policy, config/ and the chart README from the chart) by path
+// relative to the repository root.
 func Generated(chartDir string) (map[string][]byte, error) {
 	files, err := Kustomize(chartDir)
 	if err != nil {
 		return nil, err
+	}
+	fromPolicy, err := FromPolicy(chartDir)
+	if err != nil {
+		return nil, err
+	}
+	for p, data := range fromPolicy {
+		files[p] = data
 	}
 	path, readme, err := Readme(chartDir)
 	if err != nil {
 		return nil, err
 	}
 	files[path] = readme
+	pol, err := admissionpolicy.PoliciesYAML()
+	if err != nil {
+		return nil, err
+	}
+	files[PolicyFile] = pol
 	return files, nil
 }
 

@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/podgrace/podgrace/pkg/admissionpolicy"
+	"github.com/podgrace/podgrace/pkg/policy"
+)
+
+func newGenerateCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "generate",
+		Short: "Generate manifests from podgrace's policy",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(newGeneratePolicyCommand())
+	return cmd
+}
+
+func newGeneratePolicyCommand() *cobra.Command {
+	var (
+		configPath  string
+		o           admissionpolicy.Options
+		clusterWide bool
+	)
+	cmd := &cobra.Command{
+		Use:   "policy [--config FILE]",
+		Short: "Print podgrace's policy as a MutatingAdmissionPolicy, a ValidatingAdmissionPolicy, their bindings and parameters (Kubernetes >= 1.36)",
+		Long: `policy prints, instead of the webhook, the part of podgrace's mutation CEL can
+express, evaluated inside the API server: the preStop sleeps, the grace period
+raise and the status annotation (a MutatingAdmissionPolicy), the warnings
+about invalid settings (a ValidatingAdmissionPolicy; denials in strict mode),
+their bindings (the webhook's namespace selection) and the parameter
+ConfigMap built from the cluster config. The output begins with what the
+policy does not do (docs/policy.md).`,
+		Example: `  podgrace generate policy | kubectl apply -f -
+  podgrace generate policy --config config.yaml --namespace podgrace`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := policy.LoadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			o.ClusterWide = clusterWide
+			objs, err := admissionpolicy.Generate(&cfg, o)
+			if err != nil {
+				return err
+			}
+			out, err := objs.YAML()
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "cluster config file (the chart's config.yaml); defaults when unset")
+	f.StringVarP(&o.Namespace, "namespace", "n", admissionpolicy.DefaultNamespace, "namespace of the parameter ConfigMap (podgrace's own, never selected)")
+	f.BoolVar(&clusterWide, "cluster-wide", false, "select every namespace not labeled podgrace.dev/inject=disabled (default: only namespaces labeled podgrace.dev/inject=enabled)")
+	return cmd
+}
