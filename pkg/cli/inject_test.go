@@ -143,7 +143,7 @@ func TestInjectErrors(t *testing.T) {
 		"bad namespace annotations":       {args: []string{"-f", "-", "--namespace-annotations", "novalue"}, wantErr: "namespace-annotations"},
 		"JSON stream then garbage":        {stdin: `{"kind":"ConfigMap","apiVersion":"v1"}{"kind":"ConfigMap","apiVersion":"v1"}]`, args: []string{"-f", "-"}, wantErr: "stdin: document 3: invalid character ']'"},
 		"null container":                  {stdin: "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [null]\n", args: []string{"-f", "-"}, wantErr: "stdin: document 1 (Pod/p): spec.containers[0] is null"},
-		"a boolean in a command":          {stdin: "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, command: [yes]}]\n", args: []string{"-f", "-"}, wantErr: "stdin: document 1 (Pod/p): not a Pod: json: cannot unmarshal bool"},
+		"a boolean in a command":          {stdin: "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, command: [yes]}]\n", args: []string{"-f", "-"}, wantErr: "stdin: document 1 (Pod/p): not a v1 Pod: json: cannot unmarshal bool"},
 		"kubectl cannot read it":          {stdin: "apiVersion: v1\nmetadata: {name: p}\n", args: []string{"-f", "-"}, wantErr: "stdin: document 1: Object 'Kind' is missing"},
 		"strict denial": {
 			stdin:   strings.Replace(pumaDeployment, "labels: {app: puma}\n", "labels: {app: puma}\n      annotations: {podgrace.dev/exec-form: maybe}\n", 1),

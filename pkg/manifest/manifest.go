@@ -30,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	kjson "sigs.k8s.io/json"
 	sigsyaml "sigs.k8s.io/yaml"
 
@@ -222,6 +223,11 @@ func injectObject(ctx context.Context, ob object, o Options) (DocResult, []injec
 	case !isMap:
 		return res, nil, fmt.Errorf("the pod template at %s is not an object", prefix)
 	}
+	// The whole object must be what its apiVersion and kind say, not only
+	// its pod: kubectl sends it all (FuzzInject found `selector: 5`).
+	if err := decodesAs(gvk, ob.obj.Object); err != nil {
+		return res, nil, err
+	}
 	if err := checkNullEntries(podMap); err != nil {
 		return res, nil, err
 	}
@@ -258,6 +264,23 @@ func injectObject(ctx context.Context, ob object, o Options) (DocResult, []injec
 		ops = append(ops, op)
 	}
 	return res, ops, nil
+}
+
+// decodesAs checks that an object decodes as the built-in type of its
+// apiVersion and kind, case-sensitively, as the API server decodes it.
+func decodesAs(gvk schema.GroupVersionKind, obj map[string]any) error {
+	typed, err := clientgoscheme.Scheme.New(gvk)
+	if err != nil {
+		return err
+	}
+	js, err := json.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(js, typed); err != nil {
+		return fmt.Errorf("not a %s %s: %w", gvk.GroupVersion(), gvk.Kind, err)
+	}
+	return nil
 }
 
 // checkNullEntries refuses a pod with a null container: the core sees a

@@ -77,6 +77,7 @@ func generatedSeeds() map[string]seed {
 	s["invalid-separator"] = seed{src: podHead + "  - name: app\n    image: app\n--- x\n", refused: true}
 	s["null-container"] = seed{src: podHead + "  - null\n  - name: app\n    image: app\n", refused: true}
 	s["deployment-without-template"] = seed{src: "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {replicas: 1}\n", refused: true}
+	s["deployment-bad-selector"] = seed{src: "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: 5\n  template:\n    spec:\n      containers: [{name: app, image: app}]\n", refused: true}
 	s["template-without-metadata"] = seed{src: "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: d}}\n  template:\n    spec:\n      containers: [{name: app, image: app}]\n"}
 	s["template-null-metadata"] = seed{src: "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c}\nspec:\n  schedule: '* * * * *'\n  jobTemplate:\n    spec:\n      template:\n        metadata: ~\n        spec:\n          restartPolicy: Never\n          containers: [{name: app, image: app, args: ['on']}]\n"}
 	s["tagged-scalars"] = seed{src: podHead + "  - name: !!str app\n    image: app\n    command: [!!str sh, -c, !!str 'cd / && run']\n"}
