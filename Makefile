@@ -79,6 +79,18 @@ golden: ## Refresh the golden files of the mutation (testdata/*.golden).
 test: lint verify-tidy vulncheck test-deps envtest-assets $(KUBE_SCORE) ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest, kube-score), after lint, tidy and vulncheck.
 	$(GO) test ./... -count=1 -timeout 30m
 
+# How long `make fuzz` runs each fuzzer (a go test -fuzztime value: 30s, 5m, 10000x).
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: ## Run every fuzzer in the repo (each func FuzzXxx) for FUZZTIME (default 30s) each; make test runs only their seeds.
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+	  for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "== $$(dirname $$f) $$name for $(FUZZTIME)"; \
+	    $(GO) test $$(dirname $$f) -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME); \
+	  done; \
+	done
+
 .PHONY: test-deps
 test-deps: ## Install what the tests need from the machine (dash, bash, busybox, unshare; apt-get, only when missing).
 	hack/test-deps.sh

@@ -92,7 +92,10 @@ func (o *injectOptions) run(cmd *cobra.Command) error {
 	}
 	for _, d := range docs {
 		for _, w := range d.Warnings {
-			_, _ = fmt.Fprintf(cmd.ErrOrStderr(), "%s: document %d (%s): %s\n", name, d.Index, d.Name, w)
+			_, _ = fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s: %s\n", name, d.Where(), w)
+		}
+		if o.diff && d.NotHandled != "" {
+			_, _ = fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s: %s\n", name, d.Where(), d.NotHandled)
 		}
 	}
 	if o.diff {

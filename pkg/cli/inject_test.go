@@ -87,7 +87,7 @@ func TestInjectConfigAndHookAction(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	if !strings.Contains(out, "- sleep\n") || !strings.Contains(out, `- "6"`) {
+	if !strings.Contains(out, "- sleep\n") || !strings.Contains(out, "- '6'") {
 		t.Errorf("want exec [sleep 6] (0.2 × 30):\n%s", out)
 	}
 	code, out, _ = runCLI(t, pumaDeployment, "inject", "-f", "-", "--config", cfg, "--hook-action", "sleep")
@@ -102,7 +102,7 @@ func TestInjectDiff(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"--- stdin\n", "+++ stdin (podgrace)\n", "+              seconds: 15\n", "+        - cd /app && exec bundle exec puma\n"} {
+	for _, want := range []string{"--- stdin\n", "+++ stdin (podgrace)\n", "+              seconds: 15\n", "+        command: [\"sh\", \"-c\", \"cd /app && exec bundle exec puma\"]\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("diff lacks %q:\n%s", want, out)
 		}
@@ -134,13 +134,17 @@ func TestInjectErrors(t *testing.T) {
 		wantErr string
 	}{
 		"bad yaml in the second document": {stdin: pumaDeployment + "---\nkind: Pod\nmetadata: [\n", args: []string{"-f", "-"}, wantErr: "stdin: document 2: invalid YAML"},
-		"pod template not an object":      {stdin: "kind: Deployment\nmetadata: {name: x}\nspec:\n  template: 3\n", args: []string{"-f", "-"}, wantErr: "document 1 (Deployment/x)"},
+		"pod template not an object":      {stdin: "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  template: 3\n", args: []string{"-f", "-"}, wantErr: "document 1 (Deployment/x)"},
 		"unknown flag":                    {args: []string{"-f", "-", "--frobnicate"}, wantErr: "unknown flag: --frobnicate"},
 		"missing -f":                      {args: []string{}, wantErr: `required flag(s) "filename" not set`},
 		"missing file":                    {args: []string{"-f", "/nonexistent/x.yaml"}, wantErr: "no such file"},
-		"bad config":                      {args: []string{"-f", "-", "--config", writeFile(t, "bad.yaml", "ratoi: 1\n")}, wantErr: `unknown field "ratoi"`},
+		"bad config":                      {args: []string{"-f", "-", "--config", writeFile(t, "bad.yaml", "ratoi: 1\n")}, wantErr: `bad.yaml: cluster config: unknown key "ratoi"`},
 		"bad hook action":                 {args: []string{"-f", "-", "--hook-action", "http"}, wantErr: `--hook-action: "http" is not sleep or exec`},
 		"bad namespace annotations":       {args: []string{"-f", "-", "--namespace-annotations", "novalue"}, wantErr: "namespace-annotations"},
+		"JSON stream then garbage":        {stdin: `{"kind":"ConfigMap","apiVersion":"v1"}{"kind":"ConfigMap","apiVersion":"v1"}]`, args: []string{"-f", "-"}, wantErr: "stdin: document 3: invalid character ']'"},
+		"null container":                  {stdin: "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [null]\n", args: []string{"-f", "-"}, wantErr: "stdin: document 1 (Pod/p): spec.containers[0] is null"},
+		"a boolean in a command":          {stdin: "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, command: [yes]}]\n", args: []string{"-f", "-"}, wantErr: "stdin: document 1 (Pod/p): not a v1 Pod: json: cannot unmarshal bool"},
+		"kubectl cannot read it":          {stdin: "apiVersion: v1\nmetadata: {name: p}\n", args: []string{"-f", "-"}, wantErr: "stdin: document 1: Object 'Kind' is missing"},
 		"strict denial": {
 			stdin:   strings.Replace(pumaDeployment, "labels: {app: puma}\n", "labels: {app: puma}\n      annotations: {podgrace.dev/exec-form: maybe}\n", 1),
 			args:    []string{"-f", "-", "--config", strict},
@@ -202,5 +206,39 @@ func TestInjectInspectImages(t *testing.T) {
 	code, out, errOut = runCLI(t, pod, "inject", "-f", "-", "--inspect-images")
 	if code != 0 || strings.Contains(out, "exec ruby") || !strings.Contains(errOut, "image config of "+reg.Ref("shop/ruby:1.2")+" unreadable") {
 		t.Errorf("registry down: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+}
+
+// Issue 14's examples through the CLI: a YAML 1.1 word in a rewritten argv
+// stays a string, both objects of a JSON stream are printed, a List's items
+// are mutated, and a kind Job of another group passes through untouched
+// (reported by --diff).
+func TestInjectKubectlStreams(t *testing.T) {
+	t.Parallel()
+	redis := "apiVersion: v1\nkind: Pod\nmetadata: {name: r}\nspec:\n  containers:\n  - name: redis\n    image: redis:7\n    command: [\"sh\", \"-c\", \"redis-server --appendonly yes\"]\n"
+	code, out, errOut := runCLI(t, redis, "inject", "-f", "-")
+	if code != 0 || !strings.Contains(out, `command: ["redis-server", "--appendonly", "yes"]`) {
+		t.Errorf("redis: exit %d, stderr %q:\n%s", code, errOut, out)
+	}
+	code2, out2, _ := runCLI(t, out, "inject", "-f", "-")
+	if code2 != 0 || out2 != out {
+		t.Errorf("second pass: exit %d, changed:\n%s", code2, out2)
+	}
+
+	stream := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"name":"app","image":"app"}]}}` +
+		`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"b"},"spec":{"containers":[{"name":"app","image":"app"}]}}`
+	code, out, errOut = runCLI(t, stream, "inject", "-f", "-")
+	if code != 0 || strings.Count(out, `"seconds":15`) != 2 || !strings.HasPrefix(out, "{") {
+		t.Errorf("JSON stream: exit %d, stderr %q:\n%s", code, errOut, out)
+	}
+
+	list := "apiVersion: v1\nkind: List\nitems:\n- apiVersion: apps/v1\n  kind: Deployment\n  metadata: {name: d}\n  spec:\n    template:\n      spec:\n        containers: [{name: app, image: app}]\n" +
+		"---\napiVersion: example.com/v1\nkind: Job\nmetadata: {name: custom}\nspec: {template: 3}\n"
+	code, out, errOut = runCLI(t, list, "inject", "-f", "-", "--diff")
+	if code != 0 || !strings.Contains(out, "lifecycle: {preStop: {sleep: {seconds: 15}}}") {
+		t.Errorf("List: exit %d, stderr %q:\n%s", code, errOut, out)
+	}
+	if want := `stdin: document 2 (Job/custom): apiVersion "example.com/v1" is not batch/v1: not mutated`; !strings.Contains(errOut, want) {
+		t.Errorf("--diff stderr = %q, want %q", errOut, want)
 	}
 }

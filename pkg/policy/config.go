@@ -1,12 +1,20 @@
 package policy
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"reflect"
+	"slices"
+	"strings"
 	"time"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -102,17 +110,130 @@ func Default() Config {
 }
 
 // ParseConfig reads a cluster config document over the defaults: a key that
-// is absent keeps its default, an unknown key is an error (a typo in a Helm
-// value must not silently do nothing).
+// is absent keeps its default; an unknown key (keys are case-sensitive, as
+// the API server's are), a duplicate key, a second YAML document or a value
+// out of bounds is an error that names it: a typo in a Helm value must not
+// silently do nothing.
 func ParseConfig(data []byte) (Config, error) {
 	c := Default()
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+	if err := decodeConfig(data, &c); err != nil {
 		return Config{}, fmt.Errorf("cluster config: %w", err)
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("cluster config: %w", err)
 	}
 	return c, nil
+}
+
+// decodeConfig decodes one YAML document into c, strictly.
+func decodeConfig(data []byte, c *Config) error {
+	dec := yamlv3.NewDecoder(bytes.NewReader(data))
+	docs := 0
+	for {
+		var n yamlv3.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("invalid YAML: %w", err)
+		}
+		if len(n.Content) > 0 && n.Content[0].Tag != "!!null" {
+			docs++
+		}
+	}
+	if docs > 1 {
+		return fmt.Errorf("%d YAML documents: the config is a single document (remove the `---` separators)", docs)
+	}
+	js, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return fmt.Errorf("invalid YAML: %w", err)
+	}
+	if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
+		return nil
+	}
+	strict, err := kjson.UnmarshalStrict(js, c, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
+	if err != nil {
+		return valueError(js, err)
+	}
+	errs := make([]error, 0, len(strict))
+	for _, e := range strict {
+		errs = append(errs, keyError(e))
+	}
+	return errors.Join(errs...)
+}
+
+// keyError says which key is unknown and, when it differs only in case from
+// a real one, which one was meant.
+func keyError(err error) error {
+	msg := err.Error()
+	const unknown = `unknown field "`
+	i := strings.Index(msg, unknown)
+	if i < 0 {
+		return err
+	}
+	path := strings.TrimSuffix(msg[i+len(unknown):], `"`)
+	for _, f := range ConfigFields {
+		if strings.EqualFold(f.Path, path) {
+			return fmt.Errorf("unknown key %q: keys are case-sensitive, did you mean %q?", path, f.Path)
+		}
+	}
+	return fmt.Errorf("unknown key %q", path)
+}
+
+// valueError names the key whose value has the wrong type or format:
+// encoding/json reports a bad duration without saying whose it is.
+func valueError(js []byte, err error) error {
+	var m map[string]any
+	if json.Unmarshal(js, &m) == nil {
+		for _, b := range durationBounds {
+			v, ok := lookupPath(m, b.Path)
+			if !ok {
+				continue
+			}
+			s, isString := v.(string)
+			if !isString {
+				return fmt.Errorf("%s: %v is not a duration (write it as a string: 30s, 2m)", b.Path, v)
+			}
+			if _, perr := time.ParseDuration(s); perr != nil {
+				return fmt.Errorf("%s: %q is not a duration (30s, 2m, 1h30m)", b.Path, s)
+			}
+		}
+	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && te.Field != "" {
+		return fmt.Errorf("%s: got a %s, want %s", te.Field, te.Value, jsonKind(te.Type))
+	}
+	return err
+}
+
+// jsonKind names a Go type as YAML users know it.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "a boolean (true or false)"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		return "a list"
+	case reflect.Struct, reflect.Map:
+		return "a mapping"
+	default:
+		return "a number"
+	}
+}
+
+func lookupPath(m map[string]any, path string) (any, bool) {
+	var cur any = m
+	for _, p := range strings.Split(path, ".") {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = mm[p]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
 }
 
 // LoadConfig reads the cluster config from a file; an empty path gives Default.
@@ -124,7 +245,50 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	return ParseConfig(data)
+	c, err := ParseConfig(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// DurationBound is the range a duration of the cluster config must lie in.
+// The bounds are sanity limits: beyond them a value is a typo (a budget of
+// hours, a negative TTL), not a tuning.
+type DurationBound struct {
+	// Path is the key, dotted as in ConfigFields.
+	Path string
+	// Min and Max are inclusive, unless MinExclusive.
+	Min, Max     time.Duration
+	MinExclusive bool
+	get          func(*Config) time.Duration
+}
+
+// durationBounds lists every duration of Config; TestDurationBoundsCoverConfig
+// fails if a Duration field is missing here. A new duration adds a row.
+var durationBounds = []DurationBound{
+	{Path: "min", Max: maxSleep, get: func(c *Config) time.Duration { return c.Min.Duration }},
+	{Path: "max", Max: maxSleep, get: func(c *Config) time.Duration { return c.Max.Duration }},
+	{Path: "shutdownBudget", Max: 10 * time.Minute, get: func(c *Config) time.Duration { return c.ShutdownBudget.Duration }},
+	{Path: "sidecarShutdownBudget", Max: 10 * time.Minute, get: func(c *Config) time.Duration { return c.SidecarShutdownBudget.Duration }},
+	// A cap on the grace period the pod ends with: a day is far beyond any drain.
+	{Path: "maxGracePeriod", Max: 24 * time.Hour, get: func(c *Config) time.Duration { return c.MaxGracePeriod.Duration }},
+	// The API server waits at most 30s for a webhook.
+	{Path: "imageInspection.timeout", Max: 30 * time.Second, MinExclusive: true, get: func(c *Config) time.Duration { return c.ImageInspection.Timeout.Duration }},
+	{Path: "imageInspection.tagTTL", Max: 24 * time.Hour, get: func(c *Config) time.Duration { return c.ImageInspection.TagTTL.Duration }},
+	{Path: "imageInspection.errorTTL", Max: time.Hour, get: func(c *Config) time.Duration { return c.ImageInspection.ErrorTTL.Duration }},
+}
+
+// DurationBounds returns the bounds of every duration of the cluster config.
+func DurationBounds() []DurationBound { return slices.Clone(durationBounds) }
+
+// Range renders the bound as the docs and error messages write it.
+func (b *DurationBound) Range() string {
+	lo := "[" + b.Min.String()
+	if b.MinExclusive {
+		lo = "(" + b.Min.String()
+	}
+	return lo + ", " + b.Max.String() + "]"
 }
 
 // Validate reports every invalid field of the cluster config.
@@ -136,10 +300,14 @@ func (c *Config) Validate() error {
 	if c.Ratio < 0 || c.Ratio > 10 {
 		errs = append(errs, fmt.Errorf("ratio: %v is outside [0, 10]", c.Ratio))
 	}
-	for name, d := range map[string]time.Duration{"min": c.Min.Duration, "max": c.Max.Duration, "shutdownBudget": c.ShutdownBudget.Duration,
-		"sidecarShutdownBudget": c.SidecarShutdownBudget.Duration, "maxGracePeriod": c.MaxGracePeriod.Duration} {
-		if d < 0 {
-			errs = append(errs, fmt.Errorf("%s: %v is negative", name, d))
+	for i := range durationBounds {
+		b := &durationBounds[i]
+		d := b.get(c)
+		switch {
+		case d < 0:
+			errs = append(errs, fmt.Errorf("%s: %v is negative", b.Path, d))
+		case d < b.Min || (b.MinExclusive && d <= b.Min) || d > b.Max:
+			errs = append(errs, fmt.Errorf("%s: %v is outside %s", b.Path, d, b.Range()))
 		}
 	}
 	// The grace period counts whole seconds: a cap with a fraction would be
@@ -164,9 +332,6 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("enforcement: %q is not mutate or warn", c.Enforcement))
 	}
-	if c.ImageInspection.Timeout.Duration <= 0 {
-		errs = append(errs, errors.New("imageInspection.timeout: must be positive"))
-	}
 	if c.ImageInspection.CacheSize < 1 {
 		errs = append(errs, errors.New("imageInspection.cacheSize: must be at least 1"))
 	}
@@ -181,4 +346,14 @@ func (c *Config) IsSidecar(name string) bool {
 		}
 	}
 	return false
+}
+
+// DurationBoundsTable renders the bounds as docs/cli.md shows them.
+func DurationBoundsTable() string {
+	var b strings.Builder
+	b.WriteString("| key | bounds |\n|---|---|\n")
+	for i := range durationBounds {
+		b.WriteString("| `" + durationBounds[i].Path + "` | " + durationBounds[i].Range() + " |\n")
+	}
+	return b.String()
 }

@@ -1,9 +1,12 @@
 package policy
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestParseSleep(t *testing.T) {
@@ -169,21 +172,43 @@ func TestParseConfig(t *testing.T) {
 		"negative sidecar budget": {in: "sidecarShutdownBudget: -1s\n", wantErr: "sidecarShutdownBudget: -1s is negative"},
 		"max grace fraction":      {in: "maxGracePeriod: 90.5s\n", wantErr: "maxGracePeriod: 1m30.5s is not a whole number of seconds"},
 		"max grace too short":     {in: "maxGracePeriod: 10s\n", wantErr: "maxGracePeriod (10s) leaves no second for a sleep"},
-		"unknown key":             {in: "ratoi: 0.3\n", wantErr: `unknown field "ratoi"`},
-		"bad duration":            {in: "min: soon\n", wantErr: "cluster config"},
-		"min over max":            {in: "min: 2m\n", wantErr: "min (2m0s) is greater than max (1m0s)"},
-		"negative budget":         {in: "shutdownBudget: -1s\n", wantErr: "shutdownBudget: -1s is negative"},
-		"bad hook":                {in: "hookAction: http\n", wantErr: `hookAction: "http" is not auto, sleep or exec`},
-		"bad enforcement":         {in: "enforcement: audit\n", wantErr: `enforcement: "audit" is not mutate or warn`},
+		"unknown key":             {in: "ratoi: 0.3\n", wantErr: `unknown key "ratoi"`},
+		"mis-cased key":           {in: "Ratio: 0.3\n", wantErr: `unknown key "Ratio": keys are case-sensitive, did you mean "ratio"?`},
+		"mis-cased nested key":    {in: "imageInspection:\n  tagTtl: 1m\n", wantErr: `unknown key "imageInspection.tagTtl": keys are case-sensitive, did you mean "imageInspection.tagTTL"?`},
+		"wrong type nested":       {in: "imageInspection:\n  pullSecrets: maybe\n", wantErr: "imageInspection.pullSecrets: got a string, want a boolean"},
+		"duplicate key":           {in: "ratio: 0.3\nratio: 0.4\n", wantErr: `"ratio" already set`},
+		"two documents":           {in: "ratio: 0.3\n---\nstrict: true\n", wantErr: "2 YAML documents: the config is a single document"},
+		"bad duration named":      {in: "imageInspection:\n  tagTTL: 5 minutes\n", wantErr: `imageInspection.tagTTL: "5 minutes" is not a duration`},
+		"number as duration":      {in: "shutdownBudget: 5\n", wantErr: "shutdownBudget: 5 is not a duration (write it as a string"},
+		"wrong type named":        {in: "ratio: half\n", wantErr: "ratio: got a string, want a number"},
+		"negative TTL":            {in: "imageInspection:\n  errorTTL: -10s\n", wantErr: "imageInspection.errorTTL: -10s is negative"},
+		"budget of hours":         {in: "shutdownBudget: 3h\n", wantErr: "shutdownBudget: 3h0m0s is outside [0s, 10m0s]"},
+		"timeout over 30s":        {in: "imageInspection:\n  timeout: 45s\n", wantErr: "imageInspection.timeout: 45s is outside (0s, 30s]"},
+		"max over an hour":        {in: "max: 2h\n", wantErr: "max: 2h0m0s is outside [0s, 1h0m0s]"},
+		"leading separator": {in: "---\nratio: 0.3\n", check: func(t *testing.T, c Config) {
+			if c.Ratio != 0.3 {
+				t.Fatalf("ratio %v", c.Ratio)
+			}
+		}},
+		"comments only": {in: "# nothing\n", check: func(t *testing.T, c Config) {
+			if c.Ratio != Default().Ratio {
+				t.Fatalf("ratio %v", c.Ratio)
+			}
+		}},
+		"bad duration":       {in: "min: soon\n", wantErr: "cluster config"},
+		"min over max":       {in: "min: 2m\n", wantErr: "min (2m0s) is greater than max (1m0s)"},
+		"negative budget":    {in: "shutdownBudget: -1s\n", wantErr: "shutdownBudget: -1s is negative"},
+		"bad hook":           {in: "hookAction: http\n", wantErr: `hookAction: "http" is not auto, sleep or exec`},
+		"bad sleep":          {in: "preStopSleep: later\n", wantErr: "preStopSleep"},
+		"ratio out of range": {in: "ratio: -1\n", wantErr: "ratio"},
+		"zero timeout":       {in: "imageInspection:\n  timeout: 0s\n", wantErr: "imageInspection.timeout: 0s is outside (0s, 30s]"},
+		"bad enforcement":    {in: "enforcement: audit\n", wantErr: `enforcement: "audit" is not mutate or warn`},
 		"warn mode": {in: "enforcement: warn\n", check: func(t *testing.T, c Config) {
 			t.Helper()
 			if c.Enforcement != EnforcementWarn {
 				t.Errorf("enforcement %q", c.Enforcement)
 			}
 		}},
-		"bad sleep":           {in: "preStopSleep: later\n", wantErr: "preStopSleep"},
-		"ratio out of range":  {in: "ratio: -1\n", wantErr: "ratio"},
-		"zero timeout":        {in: "imageInspection:\n  timeout: 0s\n", wantErr: "timeout: must be positive"},
 		"not yaml":            {in: "ratio: [\n", wantErr: "cluster config"},
 		"several errors join": {in: "ratio: 20\nhookAction: x\n", wantErr: "hookAction"},
 	}
@@ -213,6 +238,40 @@ func TestReferenceTableListsEveryKey(t *testing.T) {
 		if !strings.Contains(table, "`"+k+"`") {
 			t.Errorf("reference table lacks %s", k)
 		}
+	}
+}
+
+// TestDurationBoundsCoverConfig: every duration of Config has a bound, and
+// the defaults lie within them.
+func TestDurationBoundsCoverConfig(t *testing.T) {
+	t.Parallel()
+	bounded := map[string]bool{}
+	for _, b := range DurationBounds() {
+		bounded[b.Path] = true
+	}
+	var walk func(prefix string, typ reflect.Type)
+	walk = func(prefix string, typ reflect.Type) {
+		for f := range typ.Fields() {
+			name := strings.Split(f.Tag.Get("json"), ",")[0]
+			path := prefix + name
+			switch {
+			case f.Type == reflect.TypeFor[metav1.Duration]():
+				if !bounded[path] {
+					t.Errorf("%s is a duration without a bound in durationBounds", path)
+				}
+				delete(bounded, path)
+			case f.Type.Kind() == reflect.Struct:
+				walk(path+".", f.Type)
+			}
+		}
+	}
+	walk("", reflect.TypeFor[Config]())
+	for p := range bounded {
+		t.Errorf("durationBounds names %s, which is not a duration of Config", p)
+	}
+	d := Default()
+	if err := d.Validate(); err != nil {
+		t.Errorf("the defaults are out of bounds: %v", err)
 	}
 }
 

@@ -72,6 +72,32 @@ func TestConfigFieldsComplete(t *testing.T) {
 	}
 }
 
+// docs/cli.md's table of duration bounds is generated from durationBounds;
+// `make golden` rewrites it.
+func TestGoldenDocsDurationBounds(t *testing.T) {
+	const path = "../../docs/cli.md"
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	begin, end := "<!-- BEGIN GENERATED: duration bounds -->\n", "<!-- END GENERATED: duration bounds -->"
+	i, j := strings.Index(doc, begin), strings.Index(doc, end)
+	if i < 0 || j < i {
+		t.Fatalf("%s lacks the duration bounds markers", path)
+	}
+	body := DurationBoundsTable()
+	if doc[i+len(begin):j] == body {
+		return
+	}
+	if os.Getenv("REFRESH_GOLDEN") != "true" {
+		t.Fatalf("%s's duration bounds are stale (run `make golden`):\n%s", path, body)
+	}
+	if err := os.WriteFile(path, []byte(doc[:i+len(begin)]+body+doc[j:]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // ConfigFields keeps the fields of one nested object together (values.yaml
 // and the schema are generated in its order), and every schema is JSON.
 func TestConfigFieldsGenerate(t *testing.T) {

@@ -41,6 +41,17 @@ func FuzzHandler(f *testing.F) {
 	}
 	f.Add(reviewFor(f, testPod(), func(m map[string]any) { request(m)["operation"] = "UPDATE" }))
 	f.Add(reviewFor(f, json.RawMessage(`{"metadata":{"annotations":{"podgrace.dev/status":"{"}},"spec":{"containers":[{"name":"a"}]}}`), nil))
+	// null entries: the decoder makes a zero container of each, and a
+	// patch into null does not apply.
+	for _, obj := range []string{
+		`{"metadata":{"namespace":"shop"},"spec":{"containers":[null]}}`,
+		`{"metadata":{"namespace":"shop","name":"p"},"spec":{"containers":[null,{"name":"a","image":"a","command":["sh","-c","cd / && run"]}]}}`,
+		`{"metadata":{"namespace":"shop","name":"p"},"spec":{"initContainers":[null],"containers":[{"name":"a","image":"a"}]}}`,
+		`{"metadata":{"namespace":"shop","name":"p","annotations":null},"spec":{"containers":[{"name":"a","image":"a","lifecycle":null,"command":null}]}}`,
+		`{"metadata":{"namespace":"shop","name":"p"},"spec":{"containers":[{"name":"a","image":"a","lifecycle":{"preStop":null}}]}}`,
+	} {
+		f.Add(reviewFor(f, json.RawMessage(obj), nil))
+	}
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","object":{}}}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"version":"v1","kind":"Pod"},"resource":{"version":"v1","resource":"pods"},"operation":"CREATE","object":{"spec":{"containers":null}}}}`))
 	f.Add([]byte(`{`))

@@ -1,6 +1,8 @@
 package webhook
 
 import (
+	"fmt"
+
 	"github.com/go-json-experiment/json/jsontext"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,12 +78,22 @@ func (*skipped) UnmarshalJSON([]byte) error { return nil }
 // otherwise copy it out to hand it to UnmarshalJSON.
 func (*skipped) UnmarshalJSONFrom(dec *jsontext.Decoder) error { return dec.SkipValue() }
 
-// pod returns the corev1.Pod the core works on.
-func (p *admissionPod) pod() *corev1.Pod {
+// pod returns the corev1.Pod the core works on. A null container is an
+// error: decoded, it is a zero container the core may patch, and a patch
+// into null does not apply to the request's object (the API server would
+// refuse such a pod anyway: a container needs a name).
+func (p *admissionPod) pod() (*corev1.Pod, error) {
 	out := &corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: p.Metadata.ObjectMeta, Spec: p.Spec.PodSpec}
+	for field, list := range map[string][]*admissionContainer{"containers": p.Spec.Containers, "initContainers": p.Spec.InitContainers} {
+		for i, c := range list {
+			if c == nil {
+				return nil, fmt.Errorf("spec.%s[%d] is null", field, i)
+			}
+		}
+	}
 	out.Spec.Containers = containers(p.Spec.Containers)
 	out.Spec.InitContainers = containers(p.Spec.InitContainers)
-	return out
+	return out, nil
 }
 
 func containers(in []*admissionContainer) []corev1.Container {
@@ -90,9 +102,6 @@ func containers(in []*admissionContainer) []corev1.Container {
 	}
 	out := make([]corev1.Container, len(in))
 	for i := range in {
-		if in[i] == nil { // `null` in the list: a zero container, as the API server would decode it
-			continue
-		}
 		out[i] = in[i].Container
 		if in[i].Env != nil {
 			env := make([]corev1.EnvVar, len(in[i].Env))

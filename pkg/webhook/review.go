@@ -173,7 +173,7 @@ func readReview(w http.ResponseWriter, r *http.Request) (*admissionRequest, *req
 		}
 		req := &admissionRequest{requestMeta: fast.Request.requestMeta}
 		if fast.Request.Object != nil {
-			req.Pod = fast.Request.Object.pod()
+			req.Pod, req.PodErr = fast.Request.Object.pod()
 		}
 		return req, nil
 	}
@@ -190,7 +190,7 @@ func readReview(w http.ResponseWriter, r *http.Request) (*admissionRequest, *req
 		if err := decode(rev.Request.Object, &obj); err != nil {
 			req.PodErr = err
 		} else {
-			req.Pod = obj.pod()
+			req.Pod, req.PodErr = obj.pod()
 		}
 	}
 	return req, nil
