@@ -35,6 +35,10 @@ type loadConfig struct {
 	Timeout     time.Duration // per request
 	MaxRequests int
 	MaxDuration time.Duration
+	// KeepAlive reuses connections (Go's net/http client as it comes: a
+	// request on a connection the server closed before answering is retried
+	// once by the Transport itself); false opens a new connection per request.
+	KeepAlive bool
 }
 
 // loadResult counts what happened.
@@ -88,7 +92,8 @@ func checkTarget(raw string) error {
 	return nil
 }
 
-// runLoad sends GET requests, a new TCP connection for each, from Workers
+// runLoad sends GET requests, a new TCP connection for each unless
+// KeepAlive, from Workers
 // goroutines until stop is closed, ctx ends, MaxRequests were sent or
 // MaxDuration passed, whichever comes first.
 func runLoad(ctx context.Context, cfg loadConfig, stop <-chan struct{}) (loadResult, error) {
@@ -98,9 +103,10 @@ func runLoad(ctx context.Context, cfg loadConfig, stop <-chan struct{}) (loadRes
 	client := &http.Client{
 		Timeout: cfg.Timeout,
 		Transport: &http.Transport{
-			DisableKeepAlives: true,
-			Proxy:             nil, // never a proxy from the environment
-			DialContext:       (&net.Dialer{Timeout: cfg.Timeout}).DialContext,
+			DisableKeepAlives:   !cfg.KeepAlive,
+			MaxIdleConnsPerHost: cfg.Workers,
+			Proxy:               nil, // never a proxy from the environment
+			DialContext:         (&net.Dialer{Timeout: cfg.Timeout}).DialContext,
 		},
 	}
 	res := loadResult{Failures: map[string]int{}, Versions: map[string]int{}}
