@@ -39,6 +39,9 @@ type Input struct {
 	// Images holds the inspected image configs, keyed by the container's
 	// image string; ImagesNeeded says which are wanted.
 	Images map[string]ImageInfo
+	// Previous is the pod's status annotation as read by ReadPrevious; nil
+	// means Mutate reads it itself.
+	Previous *Previous
 }
 
 // Result is what the core decided.
@@ -56,6 +59,9 @@ type Result struct {
 	// Denied is set in strict mode when a setting is invalid: the pod must be
 	// rejected with this message and nothing else applies.
 	Denied string
+	// Previous is how many of Status.Containers earlier passes wrote: the
+	// rest are this pass's.
+	Previous int
 }
 
 // Changed reports whether the pod was changed.
@@ -66,13 +72,13 @@ func (r *Result) Changed() bool { return len(r.Patch) > 0 }
 const MaxWarningLen = 120
 
 // ImagesNeeded lists the images whose configs the rewrite needs: those of
-// selected containers with exec-form on, no command and no status record yet.
-func ImagesNeeded(pod *corev1.Pod, pp *policy.PodPolicy) []string {
-	st, _ := parseStatus(pod.Annotations[policy.AnnotationStatus])
+// selected containers with exec-form on, no command and no status record yet
+// (listed sidecars are never rewritten).
+func ImagesNeeded(pod *corev1.Pod, pp *policy.PodPolicy, prev *Previous) []string {
 	var out []string
 	seen := map[string]bool{}
 	visit := func(_ int, c *corev1.Container, cp *policy.ContainerPolicy) {
-		if cp.Skip != "" || !cp.ExecForm.Value || len(c.Command) > 0 || st.has(c.Name, cp.Init) || seen[c.Image] {
+		if cp.Skip != "" || cp.Listed || !cp.ExecForm.Value || len(c.Command) > 0 || prev.Status.has(c.Name, cp.Init) || seen[c.Image] {
 			return
 		}
 		seen[c.Image] = true
@@ -121,7 +127,7 @@ func (m *mutation) add(path string, v any) {
 }
 
 func (m *mutation) warnf(format string, args ...any) {
-	m.warn = append(m.warn, truncate("podgrace: "+fmt.Sprintf(format, args...)))
+	m.warn = append(m.warn, Truncate("podgrace: "+fmt.Sprintf(format, args...)))
 }
 
 // Mutate applies podgrace's policy to a pod: the preStop sleep (DESIGN §4)
@@ -131,7 +137,7 @@ func Mutate(in Input) Result {
 	pp := in.Policy
 	var res Result
 	for _, p := range pp.Problems {
-		res.Warnings = append(res.Warnings, truncate(p.String()))
+		res.Warnings = append(res.Warnings, Truncate(p.String()))
 	}
 	if in.Config.Strict && len(pp.Problems) > 0 {
 		msgs := make([]string, len(pp.Problems))
@@ -150,60 +156,37 @@ func Mutate(in Input) Result {
 	pod.Spec.InitContainers = slices.Clone(in.Pod.Spec.InitContainers)
 	m := &mutation{in: &in, pod: &pod}
 
-	prev, hadStatus := parseStatus(in.Pod.Annotations[policy.AnnotationStatus])
-	if _, ok := in.Pod.Annotations[policy.AnnotationStatus]; ok && !hadStatus {
+	prev := in.Previous
+	if prev == nil {
+		p := ReadPrevious(in.Pod)
+		prev = &p
+	}
+	if prev.Present && !prev.Valid {
 		m.warnf("%s is not podgrace's JSON; replaced", policy.AnnotationStatus)
 	}
 	grace := DefaultGracePeriod
 	if pod.Spec.TerminationGracePeriodSeconds != nil {
 		grace = *pod.Spec.TerminationGracePeriodSeconds
 	}
-	st := Status{GraceBefore: grace, GraceAfter: grace, Containers: prev.Containers}
-	if hadStatus {
-		st.GraceBefore = prev.GraceBefore
+	st := Status{V: StatusVersion, GraceBefore: grace, GraceAfter: grace, Containers: slices.Clip(prev.Status.Containers)}
+	if prev.Valid {
+		st.GraceBefore = prev.Status.GraceBefore
 	}
+	res.Previous = len(prev.Status.Containers)
 
 	// The containers this pass acts on: those the status does not list yet.
 	var targets []target
 	forEach(in.Pod, pp, func(idx int, c *corev1.Container, cp *policy.ContainerPolicy) {
-		if hadStatus && prev.has(c.Name, cp.Init) {
+		if prev.Status.has(c.Name, cp.Init) {
 			return
 		}
 		targets = append(targets, target{idx: idx, c: c, cp: cp})
 	})
 	reports := make([]ContainerReport, len(targets))
-
-	// The sleeps are sized against the grace period the pod came with; the
-	// grace period is then raised once, to what the longest sleep needs.
-	needGrace := grace
-	budget := seconds(in.Config.ShutdownBudget.Duration)
 	for i, t := range targets {
-		r := &reports[i]
-		*r = ContainerReport{Name: t.c.Name, Init: t.cp.Init, Skipped: t.cp.Skip}
-		if t.cp.Skip != "" || t.cp.Init {
-			continue
-		}
-		switch {
-		case t.cp.Sleep.Value.Mode == policy.SleepModeOff:
-			r.PreStopSkipped = SkipOff
-		case t.c.Lifecycle != nil && t.c.Lifecycle.PreStop != nil:
-			r.PreStopSkipped = SkipExistingPreStop
-		case grace == 0:
-			r.PreStopSkipped = SkipGraceZero
-		default:
-			s, need := fitGrace(sizeSleep(t.cp.Sleep.Value, grace, in.Config), grace, budget, pp.ExtendGrace.Value)
-			if s == 0 {
-				r.PreStopSkipped = SkipGraceTooShort
-				m.warnf("%s: no preStop sleep: grace period %ds leaves under 1s after the %ds shutdown budget", t.c.Name, grace, budget)
-				continue
-			}
-			needGrace = max(needGrace, need)
-			m.injectPreStop(t.idx, s)
-			r.PreStopSleep, r.Hook = s, string(m.hook())
-		}
+		reports[i] = ContainerReport{Name: t.c.Name, Init: t.cp.Init, Role: string(t.cp.Role), Skipped: t.cp.Skip}
 	}
-	if needGrace != grace {
-		g := needGrace
+	if g := m.placeSleeps(targets, reports, grace, &prev.Status); g != grace {
 		pod.Spec.TerminationGracePeriodSeconds = &g
 		m.add("/spec/terminationGracePeriodSeconds", g)
 		st.GraceAfter = g
@@ -212,6 +195,8 @@ func Mutate(in Input) Result {
 	for i, t := range targets {
 		switch {
 		case t.cp.Skip != "":
+		case t.cp.Listed:
+			reports[i].ExecFormSkipped = SkipSidecar
 		case !t.cp.ExecForm.Value:
 			reports[i].ExecFormSkipped = SkipOff
 		default:
@@ -220,7 +205,7 @@ func Mutate(in Input) Result {
 	}
 
 	if len(m.patch) == 0 && len(reports) == 0 {
-		res.Pod, res.Status, res.Warnings = in.Pod, prev, append(res.Warnings, m.warn...)
+		res.Pod, res.Status, res.Warnings = in.Pod, prev.Status, append(res.Warnings, m.warn...)
 		return res
 	}
 	st.Containers = append(st.Containers, reports...)
@@ -283,7 +268,9 @@ func escapePointer(s string) string {
 	return pointerEscaper.Replace(s)
 }
 
-func truncate(s string) string {
+// Truncate keeps a warning to MaxWarningLen bytes, cut on a rune boundary;
+// every warning podgrace returns goes through it.
+func Truncate(s string) string {
 	if len(s) <= MaxWarningLen {
 		return s
 	}

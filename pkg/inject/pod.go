@@ -27,12 +27,13 @@ type PodInput struct {
 // configs the rewrite needs, mutate.
 func Pod(ctx context.Context, in PodInput) Result {
 	pp := policy.Resolve(in.Config, in.NamespaceAnnotations, in.Pod)
+	prev := ReadPrevious(in.Pod)
 	var images map[string]ImageInfo
 	denied := in.Config.Strict && len(pp.Problems) > 0
 	if in.Images != nil && !denied {
-		if need := ImagesNeeded(in.Pod, &pp); len(need) > 0 {
+		if need := ImagesNeeded(in.Pod, &pp, &prev); len(need) > 0 {
 			images = in.Images(ctx, in.Pod, need)
 		}
 	}
-	return Mutate(Input{Pod: in.Pod, Policy: &pp, Config: in.Config, HookAction: in.HookAction, Images: images})
+	return Mutate(Input{Pod: in.Pod, Policy: &pp, Config: in.Config, HookAction: in.HookAction, Images: images, Previous: &prev})
 }

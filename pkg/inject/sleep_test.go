@@ -4,39 +4,35 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/podgrace/podgrace/pkg/policy"
 )
 
-func TestSizeAndFit(t *testing.T) {
+// TestSizeSleep checks the sizing before the grace period is fitted; the
+// fitting (extend, shrink, cap, sidecars) is shown by the golden files.
+func TestSizeSleep(t *testing.T) {
 	t.Parallel()
-	cfg := policy.Default() // ratio 0.5, min 5s, max 60s, budget 5s
+	cfg := policy.Default() // ratio 0.5, min 5s, max 60s
 	auto := policy.Sleep{Mode: policy.SleepModeAuto}
 	cases := []struct {
-		name             string
-		sleep            policy.Sleep
-		grace            int64
-		extend           bool
-		wantS, wantGrace int64
+		name  string
+		sleep policy.Sleep
+		grace int64
+		wantS int64
 	}{
-		{"auto half of 30", auto, 30, true, 15, 30},
-		{"auto floors 0.5×15", auto, 15, true, 7, 15},
-		{"auto min", auto, 10, true, 5, 10},
-		{"auto min extends", auto, 8, true, 5, 10},
-		{"auto min shrinks", auto, 8, false, 3, 8},
-		{"auto max", auto, 1000, true, 60, 1000},
-		{"fixed fits", policy.Sleep{Mode: policy.SleepModeFixed, Seconds: 25}, 30, true, 25, 30},
-		{"fixed extends", policy.Sleep{Mode: policy.SleepModeFixed, Seconds: 26}, 30, true, 26, 31},
-		{"fixed shrinks", policy.Sleep{Mode: policy.SleepModeFixed, Seconds: 26}, 30, false, 25, 30},
-		{"fixed above max is kept", policy.Sleep{Mode: policy.SleepModeFixed, Seconds: 120}, 30, true, 120, 125},
-		{"too short", auto, 5, false, 0, 5},
-		{"exactly one second left", auto, 6, false, 1, 6},
+		{"auto half of 30", auto, 30, 15},
+		{"auto floors 0.5×15", auto, 15, 7},
+		{"auto min", auto, 8, 5},
+		{"auto max", auto, 1000, 60},
+		{"fixed as written", policy.Sleep{Mode: policy.SleepModeFixed, Seconds: 26}, 30, 26},
+		{"fixed above max is kept", policy.Sleep{Mode: policy.SleepModeFixed, Seconds: 120}, 30, 120},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s, g := fitGrace(sizeSleep(tc.sleep, tc.grace, &cfg), tc.grace, seconds(cfg.ShutdownBudget.Duration), tc.extend)
-			if s != tc.wantS || g != tc.wantGrace {
-				t.Errorf("got sleep %d grace %d, want %d and %d", s, g, tc.wantS, tc.wantGrace)
+			if s := sizeSleep(tc.sleep, tc.grace, &cfg); s != tc.wantS {
+				t.Errorf("got sleep %d, want %d", s, tc.wantS)
 			}
 		})
 	}
@@ -44,5 +40,30 @@ func TestSizeAndFit(t *testing.T) {
 	wide.Ratio, wide.Min.Duration, wide.Max.Duration = 2, 0, 10*time.Minute
 	if s := sizeSleep(auto, 30, &wide); s != 60 {
 		t.Errorf("ratio 2 of 30 = %d, want 60", s)
+	}
+}
+
+func TestHookSeconds(t *testing.T) {
+	t.Parallel()
+	exec := func(argv ...string) *corev1.Container {
+		return &corev1.Container{Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: argv}}}}
+	}
+	cases := map[string]struct {
+		c    *corev1.Container
+		want int64
+	}{
+		"none":          {&corev1.Container{}, 0},
+		"sleep action":  {&corev1.Container{Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 12}}}}, 12},
+		"linkerd":       {exec("/bin/sleep", "40"), 40},
+		"sleep 5s":      {exec("sleep", "5s"), 5},
+		"sh -c":         {exec("/bin/sh", "-c", "sleep 20"), 20},
+		"other command": {exec("pilot-agent", "request", "POST", "quitquitquit"), 0},
+		"script":        {exec("sh", "-c", "sleep 5 && kill 1"), 0},
+		"http":          {&corev1.Container{Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{}}}}, 0},
+	}
+	for name, tc := range cases {
+		if got := hookSeconds(tc.c); got != tc.want {
+			t.Errorf("%s: hookSeconds = %d, want %d", name, got, tc.want)
+		}
 	}
 }

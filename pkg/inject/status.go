@@ -4,14 +4,25 @@ import (
 	"encoding/json"
 	"strconv"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/podgrace/podgrace/internal/jsonstr"
+	"github.com/podgrace/podgrace/pkg/policy"
 )
+
+// StatusVersion is the format version written in every status annotation
+// (`"v":1`), so that a reader can tell records of different podgrace
+// versions and of the generated admission policy apart; records written
+// before it was introduced read as 0.
+const StatusVersion = 1
 
 // Status is the content of the podgrace.dev/status annotation: what podgrace
 // applied to each container and the grace period before and after. It is the
 // record that makes a second pass a no-op: a container it lists is never
 // touched again, so reinvocation only handles containers added since.
 type Status struct {
+	// V is the format version, StatusVersion when podgrace writes it.
+	V int `json:"v"`
 	// GraceBefore is the grace period podgrace first saw (30 when unset).
 	GraceBefore int64 `json:"graceBefore"`
 	// GraceAfter is the grace period after podgrace.
@@ -27,6 +38,9 @@ type ContainerReport struct {
 	Name string `json:"name"`
 	// Init marks a native sidecar (an init container with restartPolicy Always).
 	Init bool `json:"init,omitempty"`
+	// Role is "sidecar" for a listed sidecar, "native-sidecar" for a native
+	// one; empty for an app container.
+	Role string `json:"role,omitempty"`
 	// Skipped is set when podgrace left the whole container alone.
 	Skipped string `json:"skipped,omitempty"`
 	// PreStopSleep is the sleep added, in seconds, and Hook how (sleep or exec).
@@ -52,19 +66,35 @@ const (
 	SkipNoCommand         = "no-command"
 	SkipImageNotInspected = "image-not-inspected"
 	SkipImageLookup       = "image-lookup-failed"
+	// SkipRunToCompletion: a pod with restartPolicy Never or OnFailure gets
+	// no sleep unless the pod or namespace sets a duration.
+	SkipRunToCompletion = "run-to-completion"
+	// SkipSidecar: a listed sidecar's command belongs to the mesh.
+	SkipSidecar = "sidecar"
 )
 
-// parseStatus reads a status annotation. A missing or unreadable one is
-// treated as "nothing applied yet".
-func parseStatus(raw string) (Status, bool) {
-	if raw == "" {
-		return Status{}, false
+// Previous is the status annotation a pod arrived with, read once per
+// admission and shared by ImagesNeeded and Mutate.
+type Previous struct {
+	Status Status
+	// Present says the pod has the annotation, Valid that it is podgrace's
+	// JSON. A missing or unreadable one means "nothing applied yet".
+	Present, Valid bool
+}
+
+// ReadPrevious reads a pod's status annotation.
+func ReadPrevious(pod *corev1.Pod) Previous {
+	raw, ok := pod.Annotations[policy.AnnotationStatus]
+	if !ok {
+		return Previous{}
 	}
-	var s Status
-	if err := json.Unmarshal([]byte(raw), &s); err != nil {
-		return Status{}, false
+	p := Previous{Present: true}
+	if raw != "" && json.Unmarshal([]byte(raw), &p.Status) == nil {
+		p.Valid = true
+	} else {
+		p.Status = Status{}
 	}
-	return s, true
+	return p
 }
 
 func (s *Status) has(name string, init bool) bool {
@@ -80,7 +110,9 @@ func (s *Status) has(name string, init bool) bool {
 // it (TestAppendStatus, FuzzAppendStatus): the annotation is written on
 // every admission, and reflection was most of its cost.
 func appendStatus(dst []byte, st *Status) []byte {
-	dst = append(dst, `{"graceBefore":`...)
+	dst = append(dst, `{"v":`...)
+	dst = strconv.AppendInt(dst, int64(st.V), 10)
+	dst = append(dst, `,"graceBefore":`...)
 	dst = strconv.AppendInt(dst, st.GraceBefore, 10)
 	dst = append(dst, `,"graceAfter":`...)
 	dst = strconv.AppendInt(dst, st.GraceAfter, 10)
@@ -115,6 +147,7 @@ func appendReport(dst []byte, r *ContainerReport) []byte {
 	if r.Init {
 		dst = append(dst, `,"init":true`...)
 	}
+	dst = str(dst, "role", r.Role)
 	dst = str(dst, "skipped", r.Skipped)
 	if r.PreStopSleep != 0 {
 		dst = append(dst, `,"preStopSleep":`...)

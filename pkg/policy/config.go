@@ -42,10 +42,20 @@ type Config struct {
 	Max   metav1.Duration `json:"max"`
 	// ShutdownBudget is the time the app needs after the sleep to stop.
 	ShutdownBudget metav1.Duration `json:"shutdownBudget"`
+	// SidecarShutdownBudget is a sidecar's own drain after its sleep, added
+	// to the grace period a pod with a sidecar needs (docs/design.md §4).
+	SidecarShutdownBudget metav1.Duration `json:"sidecarShutdownBudget"`
+	// MaxGracePeriod caps every raise of terminationGracePeriodSeconds: a
+	// node drain (cluster-autoscaler) waits no longer than this for a pod.
+	MaxGracePeriod metav1.Duration `json:"maxGracePeriod"`
+	// SleepRunToCompletion gives the app containers of run-to-completion pods
+	// (restartPolicy Never or OnFailure) the cluster's default sleep too.
+	SleepRunToCompletion bool `json:"sleepRunToCompletion"`
 	// HookAction: auto, sleep or exec.
 	HookAction HookAction `json:"hookAction"`
-	// Sidecars are container names podgrace never touches (mesh proxies and
-	// agents that manage their own shutdown).
+	// Sidecars are the container names treated as sidecars (mesh proxies,
+	// database proxies, agents): they get a sleep that outlives the app's and
+	// never the exec-form rewrite.
 	Sidecars []string `json:"sidecars"`
 	// Strict denies a pod with an invalid podgrace annotation instead of
 	// warning and falling back.
@@ -75,7 +85,8 @@ type ImageInspection struct {
 	Insecure bool `json:"insecure"`
 }
 
-// DefaultSidecars are the containers left alone unless the config says otherwise.
+// DefaultSidecars are the container names treated as sidecars unless the
+// config says otherwise.
 var DefaultSidecars = []string{"istio-proxy", "linkerd-proxy", "daprd", "vault-agent", "cloud-sql-proxy"}
 
 // Default returns the cluster configuration with every documented default.
@@ -88,6 +99,10 @@ func Default() Config {
 		Min:            metav1.Duration{Duration: 5 * time.Second},
 		Max:            metav1.Duration{Duration: 60 * time.Second},
 		ShutdownBudget: metav1.Duration{Duration: 5 * time.Second},
+		// A proxy's own drain; Istio's and Linkerd's declared drains replace it.
+		SidecarShutdownBudget: metav1.Duration{Duration: 5 * time.Second},
+		// cluster-autoscaler's default --max-graceful-termination-sec.
+		MaxGracePeriod: metav1.Duration{Duration: 600 * time.Second},
 		HookAction:     HookAuto,
 		Sidecars:       append([]string(nil), DefaultSidecars...),
 		ImageInspection: ImageInspection{
@@ -136,10 +151,20 @@ func (c *Config) Validate() error {
 	if c.Ratio < 0 || c.Ratio > 10 {
 		errs = append(errs, fmt.Errorf("ratio: %v is outside [0, 10]", c.Ratio))
 	}
-	for name, d := range map[string]time.Duration{"min": c.Min.Duration, "max": c.Max.Duration, "shutdownBudget": c.ShutdownBudget.Duration} {
+	for name, d := range map[string]time.Duration{"min": c.Min.Duration, "max": c.Max.Duration, "shutdownBudget": c.ShutdownBudget.Duration,
+		"sidecarShutdownBudget": c.SidecarShutdownBudget.Duration, "maxGracePeriod": c.MaxGracePeriod.Duration} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s: %v is negative", name, d))
 		}
+	}
+	// The grace period counts whole seconds: a cap with a fraction would be
+	// silently rounded, and one that leaves no second for a sleep after both
+	// budgets makes every sleep impossible.
+	if c.MaxGracePeriod.Duration%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("maxGracePeriod: %v is not a whole number of seconds", c.MaxGracePeriod.Duration))
+	}
+	if floor := c.ShutdownBudget.Duration + c.SidecarShutdownBudget.Duration + time.Second; c.MaxGracePeriod.Duration < floor {
+		errs = append(errs, fmt.Errorf("maxGracePeriod (%v) leaves no second for a sleep: it must be at least shutdownBudget + sidecarShutdownBudget + 1s (%v)", c.MaxGracePeriod.Duration, floor))
 	}
 	if c.Min.Duration > c.Max.Duration {
 		errs = append(errs, fmt.Errorf("min (%v) is greater than max (%v)", c.Min.Duration, c.Max.Duration))
@@ -185,8 +210,11 @@ var ConfigFields = []ConfigField{
 	{"min", "Lower bound of an `auto` sleep."},
 	{"max", "Upper bound of an `auto` sleep."},
 	{"shutdownBudget", "Time the app needs after the sleep to stop; the grace period must cover sleep + budget."},
+	{"sidecarShutdownBudget", "A sidecar's own drain after its sleep, added to the grace period of a pod with a listed or native sidecar; a drain the pod declares for Istio or Linkerd replaces it."},
+	{"maxGracePeriod", "Highest grace period podgrace raises to (cluster-autoscaler's default limit); above it the sleep shrinks, with a warning."},
+	{"sleepRunToCompletion", "Give run-to-completion pods (restartPolicy Never/OnFailure) the default sleep too; an explicit pod or namespace duration applies anyway."},
 	{"hookAction", "`auto` (native sleep on Kubernetes ≥ 1.30, else exec), `sleep` or `exec` (`[\"sleep\",\"S\"]`, needs a sleep binary in the image)."},
-	{"sidecars", "Container names never touched."},
+	{"sidecars", "Container names treated as sidecars: a sleep that outlives the app's, never the exec-form rewrite ([docs/sidecars.md](docs/sidecars.md))."},
 	{"strict", "Deny a pod with an invalid podgrace annotation instead of warning."},
 	{"imageInspection.enabled", "Read the image config when a container's argv comes from its image."},
 	{"imageInspection.timeout", "Deadline for all image lookups of one admission."},

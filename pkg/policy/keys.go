@@ -43,6 +43,16 @@ const (
 	AnnotationStatus = Prefix + "/status"
 )
 
+// Keys of other projects that podgrace reads (never writes): the drain a pod
+// declares for its mesh proxy replaces sidecarShutdownBudget (docs/design.md §4).
+const (
+	// AnnotationIstioProxyConfig is Istio's per-pod ProxyConfig override, a
+	// YAML or JSON document; podgrace reads its terminationDrainDuration.
+	AnnotationIstioProxyConfig = "proxy.istio.io/config"
+	// AnnotationLinkerdWaitBeforeExit is Linkerd's proxy-wait-before-exit-seconds.
+	AnnotationLinkerdWaitBeforeExit = "config.alpha.linkerd.io/proxy-wait-before-exit-seconds"
+)
+
 // Values of LabelInject.
 const (
 	InjectEnabled  = "enabled"

@@ -20,10 +20,23 @@ const (
 	SourceCluster   Source = "cluster-config"
 )
 
-// Skip reasons for a container podgrace does not act on.
+// SkipNotSelected is why podgrace leaves a container alone that the
+// containers annotation does not name.
+const SkipNotSelected = "not-in-containers-annotation"
+
+// Role is what a container is to podgrace (docs/design.md §2).
+type Role string
+
+// The roles; the status annotation records the sidecars' (the app's is "").
 const (
-	SkipSidecar     = "sidecar"
-	SkipNotSelected = "not-in-containers-annotation"
+	// RoleApp is a regular container not in the sidecar list: it gets the sleep.
+	RoleApp Role = ""
+	// RoleSidecar is a regular container named in the sidecar list: it gets
+	// a sleep that outlives the app's, never the exec-form rewrite.
+	RoleSidecar Role = "sidecar"
+	// RoleNativeSidecar is an init container with restartPolicy Always: the
+	// kubelet stops it after the app containers, so it needs no hook.
+	RoleNativeSidecar Role = "native-sidecar"
 )
 
 // Problem is an invalid or unknown podgrace setting: a warning, or in strict
@@ -64,6 +77,10 @@ type ContainerPolicy struct {
 	// Init is true for a native sidecar (an init container with
 	// restartPolicy Always): it takes part in the exec-form rewrite only.
 	Init bool
+	Role Role
+	// Listed is true when the name is in the sidecar list (a native sidecar
+	// can be listed too): such a container is never exec-form rewritten.
+	Listed bool
 	// Skip is why podgrace leaves the container alone entirely ("" = acts on it).
 	Skip     string
 	Sleep    Setting[Sleep]
@@ -73,6 +90,10 @@ type ContainerPolicy struct {
 // PodPolicy is the resolved policy of a pod.
 type PodPolicy struct {
 	ExtendGrace Setting[bool]
+	// RunToCompletion is set for restartPolicy Never or OnFailure: its app
+	// containers get only an explicit pod or namespace duration as sleep,
+	// unless the config's SleepRunToCompletion says otherwise.
+	RunToCompletion bool
 	// Containers holds spec.containers, in order.
 	Containers []ContainerPolicy
 	// InitContainers holds the native sidecars among spec.initContainers, in
@@ -127,6 +148,7 @@ func formatSwitch(b bool) string {
 func Resolve(cfg *Config, nsAnnotations map[string]string, pod *corev1.Pod) PodPolicy {
 	var pp PodPolicy
 	podAnn := pod.Annotations
+	pp.RunToCompletion = pod.Spec.RestartPolicy == corev1.RestartPolicyNever || pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure
 
 	clusterSleep, err := ParseSleep(cfg.PreStopSleep)
 	if err != nil { // Validate rejects this at load; stay safe if a caller skipped it.
@@ -161,11 +183,14 @@ func Resolve(cfg *Config, nsAnnotations map[string]string, pod *corev1.Pod) PodP
 	known := map[string]bool{}
 	forContainer := func(c *corev1.Container, init bool) ContainerPolicy {
 		known[c.Name] = true
-		cp := ContainerPolicy{Name: c.Name, Init: init}
+		cp := ContainerPolicy{Name: c.Name, Init: init, Listed: cfg.IsSidecar(c.Name)}
 		switch {
-		case cfg.IsSidecar(c.Name):
-			cp.Skip = SkipSidecar
-		case selected != nil && !selected[c.Name]:
+		case init:
+			cp.Role = RoleNativeSidecar
+		case cp.Listed:
+			cp.Role = RoleSidecar
+		}
+		if selected != nil && !selected[c.Name] {
 			cp.Skip = SkipNotSelected
 		}
 		cp.Sleep = resolveSetting(podSleep,

@@ -72,20 +72,31 @@ func TestResolveSelection(t *testing.T) {
 	t.Parallel()
 	cfg := Default()
 	always := corev1.ContainerRestartPolicyAlways
-	pod := podWith(map[string]string{AnnotationContainers: "app,shipper"}, "app", "istio-proxy", "worker")
+	pod := podWith(map[string]string{AnnotationContainers: "app,shipper,istio-proxy"}, "app", "istio-proxy", "cloud-sql-proxy", "worker")
 	pod.Spec.InitContainers = []corev1.Container{{Name: "migrate"}, {Name: "shipper", RestartPolicy: &always}}
 	pp := Resolve(&cfg, nil, pod)
-	skips := map[string]string{}
+	type got struct {
+		skip   string
+		role   Role
+		listed bool
+	}
+	gots := map[string]got{}
 	for _, c := range append(pp.InitContainers, pp.Containers...) {
-		skips[c.Name] = c.Skip
+		gots[c.Name] = got{c.Skip, c.Role, c.Listed}
 	}
-	want := map[string]string{"shipper": "", "app": "", "istio-proxy": SkipSidecar, "worker": SkipNotSelected}
-	if len(skips) != len(want) {
-		t.Fatalf("containers = %v, want %v (plain init containers are not listed)", skips, want)
+	want := map[string]got{
+		"shipper":         {"", RoleNativeSidecar, false},
+		"app":             {"", RoleApp, false},
+		"istio-proxy":     {"", RoleSidecar, true},
+		"cloud-sql-proxy": {SkipNotSelected, RoleSidecar, true},
+		"worker":          {SkipNotSelected, RoleApp, false},
 	}
-	for n, s := range want {
-		if skips[n] != s {
-			t.Errorf("%s: skip = %q, want %q", n, skips[n], s)
+	if len(gots) != len(want) {
+		t.Fatalf("containers = %v, want %v (plain init containers are not listed)", gots, want)
+	}
+	for n, w := range want {
+		if gots[n] != w {
+			t.Errorf("%s: got %+v, want %+v", n, gots[n], w)
 		}
 	}
 	if !pp.InitContainers[0].Init {

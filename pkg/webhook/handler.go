@@ -142,7 +142,7 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1
 		HookAction:           h.HookAction,
 		Images:               h.Images,
 	})
-	observe(pod, &res)
+	observe(&res)
 
 	if res.Denied != "" {
 		h.Log.Info("Denied pod: invalid podgrace setting in strict mode", append(requestKV(req, name), "reason", res.Denied)...)
@@ -212,7 +212,7 @@ func (h *Handler) allowUnchanged(kv []any, reason, msg string) *admissionv1.Admi
 	notHandledTotal.WithLabelValues(reason).Inc()
 	warningsTotal.WithLabelValues(warnNotHandled).Inc()
 	h.Log.Info("Allowed unchanged: not a Pod podgrace can handle", append(kv, "reason", reason, "detail", msg)...)
-	return &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{truncateWarning("podgrace: pod not mutated: " + msg)}}
+	return &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{inject.Truncate("podgrace: pod not mutated: " + msg)}}
 }
 
 // containerSummary renders the containers of a status record for the log,
@@ -240,16 +240,4 @@ func (cs containerSummary) MarshalLog() any {
 		out = append(out, s)
 	}
 	return out
-}
-
-// truncateWarning keeps a warning to inject.MaxWarningLen bytes, on a rune boundary.
-func truncateWarning(s string) string {
-	if len(s) <= inject.MaxWarningLen {
-		return s
-	}
-	cut := inject.MaxWarningLen - len("…")
-	for cut > 0 && s[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return s[:cut] + "…"
 }

@@ -283,8 +283,12 @@ func TestHandlerMutatesPodCreate(t *testing.T) {
 	if want := []string{"bundle", "exec", "puma"}; !slices.Equal(app.Command, want) {
 		t.Errorf("app command %q, want %q (the shell dropped)", app.Command, want)
 	}
-	if got.Spec.Containers[1].Lifecycle != nil {
-		t.Errorf("the sidecar was given a hook: %+v", got.Spec.Containers[1].Lifecycle)
+	// The sidecar outlives the app: 20s + the 5s shutdown budget.
+	if lc := got.Spec.Containers[1].Lifecycle; lc == nil || lc.PreStop == nil || lc.PreStop.Sleep == nil || lc.PreStop.Sleep.Seconds != 25 {
+		t.Errorf("sidecar preStop %+v, want a 25s sleep", lc)
+	}
+	if g := got.Spec.TerminationGracePeriodSeconds; g == nil || *g != 30 {
+		t.Errorf("grace period %v, want 30 (25s + the sidecar's 5s drain)", g)
 	}
 	if _, ok := got.Annotations[policy.AnnotationStatus]; !ok {
 		t.Errorf("no status annotation: %v", got.Annotations)

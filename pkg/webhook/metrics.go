@@ -1,11 +1,9 @@
 package webhook
 
 import (
-	"encoding/json"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/podgrace/podgrace/pkg/inject"
@@ -67,8 +65,8 @@ const (
 	actionExecForm  = "exec-form"
 )
 
-// observe counts the outcome of one pass of the core over pod.
-func observe(pod *corev1.Pod, res *inject.Result) {
+// observe counts the outcome of one pass of the core.
+func observe(res *inject.Result) {
 	for _, w := range res.Warnings {
 		warningsTotal.WithLabelValues(warningKind(w)).Inc()
 	}
@@ -81,7 +79,7 @@ func observe(pod *corev1.Pod, res *inject.Result) {
 	}
 	// The status lists earlier passes first; count this pass's reports only.
 	reports := res.Status.Containers
-	if n := previousReports(pod); n <= len(reports) {
+	if n := res.Previous; n <= len(reports) {
 		reports = reports[n:]
 	}
 	for i := range reports {
@@ -97,20 +95,6 @@ func observe(pod *corev1.Pod, res *inject.Result) {
 			containersSkippedTotal.WithLabelValues(actionExecForm, r.ExecFormSkipped).Inc()
 		}
 	}
-}
-
-// previousReports is how many containers the pod's status annotation already
-// lists (0 when it has none or an unreadable one, as the core reads it).
-func previousReports(pod *corev1.Pod) int {
-	raw, ok := pod.Annotations[policy.AnnotationStatus]
-	if !ok {
-		return 0
-	}
-	var st inject.Status
-	if json.Unmarshal([]byte(raw), &st) != nil {
-		return 0
-	}
-	return len(st.Containers)
 }
 
 // warningKind classifies a warning of the core. An invalid setting reads

@@ -146,22 +146,22 @@ func TestOptedInPodIsMutated(t *testing.T) {
 	if s := sleepOf(&app); s != 5 {
 		t.Errorf("app preStop %+v, want a native 5s sleep (auto: clamp(0.5×4, 5, 60))", app.Lifecycle)
 	}
-	if g := *stored.Spec.TerminationGracePeriodSeconds; g != 10 {
-		t.Errorf("grace period %d, want it raised to 5s sleep + 5s budget = 10", g)
+	if g := *stored.Spec.TerminationGracePeriodSeconds; g != 15 {
+		t.Errorf("grace period %d, want it raised to 5s sleep + 5s budget + the sidecar's 5s drain = 15", g)
 	}
 	if want := []string{"bundle", "exec", "puma"}; !slices.Equal(app.Command, want) {
 		t.Errorf("app command %q, want %q", app.Command, want)
 	}
-	if c := stored.Spec.Containers[1]; c.Lifecycle != nil || c.Command != nil {
-		t.Errorf("sidecar istio-proxy touched: %+v", c)
+	if c := stored.Spec.Containers[1]; sleepOf(&c) != 10 || c.Command != nil {
+		t.Errorf("sidecar istio-proxy: %+v, want a 10s sleep (the app's 5s + the 5s budget) and no command", c)
 	}
 	if c := stored.Spec.Containers[2]; !slices.Equal(c.Lifecycle.PreStop.Exec.Command, []string{"/drain"}) || c.Lifecycle.PreStop.Sleep != nil {
 		t.Errorf("the existing preStop hook changed: %+v", c.Lifecycle.PreStop)
 	}
 	st := status(t, stored)
-	want := inject.Status{GraceBefore: 4, GraceAfter: 10, Containers: []inject.ContainerReport{
+	want := inject.Status{V: inject.StatusVersion, GraceBefore: 4, GraceAfter: 15, Containers: []inject.ContainerReport{
 		{Name: "app", PreStopSleep: 5, Hook: "sleep", ExecForm: "drop-shell"},
-		{Name: "istio-proxy", Skipped: policy.SkipSidecar},
+		{Name: "istio-proxy", Role: string(policy.RoleSidecar), PreStopSleep: 10, Hook: "sleep", ExecFormSkipped: inject.SkipSidecar},
 		{Name: "hooked", PreStopSkipped: inject.SkipExistingPreStop, ExecFormSkipped: inject.SkipImageNotInspected},
 	}}
 	if !equality.Semantic.DeepEqual(st, want) {
