@@ -31,14 +31,18 @@ import (
 // own namespace with its own Deployment, Service and load; each rollout is
 // short (2 replicas, grace period 20 s, so podgrace's auto sleep is 10 s).
 const (
-	pathReplicas    = 2
-	pathGrace       = 20
-	pathSleep       = 10 // podgrace's auto sleep for T=20: clamp(0.5*20, 5s, 60s)
-	pathWorkers     = 2
-	pathInterval    = 15 * time.Millisecond
-	pathMinDuration = 30 * time.Second
-	pathMaxDuration = 150 * time.Second
-	pathMinRequests = 500
+	pathReplicas = 2
+	pathGrace    = 20
+	pathSleep    = 10 // podgrace's auto sleep for T=20: clamp(0.5*20, 5s, 60s)
+	pathWorkers  = 2
+	pathInterval = 15 * time.Millisecond
+	// A keep-alive client only opens connections when one is closed, so it
+	// runs more of them (one per worker), as a busy service's pool does.
+	keepAliveWorkers  = 16
+	keepAliveInterval = 100 * time.Millisecond
+	pathMinDuration   = 30 * time.Second
+	pathMaxDuration   = 150 * time.Second
+	pathMinRequests   = 500
 	// ingressBatch is the ingress proxy's batching delay: a controller's
 	// sync, longer than kube-proxy's (about 1 s), shorter than the sleep.
 	ingressBatch = 3 * time.Second
@@ -175,10 +179,14 @@ func pathRollout(t *testing.T, a pathArm) (loadResult, bool) {
 	done := make(chan loadResult, 1)
 	loadErr := make(chan error, 1)
 	go func() {
-		res, err := runLoad(ctx, loadConfig{
+		cfg := loadConfig{
 			URL: target, Workers: pathWorkers, Interval: pathInterval, Timeout: loadTimeout,
-			MaxRequests: loadMaxRequests, MaxDuration: pathMaxDuration, KeepAlive: a.kind == pathKeepAlive,
-		}, stop)
+			MaxRequests: loadMaxRequests, MaxDuration: pathMaxDuration,
+		}
+		if a.kind == pathKeepAlive {
+			cfg.Workers, cfg.Interval, cfg.KeepAlive = keepAliveWorkers, keepAliveInterval, true
+		}
+		res, err := runLoad(ctx, cfg, stop)
 		loadErr <- err
 		done <- res
 	}()
