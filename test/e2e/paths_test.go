@@ -585,8 +585,11 @@ func (o *oldPods) report(t *testing.T) {
 }
 
 func sinceOrNever(at, from time.Time) string {
-	if at.IsZero() || from.IsZero() {
+	switch {
+	case at.IsZero():
 		return "never"
+	case from.IsZero(): // the pod went before a poll saw it terminating
+		return at.Format("15:04:05.0")
 	}
 	return fmt.Sprintf("%+.1fs", at.Sub(from).Seconds())
 }
@@ -610,7 +613,9 @@ func (o *oldPods) checkSidecarsOutliveApp(t *testing.T, appSleep time.Duration) 
 		case app.sigterm.IsZero() || app.exit.IsZero():
 			t.Errorf("old pod %s: the app's log has no SIGTERM or no exit", op.name)
 			continue
-		case app.sigterm.Before(op.deletedAt.Add(appSleep - 100*time.Millisecond)):
+		// 1 s of slack: deletedAt comes from whole-second API timestamps.
+		// Without the sleep SIGTERM would come within a second of the delete.
+		case app.sigterm.Before(op.deletedAt.Add(appSleep - time.Second)):
 			t.Errorf("old pod %s: the app got SIGTERM %.1fs after the delete, before its %s preStop sleep ended", op.name, app.sigterm.Sub(op.deletedAt).Seconds(), appSleep)
 		}
 		for _, name := range []string{meshSidecar, dbSidecar} {
