@@ -88,7 +88,15 @@ func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grac
 			wantApp = max(wantApp, want[i])
 		}
 	}
-	if grace == 0 || !anyWanted(want) {
+	// A native sidecar that arrives on reinvocation (a mesh injector ran
+	// after podgrace) needs no hook, but its drain joins the grace period.
+	var newNative []string
+	for _, t := range targets {
+		if t.cp.Skip == "" && t.cp.Role == policy.RoleNativeSidecar {
+			newNative = append(newNative, t.c.Name)
+		}
+	}
+	if grace == 0 || !anyWanted(want) && (len(newNative) == 0 || len(prev.Containers) == 0) {
 		return grace
 	}
 
@@ -202,7 +210,11 @@ func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grac
 	if placed == 0 {
 		return grace
 	}
-	return max(grace, min(placed+drain, limit))
+	out := max(grace, min(placed+drain, limit))
+	if placed > 0 && placed+drain > out && len(newNative) > 0 && len(prev.Containers) > 0 {
+		m.warnf("%s: the grace period %ds leaves the sidecar %ds of its %ds drain", strings.Join(newNative, ","), out, max(out-placed, 0), drain)
+	}
+	return out
 }
 
 func anyWanted(want []int64) bool {

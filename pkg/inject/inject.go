@@ -130,9 +130,10 @@ func (m *mutation) warnf(format string, args ...any) {
 	m.warn = append(m.warn, Truncate("podgrace: "+fmt.Sprintf(format, args...)))
 }
 
-// Mutate applies podgrace's policy to a pod: the preStop sleep (DESIGN §4)
-// and the exec-form rewrite (DESIGN §5) for every selected container that the
-// status annotation does not list yet.
+// Mutate applies podgrace's policy to a pod: the preStop sleeps of app
+// containers and listed sidecars and the grace period they need
+// (docs/design.md §2, §4), and the exec-form rewrite (§5), for every
+// selected container that the status annotation does not list yet.
 func Mutate(in Input) Result {
 	pp := in.Policy
 	var res Result

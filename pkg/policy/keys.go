@@ -92,7 +92,7 @@ var Keys = []Key{
 	{AnnotationContainers, "Pod annotation", "comma list of container names", "Act on these containers only."},
 	{ContainerAnnotation("<container>", AnnotationPreStopSleep), "Pod annotation", "as `" + AnnotationPreStopSleep + "`", "Per-container override of the sleep."},
 	{ContainerAnnotation("<container>", AnnotationExecForm), "Pod annotation", "as `" + AnnotationExecForm + "`", "Per-container override of the exec-form rewrite."},
-	{AnnotationStatus, "Pod annotation, written by podgrace", "JSON", "What was applied, per container, with the grace period before and after; makes a second pass a no-op."},
+	{AnnotationStatus, "Pod annotation, written by podgrace", "JSON", "What was applied, per container (sidecars with their role), with the grace period before and after and a format version `v`; makes a second pass a no-op."},
 }
 
 // ReferenceTable renders Keys as the Markdown table the README embeds.

@@ -156,16 +156,29 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("overrides not applied: %+v", c)
 			}
 		}},
-		"unknown key":         {in: "ratoi: 0.3\n", wantErr: `unknown field "ratoi"`},
-		"bad duration":        {in: "min: soon\n", wantErr: "cluster config"},
-		"min over max":        {in: "min: 2m\n", wantErr: "min (2m0s) is greater than max (1m0s)"},
-		"negative budget":     {in: "shutdownBudget: -1s\n", wantErr: "shutdownBudget: -1s is negative"},
-		"bad hook":            {in: "hookAction: http\n", wantErr: `hookAction: "http" is not auto, sleep or exec`},
-		"bad sleep":           {in: "preStopSleep: later\n", wantErr: "preStopSleep"},
-		"ratio out of range":  {in: "ratio: -1\n", wantErr: "ratio"},
-		"zero timeout":        {in: "imageInspection:\n  timeout: 0s\n", wantErr: "timeout: must be positive"},
-		"not yaml":            {in: "ratio: [\n", wantErr: "cluster config"},
-		"several errors join": {in: "ratio: 20\nhookAction: x\n", wantErr: "hookAction"},
+		"sidecar and grace defaults": {in: "", check: func(t *testing.T, c Config) {
+			if c.SidecarShutdownBudget.Duration != 5*time.Second || c.MaxGracePeriod.Duration != 600*time.Second || c.SleepRunToCompletion {
+				t.Fatalf("docs/design.md §2, §4 defaults: %+v", c)
+			}
+		}},
+		"sidecar and grace overrides": {in: "sidecarShutdownBudget: 0s\nmaxGracePeriod: 2m\nsleepRunToCompletion: true\n", check: func(t *testing.T, c Config) {
+			if c.SidecarShutdownBudget.Duration != 0 || c.MaxGracePeriod.Duration != 2*time.Minute || !c.SleepRunToCompletion {
+				t.Fatalf("overrides not applied: %+v", c)
+			}
+		}},
+		"negative sidecar budget": {in: "sidecarShutdownBudget: -1s\n", wantErr: "sidecarShutdownBudget: -1s is negative"},
+		"max grace fraction":      {in: "maxGracePeriod: 90.5s\n", wantErr: "maxGracePeriod: 1m30.5s is not a whole number of seconds"},
+		"max grace too short":     {in: "maxGracePeriod: 10s\n", wantErr: "maxGracePeriod (10s) leaves no second for a sleep"},
+		"unknown key":             {in: "ratoi: 0.3\n", wantErr: `unknown field "ratoi"`},
+		"bad duration":            {in: "min: soon\n", wantErr: "cluster config"},
+		"min over max":            {in: "min: 2m\n", wantErr: "min (2m0s) is greater than max (1m0s)"},
+		"negative budget":         {in: "shutdownBudget: -1s\n", wantErr: "shutdownBudget: -1s is negative"},
+		"bad hook":                {in: "hookAction: http\n", wantErr: `hookAction: "http" is not auto, sleep or exec`},
+		"bad sleep":               {in: "preStopSleep: later\n", wantErr: "preStopSleep"},
+		"ratio out of range":      {in: "ratio: -1\n", wantErr: "ratio"},
+		"zero timeout":            {in: "imageInspection:\n  timeout: 0s\n", wantErr: "timeout: must be positive"},
+		"not yaml":                {in: "ratio: [\n", wantErr: "cluster config"},
+		"several errors join":     {in: "ratio: 20\nhookAction: x\n", wantErr: "hookAction"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -192,6 +205,33 @@ func TestReferenceTableListsEveryKey(t *testing.T) {
 		ContainerAnnotation("<container>", AnnotationPreStopSleep), ContainerAnnotation("<container>", AnnotationExecForm)} {
 		if !strings.Contains(table, "`"+k+"`") {
 			t.Errorf("reference table lacks %s", k)
+		}
+	}
+}
+
+func TestDeclaredDrain(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct {
+		ann      map[string]string
+		want     int64
+		declared bool
+		warns    int
+	}{
+		"none":              {nil, 0, false, 0},
+		"istio yaml":        {map[string]string{AnnotationIstioProxyConfig: "holdApplicationUntilProxyStarts: true\nterminationDrainDuration: 20s\n"}, 20, true, 0},
+		"istio json":        {map[string]string{AnnotationIstioProxyConfig: `{"terminationDrainDuration":"1m"}`}, 60, true, 0},
+		"istio fraction up": {map[string]string{AnnotationIstioProxyConfig: `terminationDrainDuration: 2.1s`}, 3, true, 0},
+		"istio other keys":  {map[string]string{AnnotationIstioProxyConfig: `concurrency: 2`}, 0, false, 0},
+		"istio bad":         {map[string]string{AnnotationIstioProxyConfig: `terminationDrainDuration: soon`}, 0, false, 1},
+		"istio not yaml":    {map[string]string{AnnotationIstioProxyConfig: `{[`}, 0, false, 1},
+		"linkerd":           {map[string]string{AnnotationLinkerdWaitBeforeExit: "12"}, 12, true, 0},
+		"linkerd bad":       {map[string]string{AnnotationLinkerdWaitBeforeExit: "12s"}, 0, false, 1},
+		"both: the longer":  {map[string]string{AnnotationLinkerdWaitBeforeExit: "12", AnnotationIstioProxyConfig: "terminationDrainDuration: 7s"}, 12, true, 0},
+	}
+	for name, tc := range cases {
+		got, declared, warns := DeclaredDrain(tc.ann)
+		if got != tc.want || declared != tc.declared || len(warns) != tc.warns {
+			t.Errorf("%s: DeclaredDrain = %d, %t, %q; want %d, %t and %d warnings", name, got, declared, warns, tc.want, tc.declared, tc.warns)
 		}
 	}
 }

@@ -226,9 +226,12 @@ func (cs containerSummary) MarshalLog() any {
 	for i := range cs {
 		c := &cs[i]
 		s := c.Name + ":"
+		if c.Role != "" {
+			s += " role=" + c.Role
+		}
 		switch {
 		case c.Skipped != "":
-			s += "skipped=" + c.Skipped
+			s += " skipped=" + c.Skipped
 		default:
 			if c.PreStopSleep > 0 {
 				s += fmt.Sprintf(" preStop=%ds(%s)", c.PreStopSleep, c.Hook)

@@ -97,8 +97,19 @@ func TestAdmissionPodKeepsWhatTheCoreReads(t *testing.T) {
 		}
 		shape(p.Spec.Containers, "c", false)
 		shape(p.Spec.InitContainers, "i", true)
+		// Sidecars, their drains and run-to-completion pods.
+		if len(p.Spec.Containers) > 1 && r.Intn(2) == 0 {
+			p.Spec.Containers[1].Name = "istio-proxy"
+		}
+		p.Spec.RestartPolicy = []corev1.RestartPolicy{"", corev1.RestartPolicyAlways, corev1.RestartPolicyNever, corev1.RestartPolicyOnFailure}[r.Intn(4)]
 		if p.Annotations == nil {
 			p.Annotations = map[string]string{}
+		}
+		switch r.Intn(3) {
+		case 0:
+			p.Annotations[policy.AnnotationIstioProxyConfig] = "terminationDrainDuration: 12s"
+		case 1:
+			p.Annotations[policy.AnnotationLinkerdWaitBeforeExit] = "7"
 		}
 		p.Annotations[policy.AnnotationPreStopSleep] = sleeps[r.Intn(len(sleeps))]
 		if len(p.Spec.Containers) > 0 && r.Intn(2) == 0 {

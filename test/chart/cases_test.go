@@ -61,7 +61,8 @@ func cases() []chartCase {
 			"topologySpreadConstraints": []any{map[string]any{"topologyKey": "kubernetes.io/hostname", "maxSkew": 1, "whenUnsatisfiable": "DoNotSchedule"}},
 			"image":                     map[string]any{"digest": "sha256:" + fmt.Sprintf("%064d", 1)},
 			"extraArgs":                 []any{"--zap-log-level=debug"},
-			"config":                    map[string]any{"strict": true, "preStopSleep": "15s", "hookAction": "exec"},
+			"config": map[string]any{"strict": true, "preStopSleep": "15s", "hookAction": "exec",
+				"sidecarShutdownBudget": "20s", "maxGracePeriod": "5m", "sleepRunToCompletion": true, "sidecars": []any{"envoy"}},
 		},
 		certManager: true, metricsSecure: true, serviceMonitor: true,
 	})

@@ -466,6 +466,8 @@ func checkConfigMap(t *testing.T, r *chart.Rendered, c chartCase) {
 	want.ImageInspection.PullSecrets = c.pullSecrets
 	if c.name == "extras" {
 		want.Strict, want.PreStopSleep, want.HookAction = true, "15s", policy.HookExec
+		want.SidecarShutdownBudget.Duration, want.MaxGracePeriod.Duration = 20*time.Second, 5*time.Minute
+		want.SleepRunToCompletion, want.Sidecars = true, []string{"envoy"}
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("rendered config = %+v\nwant %+v", cfg, want)
@@ -524,22 +526,25 @@ func keyPaths(prefix string, v any) []string {
 func TestSchemaRejects(t *testing.T) {
 	t.Parallel()
 	bad := map[string]map[string]any{
-		"unknown top-level key":  {"replicas": 3},
-		"unknown config key":     {"config": map[string]any{"preStopSleeps": "auto"}},
-		"mode":                   {"webhook": map[string]any{"mode": "everywhere"}},
-		"failurePolicy":          {"webhook": map[string]any{"failurePolicy": "Maybe"}},
-		"timeout over 30":        {"webhook": map[string]any{"timeoutSeconds": 31}},
-		"zero replicas":          {"replicaCount": 0},
-		"ratio type":             {"config": map[string]any{"ratio": "half"}},
-		"preStopSleep":           {"config": map[string]any{"preStopSleep": "soon"}},
-		"duration":               {"config": map[string]any{"min": "5 seconds"}},
-		"hookAction":             {"config": map[string]any{"hookAction": "wait"}},
-		"sidecar name":           {"config": map[string]any{"sidecars": []any{"Not_A_Name"}}},
-		"issuerRef without name": {"certManager": map[string]any{"issuerRef": map[string]any{"kind": "ClusterIssuer"}}},
-		"digest":                 {"image": map[string]any{"digest": "latest"}},
-		"metrics.secure type":    {"metrics": map[string]any{"secure": "yes"}},
-		"scrape interval":        {"metrics": map[string]any{"serviceMonitor": map[string]any{"interval": "30 seconds"}}},
-		"ServiceMonitor label":   {"metrics": map[string]any{"serviceMonitor": map[string]any{"labels": map[string]any{"release": 1}}}},
+		"unknown top-level key":   {"replicas": 3},
+		"unknown config key":      {"config": map[string]any{"preStopSleeps": "auto"}},
+		"mode":                    {"webhook": map[string]any{"mode": "everywhere"}},
+		"failurePolicy":           {"webhook": map[string]any{"failurePolicy": "Maybe"}},
+		"timeout over 30":         {"webhook": map[string]any{"timeoutSeconds": 31}},
+		"zero replicas":           {"replicaCount": 0},
+		"ratio type":              {"config": map[string]any{"ratio": "half"}},
+		"preStopSleep":            {"config": map[string]any{"preStopSleep": "soon"}},
+		"duration":                {"config": map[string]any{"min": "5 seconds"}},
+		"hookAction":              {"config": map[string]any{"hookAction": "wait"}},
+		"sidecar name":            {"config": map[string]any{"sidecars": []any{"Not_A_Name"}}},
+		"maxGracePeriod fraction": {"config": map[string]any{"maxGracePeriod": "1.5s"}},
+		"sidecarShutdownBudget":   {"config": map[string]any{"sidecarShutdownBudget": "5 seconds"}},
+		"sleepRunToCompletion":    {"config": map[string]any{"sleepRunToCompletion": "yes"}},
+		"issuerRef without name":  {"certManager": map[string]any{"issuerRef": map[string]any{"kind": "ClusterIssuer"}}},
+		"digest":                  {"image": map[string]any{"digest": "latest"}},
+		"metrics.secure type":     {"metrics": map[string]any{"secure": "yes"}},
+		"scrape interval":         {"metrics": map[string]any{"serviceMonitor": map[string]any{"interval": "30 seconds"}}},
+		"ServiceMonitor label":    {"metrics": map[string]any{"serviceMonitor": map[string]any{"labels": map[string]any{"release": 1}}}},
 	}
 	for name, values := range bad {
 		t.Run(name, func(t *testing.T) {

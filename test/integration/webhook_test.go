@@ -173,6 +173,81 @@ func TestOptedInPodIsMutated(t *testing.T) {
 	}
 }
 
+// TestSidecarsOutliveApp: a pod with an app, a mesh proxy and a database
+// proxy, a Job-like pod with a database proxy, and a pod with a native
+// sidecar, created through the real API server (whose validation rejects a
+// sleep longer than the grace period). docs/design.md §2, §4.
+func TestSidecarsOutliveApp(t *testing.T) {
+	t.Parallel()
+	cs, _ := client(t)
+	ns := namespace(t, optedIn(), nil)
+	create := func(p *corev1.Pod) *corev1.Pod {
+		t.Helper()
+		got, err := cs.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("%s: the API server rejected podgrace's mutation: %v", p.Name, err)
+		}
+		return got
+	}
+
+	// Service pod: app S = 10 (0.5 × 20), both proxies 10 + 5 = 15; Istio's
+	// declared drain (10s) replaces the 5s sidecar budget: T = 15 + 10 = 25.
+	web := pod("web", 20,
+		shellContainer("app", "bundle exec puma"),
+		corev1.Container{Name: "istio-proxy", Image: "istio/proxyv2:1", Args: []string{"proxy", "sidecar"}},
+		shellContainer("cloud-sql-proxy", "/cloud-sql-proxy --port 5432 p:r:db"),
+	)
+	web.Annotations = map[string]string{policy.AnnotationIstioProxyConfig: "terminationDrainDuration: 10s\n"}
+	got := create(web)
+	for i, want := range []int64{10, 15, 15} {
+		if s := sleepOf(&got.Spec.Containers[i]); s != want {
+			t.Errorf("web/%s: sleep %d, want %d", got.Spec.Containers[i].Name, s, want)
+		}
+	}
+	if g := *got.Spec.TerminationGracePeriodSeconds; g != 25 {
+		t.Errorf("web: grace period %d, want 25", g)
+	}
+	if c := got.Spec.Containers[2].Command; !slices.Equal(c, []string{"sh", "-c", "/cloud-sql-proxy --port 5432 p:r:db"}) {
+		t.Errorf("the database proxy's command was rewritten: %q", c)
+	}
+	want := inject.Status{V: inject.StatusVersion, GraceBefore: 20, GraceAfter: 25, Containers: []inject.ContainerReport{
+		{Name: "app", PreStopSleep: 10, Hook: "sleep", ExecForm: "drop-shell"},
+		{Name: "istio-proxy", Role: string(policy.RoleSidecar), PreStopSleep: 15, Hook: "sleep", ExecFormSkipped: inject.SkipSidecar},
+		{Name: "cloud-sql-proxy", Role: string(policy.RoleSidecar), PreStopSleep: 15, Hook: "sleep", ExecFormSkipped: inject.SkipSidecar},
+	}}
+	if st := status(t, got); !equality.Semantic.DeepEqual(st, want) {
+		t.Errorf("web: status\n got %+v\nwant %+v", st, want)
+	}
+
+	// Run-to-completion pod: no app sleep, the rewrite kept; the database
+	// proxy still outlives the app's drain by the 5s budget.
+	job := pod("job", 30, shellContainer("task", "run-task --all"), corev1.Container{Name: "cloud-sql-proxy", Image: "registry.example/csp:2"})
+	job.Spec.RestartPolicy = corev1.RestartPolicyNever
+	got = create(job)
+	if task := got.Spec.Containers[0]; sleepOf(&task) != -1 || !slices.Equal(task.Command, []string{"run-task", "--all"}) {
+		t.Errorf("job/task: %+v %q, want no hook and the shell dropped", task.Lifecycle, task.Command)
+	}
+	if s := sleepOf(&got.Spec.Containers[1]); s != 5 || *got.Spec.TerminationGracePeriodSeconds != 30 {
+		t.Errorf("job/cloud-sql-proxy: sleep %d grace %d, want 5 and 30", s, *got.Spec.TerminationGracePeriodSeconds)
+	}
+	if st := status(t, got); st.Containers[0].PreStopSkipped != inject.SkipRunToCompletion {
+		t.Errorf("job: status %+v, want task skipped as %s", st, inject.SkipRunToCompletion)
+	}
+
+	// Native sidecar (Istio's native mode): no hook, its drain counts:
+	// S = 9 (0.5 × 18), N = 9 + 5 + 5 = 19.
+	always := corev1.ContainerRestartPolicyAlways
+	native := pod("native", 18)
+	native.Spec.InitContainers = []corev1.Container{{Name: "istio-proxy", Image: "istio/proxyv2:1", RestartPolicy: &always}}
+	got = create(native)
+	if lc := got.Spec.InitContainers[0].Lifecycle; lc != nil {
+		t.Errorf("native sidecar given a hook: %+v", lc)
+	}
+	if s, g := sleepOf(&got.Spec.Containers[0]), *got.Spec.TerminationGracePeriodSeconds; s != 9 || g != 19 {
+		t.Errorf("native: app sleep %d grace %d, want 9 and 19", s, g)
+	}
+}
+
 // TestHookAcceptedByValidation creates pods over a range of grace periods and
 // explicit sleeps; the API server's validation must accept each result.
 func TestHookAcceptedByValidation(t *testing.T) {
@@ -382,13 +457,15 @@ func TestDryRun(t *testing.T) {
 }
 
 // TestReinvocation: a second webhook, called after podgrace, adds a
-// container; the API server calls podgrace again (reinvocationPolicy
-// IfNeeded), which handles the new container and leaves the others exactly
-// as its first pass made them.
+// container and a mesh proxy, as a mesh injector does; the API server calls
+// podgrace again (reinvocationPolicy IfNeeded), which handles the new
+// containers, raises the grace period for the proxy's drain, and leaves the
+// app exactly as its first pass made it.
 func TestReinvocation(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
 	late := shellContainer("late", "sleep 3600")
+	proxy := corev1.Container{Name: "istio-proxy", Image: "istio/proxyv2:1", Args: []string{"proxy", "sidecar"}}
 	adder := tlsServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		var rev admissionv1.AdmissionReview
@@ -403,7 +480,10 @@ func TestReinvocation(t *testing.T) {
 		}
 		resp := &admissionv1.AdmissionResponse{UID: rev.Request.UID, Allowed: true}
 		if !slices.ContainsFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == "late" }) {
-			resp.Patch, _ = json.Marshal([]map[string]any{{"op": "add", "path": "/spec/containers/-", "value": late}})
+			resp.Patch, _ = json.Marshal([]map[string]any{
+				{"op": "add", "path": "/spec/containers/-", "value": late},
+				{"op": "add", "path": "/spec/containers/-", "value": proxy},
+			})
 			pt := admissionv1.PatchTypeJSONPatch
 			resp.PatchType = &pt
 		}
@@ -438,37 +518,51 @@ func TestReinvocation(t *testing.T) {
 	// The adder's configuration takes effect a moment after it is created.
 	var got *corev1.Pod
 	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		p, err := cs.CoreV1().Pods(ns).Create(ctx, pod("web", 30), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		p, err := cs.CoreV1().Pods(ns).Create(ctx, pod("web", 16), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		got = p
-		return err == nil && len(p.Spec.Containers) == 2, err
+		return err == nil && len(p.Spec.Containers) == 3, err
 	})
 	if err != nil {
 		t.Fatalf("the adder never ran: %v", err)
 	}
-	got, err = cs.CoreV1().Pods(ns).Create(t.Context(), pod("web", 30), metav1.CreateOptions{})
+	got, err = cs.CoreV1().Pods(ns).Create(t.Context(), pod("web", 16), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	// What podgrace alone makes of the same pod.
-	alone, err := cs.CoreV1().Pods(namespace(t, optedIn(), nil)).Create(t.Context(), pod("web", 30), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	// What podgrace alone makes of the same pod: app 8s (0.5 × 16), grace 16.
+	alone, err := cs.CoreV1().Pods(namespace(t, optedIn(), nil)).Create(t.Context(), pod("web", 16), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Spec.Containers) != 2 || got.Spec.Containers[1].Name != "late" {
+	if len(got.Spec.Containers) != 3 || got.Spec.Containers[1].Name != "late" || got.Spec.Containers[2].Name != "istio-proxy" {
 		t.Fatalf("containers %v", got.Spec.Containers)
+	}
+	if g := *alone.Spec.TerminationGracePeriodSeconds; g != 16 || sleepOf(&alone.Spec.Containers[0]) != 8 {
+		t.Fatalf("podgrace alone: grace %d, app %+v; want 16 and an 8s sleep", g, alone.Spec.Containers[0].Lifecycle)
 	}
 	wantApp := alone.Spec.Containers[0]
 	if !equality.Semantic.DeepEqual(got.Spec.Containers[0], wantApp) {
 		t.Errorf("the first container changed on the second pass:\n got %+v\nwant %+v", got.Spec.Containers[0], wantApp)
 	}
 	lateGot := got.Spec.Containers[1]
-	if s := sleepOf(&lateGot); s != 15 || !slices.Equal(lateGot.Command, []string{"sleep", "3600"}) {
+	if s := sleepOf(&lateGot); s != 8 || !slices.Equal(lateGot.Command, []string{"sleep", "3600"}) {
 		t.Errorf("the added container was not handled: sleep %d, command %q", s, lateGot.Command)
 	}
+	// The proxy outlives the app: 8s + the 5s budget; the grace period is
+	// raised to 13 + the proxy's 5s drain = 18; its command is the mesh's.
+	proxyGot := got.Spec.Containers[2]
+	if s := sleepOf(&proxyGot); s != 13 || proxyGot.Command != nil || !slices.Equal(proxyGot.Args, proxy.Args) {
+		t.Errorf("the added proxy: sleep %d, command %q args %q; want 13s and its own args", s, proxyGot.Command, proxyGot.Args)
+	}
+	if g := *got.Spec.TerminationGracePeriodSeconds; g != 18 {
+		t.Errorf("grace period %d, want 18", g)
+	}
 	st := status(t, got)
-	if len(st.Containers) != 2 || st.Containers[0].Name != "app" || st.Containers[1].Name != "late" || st.GraceBefore != 30 || st.GraceAfter != 30 {
-		t.Errorf("status %+v, want app then late", st)
+	if len(st.Containers) != 3 || st.Containers[0].Name != "app" || st.Containers[1].Name != "late" ||
+		st.Containers[2].Name != "istio-proxy" || st.Containers[2].Role != string(policy.RoleSidecar) ||
+		st.V != inject.StatusVersion || st.GraceBefore != 16 || st.GraceAfter != 18 {
+		t.Errorf("status %+v, want app, late, then the sidecar istio-proxy; grace 16 → 18", st)
 	}
 	if calls.Load() < 2 {
 		t.Errorf("the adder was called %d times", calls.Load())
