@@ -36,8 +36,8 @@ const (
 	pathSleep    = 10 // podgrace's auto sleep for T=20: clamp(0.5*20, 5s, 60s)
 	pathWorkers  = 2
 	pathInterval = 15 * time.Millisecond
-	// A keep-alive client only opens connections when one is closed, so it
-	// runs more of them (one per worker), as a busy service's pool does.
+	// A keep-alive client opens a connection only when its own was closed,
+	// so there are more of them: 16 clients, each with one connection.
 	keepAliveWorkers  = 16
 	keepAliveInterval = 100 * time.Millisecond
 	pathMinDuration   = 30 * time.Second
