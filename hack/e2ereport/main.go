@@ -34,17 +34,21 @@ const maxLines = 400
 func main() {
 	logFile := flag.String("log", "", "also write the plain output to this file")
 	flag.Parse()
+	os.Exit(run(*logFile))
+}
+
+func run(logFile string) int {
 	out := io.Writer(os.Stdout)
-	if *logFile != "" {
-		f, err := os.Create(*logFile)
+	if logFile != "" {
+		f, err := os.Create(logFile)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "e2ereport:", err)
-			os.Exit(2)
+			return 2
 		}
 		defer func() { _ = f.Close() }()
 		out = io.MultiWriter(os.Stdout, f)
 	}
-	os.Exit(report(os.Stdin, out))
+	return report(os.Stdin, out)
 }
 
 func report(in io.Reader, out io.Writer) int {

@@ -22,8 +22,10 @@ func TestReport(t *testing.T) {
 	if rc := report(strings.NewReader(stream), &out); rc != 1 {
 		t.Errorf("rc %d, want 1", rc)
 	}
-	got := out.String()
-	summary := got[strings.Index(got, "E2E FAILURE SUMMARY"):]
+	_, summary, ok := strings.Cut(out.String(), "E2E FAILURE SUMMARY")
+	if !ok {
+		t.Fatalf("no summary:\n%s", out.String())
+	}
 	for _, want := range []string{"FAILED TestB/sub", "sub broke: 3 requests failed", "Failed tests: TestB/sub TestB"} {
 		if !strings.Contains(summary, want) {
 			t.Errorf("summary lacks %q:\n%s", want, summary)
