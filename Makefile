@@ -57,8 +57,16 @@ golden: ## Refresh the golden files of the mutation (testdata/*.golden).
 	REFRESH_GOLDEN=true $(GO) test ./pkg/manifest/ ./pkg/policy/ -run 'Golden|README' -count=1
 
 .PHONY: test
-test: lint envtest-assets ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest).
+test: lint verify-tidy test-deps envtest-assets ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest).
 	$(GO) test ./... -count=1 -timeout 30m
+
+.PHONY: test-deps
+test-deps: ## Install what the tests need from the machine (dash, bash, busybox, unshare; apt-get, only when missing).
+	hack/test-deps.sh
+
+.PHONY: verify-tidy
+verify-tidy: ## Fail when `go mod tidy` would change go.mod or go.sum.
+	$(GO) mod tidy -diff
 
 .PHONY: integration
 integration: envtest-assets ## Run only the webhook's envtest suite (test/integration) against the real kube-apiserver.
@@ -78,11 +86,11 @@ image: build ## Build the podgrace image without Docker: an OCI layout tarball i
 	$(GO) run ./hack/image -binary $(BIN)/podgrace -o dist/podgrace-image.tar -ref '$(IMAGE)' -version '$(VERSION)'
 
 .PHONY: manifests
-manifests: ## Regenerate config/ (kustomize) and the chart README's values table from charts/podgrace.
+manifests: ## Regenerate the chart's config values and schema (from pkg/policy/configfields.go), config/ (kustomize) and the chart README's values table.
 	$(GO) run ./hack/manifests
 
 .PHONY: verify-manifests
-verify-manifests: ## Fail when config/ or the chart README are stale (make test checks it too).
+verify-manifests: ## Fail when any file make manifests writes is stale (make test checks it too).
 	$(GO) run ./hack/manifests -check
 
 ##@ E2E
@@ -112,7 +120,7 @@ BENCH_COUNT ?= 3
 
 .PHONY: bench
 bench: envtest-assets build ## Measure podgrace against its baselines (docs/performance.md): handler CPU, HTTPS load, pod-create latency, RSS.
-	$(GO) test ./pkg/webhook/ -run '^$$' -bench '^BenchmarkHandlerRatio$$' -benchmem -count=$(BENCH_COUNT) -timeout 30m
+	$(GO) test ./test/bench/handler/ -run '^$$' -bench '^BenchmarkHandlerRatio$$' -benchmem -count=$(BENCH_COUNT) -timeout 30m
 	PODGRACE_BIN=$(BIN)/podgrace $(GO) test -tags bench ./test/bench/ -run '^$$' -bench . -benchtime=1x -count=1 -timeout 30m -v
 
 ##@ Tools

@@ -39,7 +39,6 @@ import (
 	"syscall"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,6 +51,7 @@ import (
 	"github.com/podgrace/podgrace/internal/freeport"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/selfcert"
+	"github.com/podgrace/podgrace/pkg/webhook"
 )
 
 //go:embed deployment.yaml
@@ -179,17 +179,11 @@ func (d *demo) run(ctx context.Context, keep bool) error {
 		return err
 	}
 	d.step("Registering podgrace with the chart's MutatingWebhookConfiguration (service → https://127.0.0.1:%d/mutate-v1-pod)", port)
-	var mwc admissionregistrationv1.MutatingWebhookConfiguration
-	if err := chart.Into(rendered.Find("MutatingWebhookConfiguration", chart.DefaultRelease.Name), &mwc); err != nil {
+	mwc, err := chart.Webhook(dir, chart.WebhookOptions{URL: fmt.Sprintf("https://127.0.0.1:%d%s", port, webhook.Path), CABundle: caPEM})
+	if err != nil {
 		return err
 	}
-	delete(mwc.Annotations, "cert-manager.io/inject-ca-from")
-	for i := range mwc.Webhooks {
-		cc := &mwc.Webhooks[i].ClientConfig
-		url := fmt.Sprintf("https://127.0.0.1:%d%s", port, *cc.Service.Path)
-		cc.Service, cc.URL, cc.CABundle = nil, &url, caPEM
-	}
-	if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, &mwc, metav1.CreateOptions{}); err != nil {
+	if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 

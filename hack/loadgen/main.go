@@ -8,7 +8,7 @@
 //
 //	go run ./hack/loadgen -url https://127.0.0.1:9443/mutate-v1-pod \
 //	    -cacert ca.crt -c 8 -rate 1000 -duration 10s \
-//	    pkg/webhook/testdata/bench/typical.json
+//	    test/bench/testdata/reviews/typical.json
 //
 // Without -rate it runs closed-loop: each of the -c connections sends its
 // next request as soon as the previous one is answered (the throughput

@@ -54,7 +54,7 @@ func TestRun(t *testing.T) {
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	body, err := os.ReadFile("../../pkg/webhook/testdata/bench/small.json")
+	body, err := os.ReadFile("../../test/bench/testdata/reviews/small.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
-// Command manifests writes what is generated from the Helm chart: config/
-// (plain kustomize manifests, the chart rendered with its default values and
-// split per kind) and the values table of charts/podgrace/README.md.
+// Command manifests writes what is generated: the chart's `config:` value and
+// its schema from pkg/policy.ConfigFields, then from the chart config/ (plain
+// kustomize manifests, the chart rendered with its default values and split
+// per kind) and the values table of charts/podgrace/README.md.
 //
 //	go run ./hack/manifests          # write (make manifests)
 //	go run ./hack/manifests -check   # fail if anything is stale (make verify-manifests)
@@ -33,6 +34,16 @@ func run(check bool) error {
 		return err
 	}
 	root := filepath.Dir(filepath.Dir(chartDir))
+	if !check {
+		// The chart's values come first: config/ is rendered from them.
+		fromPolicy, err := chart.FromPolicy(chartDir)
+		if err != nil {
+			return err
+		}
+		if err := write(root, fromPolicy); err != nil {
+			return err
+		}
+	}
 	files, err := chart.Generated(chartDir)
 	if err != nil {
 		return err
@@ -62,6 +73,11 @@ func run(check bool) error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
+	return write(root, files)
+}
+
+// write writes the files that differ from what is on disk.
+func write(root string, files map[string][]byte) error {
 	paths := make([]string, 0, len(files))
 	for p := range files {
 		paths = append(paths, p)

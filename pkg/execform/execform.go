@@ -1,27 +1,8 @@
 // Package execform rewrites a container's shell-form command into exec form,
-// so that the SIGTERM the runtime sends to the container's PID 1 reaches the
-// application instead of a shell (DESIGN §5).
-//
-// Why: in `sh -c "cd /app && puma"` the shell is PID 1 and puma its child.
-// The runtime signals PID 1 only, and the kernel drops a signal sent to the
-// init of a PID namespace that has no handler for it; the shell installs
-// none, so puma never hears SIGTERM and is SIGKILLed when the grace period
-// ends. Shells differ in whether they replace themselves with the last
-// command (Debian's dash never does; bash and busybox sh in some cases), but
-// an explicit `exec` works in all of them.
-//
-// How: Rewrite recognizes the wrapper (parseWrapper), rebuilds the text the
-// shell will receive after the kubelet's $(NAME) expansion while remembering
-// where each byte came from in the pod text (expandKubelet), parses it with
-// mvdan.cc/sh, refuses scripts where exec would change behavior, and either
-// splices `exec ` into the pod text before the last command or, when the
-// script is one command of literal words, drops the shell altogether. The
-// script is never reprinted: the user's quoting, comments and $(NAME)
-// references stay byte for byte. Every splice is checked by analyzing the
-// result again, which must come back as already-exec; so a rewritten command
-// re-parses and a second Rewrite changes nothing.
-//
-// The package is pure: no I/O, argv in, argv or a reason out.
+// so that the SIGTERM the runtime sends to PID 1 reaches the application
+// instead of a shell (docs/design.md §5). It splices `exec ` into the text
+// the user wrote and never reprints a script; docs/internals.md describes
+// how. The package is pure: no I/O, argv in, argv or a reason out.
 package execform
 
 import (

@@ -60,7 +60,7 @@ func parse(script string, lang syntax.LangVariant) (*syntax.File, error) {
 	return p.Parse(strings.NewReader(script), "")
 }
 
-// analyzeScript parses a -c script as the shell will see it (DESIGN §5
+// analyzeScript parses a -c script as the shell will see it (docs/design.md §5
 // steps 3–7) and finds where `exec ` goes. The checks come in this order so
 // that the analysis of a rewritten script stops at already-exec: whole-script
 // properties first (they would make any exec wrong), then the shape of the
@@ -150,7 +150,7 @@ func scanScript(file *syntax.File) (functions map[string]bool, v verdict, bad bo
 }
 
 // lastCommand follows the right-hand side of && and || from the last
-// top-level statement (DESIGN §5 step 6): in `cd /app && puma` the command
+// top-level statement (docs/design.md §5 step 6): in `cd /app && puma` the command
 // that runs last, and keeps running, is puma. In `a && b || c` it is c, the
 // only place an exec keeps the script's meaning (exec'ing b would skip the
 // fallback c).
@@ -218,7 +218,7 @@ func compoundName(cmd syntax.Command) string {
 }
 
 // literalWords returns the words as the shell would pass them to the
-// program when every one is literal text (DESIGN §5 step 7), nil otherwise.
+// program when every one is literal text (docs/design.md §5 step 7), nil otherwise.
 // The words are escaped for the kubelet again, since they go back into the
 // pod: `'$x'` reached the shell as text and must reach the program the same.
 func literalWords(words []*syntax.Word, view kubeletView) []string {

@@ -77,7 +77,7 @@ var signalCases = []signalCase{
 		originalDelivers: []string{"bash", "busybox"}, started: `args=["8080"] greeting="hello"`},
 }
 
-// TestSignalDelivery is the proof behind the rewrite (DESIGN §5): each
+// TestSignalDelivery is the proof behind the rewrite (docs/design.md §5): each
 // command of signalCases runs, before and after Rewrite, under dash, bash
 // and busybox sh as PID 1 of a fresh PID namespace, as in a container. The
 // test sends SIGTERM to that PID 1 from the parent namespace, as the
@@ -86,8 +86,8 @@ var signalCases = []signalCase{
 // reach the app within a second under every shell; the originals must
 // behave as measured (originalDelivers).
 //
-// It needs root (for the namespaces), unshare, dash, bash and busybox, and
-// installs busybox with apt-get when it is missing. All runs go at once, so
+// It needs root (for the namespaces), unshare, dash, bash and busybox
+// (`make test-deps` installs them). All runs go at once, so
 // the whole test takes about the one second a lost signal is waited for.
 func TestSignalDelivery(t *testing.T) {
 	requireShells(t)
@@ -310,27 +310,16 @@ func poll(timeout time.Duration, cond func() bool) bool {
 }
 
 // requireShells fails the test unless everything the PID 1 proof needs is
-// there. busybox is installed when missing and the test runs as root; a
-// skip would hide exactly what this test exists to show.
+// there: a skip would hide exactly what this test exists to show. Installing
+// is `make test-deps`' job (hack/test-deps.sh), never the test's.
 func requireShells(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("TestSignalDelivery needs root: it runs shells as PID 1 of new PID namespaces (unshare --pid --fork --mount-proc)")
 	}
-	if _, err := exec.LookPath("busybox"); err != nil {
-		install := exec.Command("apt-get", "install", "-y", "-q", "busybox")
-		install.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		if out, err := install.CombinedOutput(); err != nil {
-			update, uerr := exec.Command("apt-get", "update", "-q").CombinedOutput()
-			out2, err2 := exec.Command("apt-get", "install", "-y", "-q", "busybox").CombinedOutput()
-			if uerr != nil || err2 != nil {
-				t.Fatalf("busybox is missing and could not be installed (apt-get install -y busybox):\n%s\n%s\n%s", out, update, out2)
-			}
-		}
-	}
 	for _, tool := range []string{"unshare", "dash", "bash", "busybox", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("TestSignalDelivery needs %s in PATH (Debian: apt-get install -y util-linux dash bash busybox; and a Go toolchain)", tool)
+			t.Fatalf("TestSignalDelivery needs %s in PATH: run `make test-deps` (hack/test-deps.sh), or install util-linux, dash, bash and busybox yourself", tool)
 		}
 	}
 }

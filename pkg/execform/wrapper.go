@@ -59,7 +59,7 @@ type wrapper struct {
 	plain bool
 }
 
-// parseWrapper recognizes a shell wrapper in argv (DESIGN §5 step 2):
+// parseWrapper recognizes a shell wrapper in argv (docs/design.md §5 step 2):
 // optionally `env` or `busybox` in front, a shell from shellLang, options,
 // `-c` among them, and the first operand after the options is the script.
 // Like the shells, it lets options follow `-c` (`sh -c -e 'script'`) and

@@ -51,7 +51,7 @@ type Result struct {
 // field takes its default.
 type Options struct {
 	// Timeout bounds one Inspect, on top of the caller's context. Default 2s
-	// (DESIGN §6: the whole admission has 5s).
+	// (docs/design.md §6: the whole admission has 5s).
 	Timeout time.Duration
 	// TagTTL is how long a tag→digest answer is trusted. After it the tag
 	// is re-resolved with a manifest HEAD; the config is fetched again only

@@ -11,7 +11,7 @@ import (
 )
 
 // rewriteShellForm rewrites a container's shell-form argv into exec form
-// (DESIGN §5). The argv is the container's command when it has one, else
+// (docs/design.md §5). The argv is the container's command when it has one, else
 // the image's Entrypoint, then args, or the image's Cmd when the container
 // sets neither. An argv that comes from the image is copied into the pod,
 // `$` escaped for the kubelet, and the image pinned to the inspected digest

@@ -7,7 +7,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-	"gomodules.xyz/jsonpatch/v2"
+
+	"github.com/podgrace/podgrace/pkg/inject"
 )
 
 // applyPatch applies the core's JSON patch to a YAML document node in place,
@@ -17,7 +18,7 @@ import (
 // are supported: add (object member or existing array element) and remove.
 // Missing intermediate objects are created: a manifest may omit a pod
 // template's metadata entirely, which the API server would have defaulted.
-func applyPatch(doc *yaml.Node, prefix string, ops []jsonpatch.JsonPatchOperation) error {
+func applyPatch(doc *yaml.Node, prefix string, ops []inject.PatchOp) error {
 	for _, op := range ops {
 		tokens := splitPointer(prefix + op.Path)
 		parent, err := walk(doc, tokens[:len(tokens)-1])

@@ -1,11 +1,9 @@
 package policy
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,65 +26,39 @@ const (
 
 // Config is the cluster configuration: the lowest level of the precedence,
 // written by the Helm chart into a ConfigMap (and read by `podgrace inject
-// --config`). Every default of DESIGN §4–6 lives in Default.
+// --config`). Each field is documented once, in ConfigFields
+// (configfields.go), with its schema; its default is in Default.
 type Config struct {
-	// PreStopSleep is the cluster default of the prestop-sleep annotation.
-	PreStopSleep string `json:"preStopSleep"`
-	// ExecForm is the cluster default of the exec-form annotation.
-	ExecForm bool `json:"execForm"`
-	// ExtendGrace is the cluster default of the extend-grace annotation.
-	ExtendGrace bool `json:"extendGrace"`
-	// Sizing of an `auto` sleep: S = clamp(Ratio·T, Min, Max).
-	Ratio float64         `json:"ratio"`
-	Min   metav1.Duration `json:"min"`
-	Max   metav1.Duration `json:"max"`
-	// ShutdownBudget is the time the app needs after the sleep to stop.
-	ShutdownBudget metav1.Duration `json:"shutdownBudget"`
-	// SidecarShutdownBudget is a sidecar's own drain after its sleep, added
-	// to the grace period a pod with a sidecar needs (docs/design.md §4).
+	PreStopSleep          string          `json:"preStopSleep"`
+	ExecForm              bool            `json:"execForm"`
+	ExtendGrace           bool            `json:"extendGrace"`
+	Ratio                 float64         `json:"ratio"`
+	Min                   metav1.Duration `json:"min"`
+	Max                   metav1.Duration `json:"max"`
+	ShutdownBudget        metav1.Duration `json:"shutdownBudget"`
 	SidecarShutdownBudget metav1.Duration `json:"sidecarShutdownBudget"`
-	// MaxGracePeriod caps every raise of terminationGracePeriodSeconds: a
-	// node drain (cluster-autoscaler) waits no longer than this for a pod.
-	MaxGracePeriod metav1.Duration `json:"maxGracePeriod"`
-	// SleepRunToCompletion gives the app containers of run-to-completion pods
-	// (restartPolicy Never or OnFailure) the cluster's default sleep too.
-	SleepRunToCompletion bool `json:"sleepRunToCompletion"`
-	// HookAction: auto, sleep or exec.
-	HookAction HookAction `json:"hookAction"`
-	// Sidecars are the container names treated as sidecars (mesh proxies,
-	// database proxies, agents): they get a sleep that outlives the app's and
-	// never the exec-form rewrite.
-	Sidecars []string `json:"sidecars"`
-	// Strict denies a pod with an invalid podgrace annotation instead of
-	// warning and falling back.
-	Strict bool `json:"strict"`
-	// ImageInspection configures reading image configs from registries.
-	ImageInspection ImageInspection `json:"imageInspection"`
+	MaxGracePeriod        metav1.Duration `json:"maxGracePeriod"`
+	SleepRunToCompletion  bool            `json:"sleepRunToCompletion"`
+	HookAction            HookAction      `json:"hookAction"`
+	Sidecars              []string        `json:"sidecars"`
+	Strict                bool            `json:"strict"`
+	ImageInspection       ImageInspection `json:"imageInspection"`
 }
 
-// ImageInspection configures DESIGN §6.
+// ImageInspection configures docs/design.md §6 (fields documented in ConfigFields).
 type ImageInspection struct {
-	// Enabled reads the image config when a container's argv comes from the image.
-	Enabled bool `json:"enabled"`
-	// Timeout is the deadline for all lookups of one admission.
-	Timeout metav1.Duration `json:"timeout"`
-	// PullSecrets lets podgrace read the pod's and its ServiceAccount's
-	// imagePullSecrets (the chart then grants Secret read).
-	PullSecrets bool `json:"pullSecrets"`
-	// PinDigest pins a rewritten tag-referenced image to the inspected digest.
-	PinDigest bool `json:"pinDigest"`
-	// TagTTL is how long a tag→digest resolution is trusted.
-	TagTTL metav1.Duration `json:"tagTTL"`
-	// ErrorTTL is how long a failed lookup is remembered.
-	ErrorTTL metav1.Duration `json:"errorTTL"`
-	// CacheSize is the number of image configs kept (by digest).
-	CacheSize int `json:"cacheSize"`
-	// Insecure allows plain-HTTP registries (tests and local registries only).
-	Insecure bool `json:"insecure"`
+	Enabled     bool            `json:"enabled"`
+	Timeout     metav1.Duration `json:"timeout"`
+	PullSecrets bool            `json:"pullSecrets"`
+	PinDigest   bool            `json:"pinDigest"`
+	TagTTL      metav1.Duration `json:"tagTTL"`
+	ErrorTTL    metav1.Duration `json:"errorTTL"`
+	CacheSize   int             `json:"cacheSize"`
+	Insecure    bool            `json:"insecure"`
 }
 
-// DefaultSidecars are the container names treated as sidecars unless the
-// config says otherwise.
+// DefaultSidecars is the one list of the default sidecars (docs/design.md
+// §2); the chart's values.yaml is generated from it.
 var DefaultSidecars = []string{"istio-proxy", "linkerd-proxy", "daprd", "vault-agent", "cloud-sql-proxy"}
 
 // Default returns the cluster configuration with every documented default.
@@ -191,56 +163,4 @@ func (c *Config) IsSidecar(name string) bool {
 		}
 	}
 	return false
-}
-
-// ConfigField documents one field of the cluster config; ConfigFields feeds
-// the README's and the chart's reference tables, and a test checks that it
-// names every field of Config.
-type ConfigField struct {
-	Path string // dotted JSON path, e.g. imageInspection.timeout
-	Doc  string
-}
-
-// ConfigFields lists every cluster config field in the order the README shows them.
-var ConfigFields = []ConfigField{
-	{"preStopSleep", "Default of `" + AnnotationPreStopSleep + "`: `auto`, a duration or `off`."},
-	{"execForm", "Default of `" + AnnotationExecForm + "` (true = on)."},
-	{"extendGrace", "Default of `" + AnnotationExtendGrace + "`."},
-	{"ratio", "`auto` sleep = clamp(ratio × terminationGracePeriodSeconds, min, max)."},
-	{"min", "Lower bound of an `auto` sleep."},
-	{"max", "Upper bound of an `auto` sleep."},
-	{"shutdownBudget", "Time the app needs after the sleep to stop; the grace period must cover sleep + budget."},
-	{"sidecarShutdownBudget", "A sidecar's own drain after its sleep, added to the grace period of a pod with a listed or native sidecar; a drain the pod declares for Istio or Linkerd replaces it."},
-	{"maxGracePeriod", "Highest grace period podgrace raises to (cluster-autoscaler's default limit); above it the sleep shrinks, with a warning."},
-	{"sleepRunToCompletion", "Give run-to-completion pods (restartPolicy Never/OnFailure) the default sleep too; an explicit pod or namespace duration applies anyway."},
-	{"hookAction", "`auto` (native sleep on Kubernetes ≥ 1.30, else exec), `sleep` or `exec` (`[\"sleep\",\"S\"]`, needs a sleep binary in the image)."},
-	{"sidecars", "Container names treated as sidecars: a sleep that outlives the app's, never the exec-form rewrite ([docs/sidecars.md](docs/sidecars.md))."},
-	{"strict", "Deny a pod with an invalid podgrace annotation instead of warning."},
-	{"imageInspection.enabled", "Read the image config when a container's argv comes from its image."},
-	{"imageInspection.timeout", "Deadline for all image lookups of one admission."},
-	{"imageInspection.pullSecrets", "Use the pod's and its ServiceAccount's imagePullSecrets (the chart then grants Secret read)."},
-	{"imageInspection.pinDigest", "Pin a rewritten tag-referenced image to the inspected digest."},
-	{"imageInspection.tagTTL", "How long a tag → digest resolution is trusted."},
-	{"imageInspection.errorTTL", "How long a failed lookup is remembered."},
-	{"imageInspection.cacheSize", "Image configs kept in memory (by digest)."},
-	{"imageInspection.insecure", "Allow plain-HTTP registries (local registries and tests only)."},
-}
-
-// ConfigTable renders ConfigFields with their defaults as a Markdown table.
-func ConfigTable() string {
-	d := Default()
-	raw, _ := json.Marshal(&d)
-	var m map[string]any
-	_ = json.Unmarshal(raw, &m)
-	var b strings.Builder
-	b.WriteString("| key | default | meaning |\n|---|---|---|\n")
-	for _, f := range ConfigFields {
-		var v any = m
-		for _, p := range strings.Split(f.Path, ".") {
-			v = v.(map[string]any)[p]
-		}
-		def, _ := json.Marshal(v)
-		b.WriteString("| `" + f.Path + "` | `" + strings.Trim(string(def), `"`) + "` | " + f.Doc + " |\n")
-	}
-	return b.String()
 }

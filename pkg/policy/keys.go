@@ -1,11 +1,12 @@
 // Package policy declares podgrace's public names (labels and annotations),
 // the cluster configuration, and resolves them into a typed policy for each
-// container of a pod, following the precedence of DESIGN §3:
+// container of a pod, following the precedence of docs/design.md §3:
 //
 //	per-container pod annotation > pod annotation > namespace annotation > cluster config
 //
-// Every key is declared exactly once, in this file; the README's reference
-// table is generated from Keys.
+// Every key is declared exactly once, in this file: adding one means a
+// constant and an entry in Keys here, its parser (parse.go), the code that
+// reads it, and a golden pair.
 package policy
 
 import "strings"
@@ -74,33 +75,101 @@ func ContainerAnnotation(container, key string) string {
 	return container + "." + key
 }
 
-// Key documents one public name; Keys feeds the README's reference table.
+// Level is where a key is read; a key may be valid at several.
+type Level uint8
+
+const (
+	// OnNamespace is a label or annotation of the pod's namespace.
+	OnNamespace Level = 1 << iota
+	// OnPod is a label or annotation of the pod.
+	OnPod
+	// PerContainer is a pod annotation `<container>.podgrace.dev/<name>`.
+	PerContainer
+)
+
+// Key declares one public name: where it is valid, what it takes, what it
+// means. Keys is the only list; unknown-key warnings, the README's table and
+// the tests derive from it.
 type Key struct {
-	Name   string
-	Where  string
-	Values string
-	Doc    string
+	Name string
+	// Label is true for a label, false for an annotation.
+	Label bool
+	// Levels are where the key is read (or, for Written keys, written).
+	Levels Level
+	// Written keys are set by podgrace, not by users.
+	Written bool
+	Values  string
+	// Example is a valid value that differs from the default (the tests
+	// set it at every level and expect an effect exactly where it is valid).
+	Example string
+	Doc     string
 }
 
 // Keys lists every public name in the order the README shows them.
 var Keys = []Key{
-	{LabelInject, "Namespace label", "`enabled` / `disabled`", "Opt a namespace in (default install mode: only labeled namespaces); `disabled` opts it out in cluster-wide mode."},
-	{LabelInject, "Pod label", "`disabled`", "Skip this pod. It is the webhook's objectSelector, so the API server does not even call podgrace."},
-	{AnnotationPreStopSleep, "Pod or Namespace annotation", "`auto`, a duration (`15s`, `1m30s`, `20` = seconds), `off`", "The preStop sleep; `auto` sizes it from terminationGracePeriodSeconds."},
-	{AnnotationExecForm, "Pod or Namespace annotation", "`on`, `off`", "Rewrite shell-form commands into exec form."},
-	{AnnotationExtendGrace, "Pod or Namespace annotation", "`true`, `false`", "May terminationGracePeriodSeconds be raised so that sleep + shutdown budget fits."},
-	{AnnotationContainers, "Pod annotation", "comma list of container names", "Act on these containers only."},
-	{ContainerAnnotation("<container>", AnnotationPreStopSleep), "Pod annotation", "as `" + AnnotationPreStopSleep + "`", "Per-container override of the sleep."},
-	{ContainerAnnotation("<container>", AnnotationExecForm), "Pod annotation", "as `" + AnnotationExecForm + "`", "Per-container override of the exec-form rewrite."},
-	{AnnotationStatus, "Pod annotation, written by podgrace", "JSON", "What was applied, per container (sidecars with their role), with the grace period before and after and a format version `v`; makes a second pass a no-op."},
+	{Name: LabelInject, Label: true, Levels: OnNamespace, Values: "`enabled` / `disabled`", Example: InjectEnabled,
+		Doc: "Opt a namespace in (default install mode: only labeled namespaces); `disabled` opts it out in cluster-wide mode."},
+	{Name: LabelInject, Label: true, Levels: OnPod, Values: "`disabled`", Example: InjectDisabled,
+		Doc: "Skip this pod. It is the webhook's objectSelector, so the API server does not even call podgrace."},
+	{Name: AnnotationPreStopSleep, Levels: OnNamespace | OnPod | PerContainer, Values: "`auto`, a duration (`15s`, `1m30s`, `20` = seconds), `off`", Example: "20s",
+		Doc: "The preStop sleep; `auto` sizes it from terminationGracePeriodSeconds."},
+	{Name: AnnotationExecForm, Levels: OnNamespace | OnPod | PerContainer, Values: "`on`, `off`", Example: SwitchOff,
+		Doc: "Rewrite shell-form commands into exec form."},
+	{Name: AnnotationExtendGrace, Levels: OnNamespace | OnPod, Values: "`true`, `false`", Example: "false",
+		Doc: "May terminationGracePeriodSeconds be raised so that sleep + shutdown budget fits."},
+	{Name: AnnotationContainers, Levels: OnPod, Values: "comma list of container names", Example: "app",
+		Doc: "Act on these containers only."},
+	{Name: AnnotationStatus, Levels: OnPod, Written: true, Values: "JSON", Example: `{"v":1}`,
+		Doc: "What was applied, per container (sidecars with their role), with the grace period before and after and a format version `v`; makes a second pass a no-op."},
 }
 
-// ReferenceTable renders Keys as the Markdown table the README embeds.
+// annotationKey returns the annotation named name, if Keys declares one.
+func annotationKey(name string) (Key, bool) {
+	for _, k := range Keys {
+		if !k.Label && k.Name == name {
+			return k, true
+		}
+	}
+	return Key{}, false
+}
+
+// where describes the levels of k for the reference table.
+func (k Key) where() string {
+	var on []string
+	if k.Levels&OnPod != 0 {
+		on = append(on, "Pod")
+	}
+	if k.Levels&OnNamespace != 0 {
+		on = append(on, "Namespace")
+	}
+	kind := " annotation"
+	if k.Label {
+		kind = " label"
+	}
+	s := strings.Join(on, " or ") + kind
+	if k.Written {
+		s += ", written by podgrace"
+	}
+	return s
+}
+
+// ReferenceTable renders Keys as the Markdown table the README embeds: one
+// row per key, then one for each per-container form.
 func ReferenceTable() string {
 	var b strings.Builder
 	b.WriteString("| key | where | values | meaning |\n|---|---|---|---|\n")
+	row := func(name, where, values, doc string) {
+		b.WriteString("| `" + name + "` | " + where + " | " + values + " | " + doc + " |\n")
+	}
 	for _, k := range Keys {
-		b.WriteString("| `" + k.Name + "` | " + k.Where + " | " + k.Values + " | " + k.Doc + " |\n")
+		if k.Levels&(OnPod|OnNamespace) != 0 {
+			row(k.Name, k.where(), k.Values, k.Doc)
+		}
+	}
+	for _, k := range Keys {
+		if k.Levels&PerContainer != 0 {
+			row(ContainerAnnotation("<container>", k.Name), "Pod annotation", "as `"+k.Name+"`", "Per-container override of `"+k.Name+"`.")
+		}
 	}
 	return b.String()
 }

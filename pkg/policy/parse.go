@@ -13,7 +13,7 @@ import (
 type SleepMode int
 
 const (
-	// SleepModeAuto sizes the sleep from the grace period (DESIGN §4).
+	// SleepModeAuto sizes the sleep from the grace period (docs/design.md §4).
 	SleepModeAuto SleepMode = iota
 	// SleepModeFixed uses the duration as written.
 	SleepModeFixed

@@ -144,9 +144,9 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("defaults not kept: %+v", c)
 			}
 		}},
-		"DESIGN defaults": {in: "", check: func(t *testing.T, c Config) {
+		"documented defaults": {in: "", check: func(t *testing.T, c Config) {
 			if c.Ratio != 0.5 || c.Min.Duration != 5*time.Second || c.Max.Duration != time.Minute || c.ShutdownBudget.Duration != 5*time.Second {
-				t.Fatalf("DESIGN §4 defaults: %+v", c)
+				t.Fatalf("docs/design.md §4 defaults: %+v", c)
 			}
 		}},
 		"overrides": {in: "ratio: 0.25\nmin: 2s\nmax: 30s\nshutdownBudget: 10s\nhookAction: exec\nstrict: true\nsidecars: [envoy]\npreStopSleep: 20s\nimageInspection:\n  pullSecrets: true\n", check: func(t *testing.T, c Config) {

@@ -3,9 +3,12 @@ package policy
 import (
 	"encoding/json"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // The README's reference tables are generated from Keys and ConfigFields;
@@ -66,5 +69,37 @@ func TestConfigFieldsComplete(t *testing.T) {
 	sort.Strings(documented)
 	if strings.Join(leaves, ",") != strings.Join(documented, ",") {
 		t.Errorf("ConfigFields = %v\nConfig has   %v", documented, leaves)
+	}
+}
+
+// ConfigFields keeps the fields of one nested object together (values.yaml
+// and the schema are generated in its order), and every schema is JSON.
+func TestConfigFieldsGenerate(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	cur := ""
+	for _, f := range ConfigFields {
+		g, _ := group(f.Path)
+		if g != cur && seen[g] {
+			t.Errorf("%s: the fields of %q are not together", f.Path, g)
+		}
+		seen[g], cur = true, g
+	}
+	s, err := ConfigSchema()
+	if err != nil || !json.Valid(s) {
+		t.Fatalf("ConfigSchema: %v\n%s", err, s)
+	}
+	y, err := ValuesYAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal([]byte(y), &values); err != nil {
+		t.Fatalf("ValuesYAML is not YAML: %v\n%s", err, y)
+	}
+	doc, _ := yaml.Marshal(values["config"])
+	c, err := ParseConfig(doc)
+	if err != nil || !reflect.DeepEqual(c, Default()) {
+		t.Errorf("ValuesYAML does not read back as Default: %v\n%s", err, y)
 	}
 }

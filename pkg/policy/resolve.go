@@ -223,43 +223,59 @@ func Resolve(cfg *Config, nsAnnotations map[string]string, pod *corev1.Pod) PodP
 	return pp
 }
 
-// unknownKeys reports podgrace keys that mean nothing where they stand: a typo
-// like `podgrace.dev/prestop-seep`, or a per-container key naming no
+// unknownKeys reports podgrace keys that mean nothing where they stand (Keys
+// says where each is read): a typo like `podgrace.dev/prestop-seep`, a key
+// at a level that does not read it, or a per-container key naming no
 // container. Silence here is what makes users distrust annotations.
 func unknownKeys(ann map[string]string, containers map[string]bool, onPod bool) []Problem {
 	var out []Problem
+	here := OnNamespace
+	if onPod {
+		here = OnPod
+	}
 	for k, v := range ann {
 		prefix, name, ok := strings.Cut(k, "/")
 		if !ok {
 			continue
 		}
+		var msg string
 		switch {
 		case prefix == Prefix:
-			switch k {
-			case AnnotationPreStopSleep, AnnotationExecForm, AnnotationExtendGrace:
-				continue
-			case AnnotationContainers, AnnotationStatus:
-				if onPod {
-					continue
-				}
-				out = append(out, Problem{Key: k, Value: v, Msg: "is only read on pods; ignored"})
-				continue
+			key, known := annotationKey(k)
+			switch {
+			case !known:
+				msg = "is not a podgrace key; ignored"
+			case key.Levels&here == 0:
+				msg = "is only read on " + levelNames(key.Levels&(OnPod|OnNamespace)) + "; ignored"
 			}
-			out = append(out, Problem{Key: k, Value: v, Msg: "is not a podgrace key; ignored"})
 		case strings.HasSuffix(prefix, "."+Prefix):
 			container := strings.TrimSuffix(prefix, "."+Prefix)
-			full := Prefix + "/" + name
+			key, known := annotationKey(Prefix + "/" + name)
 			switch {
-			case full != AnnotationPreStopSleep && full != AnnotationExecForm:
-				out = append(out, Problem{Key: k, Value: v, Msg: "is not a per-container podgrace key; ignored"})
+			case !known || key.Levels&PerContainer == 0:
+				msg = "is not a per-container podgrace key; ignored"
 			case !onPod:
-				out = append(out, Problem{Key: k, Value: v, Msg: "is only read on pods; ignored"})
+				msg = "is only read on pods; ignored"
 			case !containers[container]:
-				out = append(out, Problem{Key: k, Value: v, Msg: fmt.Sprintf("names no container %q; ignored", container)})
+				msg = fmt.Sprintf("names no container %q; ignored", container)
 			}
+		}
+		if msg != "" {
+			out = append(out, Problem{Key: k, Value: v, Msg: msg})
 		}
 	}
 	return out
+}
+
+// levelNames names pod and namespace levels for a warning.
+func levelNames(l Level) string {
+	switch l {
+	case OnPod:
+		return "pods"
+	case OnNamespace:
+		return "namespaces"
+	}
+	return "pods and namespaces"
 }
 
 // IsNativeSidecar reports whether an init container is a native sidecar

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -64,7 +65,7 @@ func TestResolveWarningText(t *testing.T) {
 	pp := Resolve(&cfg, nil, podWith(map[string]string{AnnotationPreStopSleep: "abc"}, "app"))
 	want := `podgrace: podgrace.dev/prestop-sleep="abc" is not a duration, "auto" or "off"; using auto`
 	if len(pp.Problems) != 1 || pp.Problems[0].String() != want {
-		t.Fatalf("problems = %v, want %q (DESIGN §3's example)", pp.Problems, want)
+		t.Fatalf("problems = %v, want %q (docs/design.md §3's example)", pp.Problems, want)
 	}
 }
 
@@ -128,5 +129,66 @@ func TestResolveUnknownKeys(t *testing.T) {
 	}
 	if len(pp.Problems) != 5 {
 		t.Errorf("got %d problems, want 5:\n%s", len(pp.Problems), all)
+	}
+}
+
+// TestKeysLevels derives from Keys: every annotation, set to its example at
+// every level, changes the resolved policy and is not warned about exactly
+// where Keys says it is read, and is warned about ("ignored") with no effect
+// everywhere else; a label set as an annotation and typos are warned about.
+func TestKeysLevels(t *testing.T) {
+	t.Parallel()
+	cfg := Default()
+	ignored := func(pp PodPolicy, key string) bool {
+		for _, p := range pp.Problems {
+			if p.Key == key && strings.HasSuffix(p.Msg, "; ignored") {
+				return true
+			}
+		}
+		return false
+	}
+	resolve := func(lv Level, key, value string) PodPolicy {
+		ann := map[string]string{key: value}
+		if lv == OnNamespace {
+			return Resolve(&cfg, ann, podWith(nil, "app", "worker"))
+		}
+		return Resolve(&cfg, nil, podWith(ann, "app", "worker"))
+	}
+	base := Resolve(&cfg, nil, podWith(nil, "app", "worker"))
+	for _, k := range Keys {
+		if k.Label {
+			for _, lv := range []Level{OnNamespace, OnPod} {
+				if pp := resolve(lv, k.Name, k.Example); !ignored(pp, k.Name) {
+					t.Errorf("label %s set as an annotation (level %b) was not warned about: %v", k.Name, lv, pp.Problems)
+				}
+			}
+			continue
+		}
+		for _, lv := range []Level{OnNamespace, OnPod, PerContainer} {
+			key := k.Name
+			if lv == PerContainer {
+				key = ContainerAnnotation("app", k.Name)
+			}
+			pp := resolve(lv, key, k.Example)
+			valid := k.Levels&lv != 0
+			if got := ignored(pp, key); got == valid {
+				t.Errorf("%s at level %b: warned %v, but Keys says valid = %v (problems %v)", key, lv, got, valid, pp.Problems)
+			}
+			for _, p := range pp.Problems {
+				if p.Key == key && !strings.HasSuffix(p.Msg, "; ignored") {
+					t.Errorf("Keys' example of %s is invalid: %v", key, p)
+				}
+			}
+			pp.Problems = nil
+			// Written keys are read by the core, not by Resolve.
+			if changed := !reflect.DeepEqual(pp, base); changed != (valid && !k.Written) {
+				t.Errorf("%s=%q at level %b: policy changed = %v, Keys says valid = %v", key, k.Example, lv, changed, valid)
+			}
+		}
+	}
+	for _, typo := range []string{Prefix + "/prestop-seep", ContainerAnnotation("app", AnnotationContainers)} {
+		if pp := resolve(OnPod, typo, "x"); !ignored(pp, typo) {
+			t.Errorf("%s was not warned about: %v", typo, pp.Problems)
+		}
 	}
 }

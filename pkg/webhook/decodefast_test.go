@@ -83,7 +83,7 @@ func TestDecodeFastAgrees(t *testing.T) {
 
 // FuzzDecodeFast feeds arbitrary bodies to both decoders.
 func FuzzDecodeFast(f *testing.F) {
-	for _, dir := range []string{"testdata/bench", "testdata/fuzz/FuzzHandler"} {
+	for _, dir := range []string{"../../test/bench/testdata/reviews", "testdata/fuzz/FuzzHandler"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*"))
 		for _, file := range files {
 			b, err := os.ReadFile(file)

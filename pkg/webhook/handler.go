@@ -19,28 +19,11 @@ import (
 // unknown and the cluster config applies alone.
 type NamespaceLookup func(ctx context.Context, namespace string) (map[string]string, error)
 
-// Handler is the mutating admission handler for Pod CREATE. It is a plain
-// http.Handler that decodes the AdmissionReview itself (rather than going
-// through controller-runtime's admission.Webhook) so that a request costs
-// little more than decoding it; the webhook server wraps it in
-// controller-runtime's request metrics when it is registered.
-//
-// What it answers, and why, given failurePolicy Ignore:
-//
-//   - Not an AdmissionReview at all (wrong method or media type, body over
-//     MaxBodyBytes, bad JSON, not admission.k8s.io/v1, no request or uid):
-//     an HTTP 4xx with a metav1.Status body. There is no uid to answer to, so
-//     no AdmissionReview response could be valid; the API server reports the
-//     call as failed with our message and, under Ignore, admits the pod.
-//   - A well-formed review podgrace does not handle (not a Pod, not CREATE,
-//     an object it cannot decode): allowed, unchanged, with a warning that
-//     names the misconfiguration. Allowing is what Ignore would do anyway,
-//     and it stays fail-open even if someone sets failurePolicy Fail.
-//   - A Pod CREATE: the core's patch (podgrace's own operations only, never
-//     a diff of whole documents), its warnings and the status annotation; or,
-//     in strict mode with an invalid setting, a denial with the message.
-//   - A panic: HTTP 500 (the pod is admitted unmutated under Ignore), logged
-//     with its stack and counted.
+// Handler is the mutating admission handler for Pod CREATE: a plain
+// http.Handler that decodes the AdmissionReview itself, so that a request
+// costs little more than decoding it (docs/internals.md). Whatever arrives,
+// it answers so that under failurePolicy Ignore a pod is never blocked by
+// podgrace's failure; docs/webhook.md ("What podgrace answers") lists each case.
 type Handler struct {
 	// Config is the cluster config.
 	Config *policy.Config

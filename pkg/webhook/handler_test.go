@@ -12,14 +12,14 @@ import (
 	"strings"
 	"testing"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	gomodulesjsonpatch "gomodules.xyz/jsonpatch/v2"
-	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
 
@@ -418,10 +418,10 @@ func TestWarningKind(t *testing.T) {
 }
 
 // TestEncodePatch: the handler's patch encoder writes what
-// jsonpatch.Operation's MarshalJSON writes.
+// json.Marshal of the core's PatchOps writes.
 func TestEncodePatch(t *testing.T) {
 	t.Parallel()
-	ops := []gomodulesjsonpatch.Operation{
+	ops := []inject.PatchOp{
 		{Operation: "add", Path: "/spec/containers/0/lifecycle", Value: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 15}}}},
 		{Operation: "add", Path: "/spec/terminationGracePeriodSeconds", Value: int64(20)},
 		{Operation: "remove", Path: "/spec/containers/0/args"},

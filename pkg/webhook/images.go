@@ -52,7 +52,7 @@ func (imageMetrics) ObserveLookup(result string, d time.Duration) {
 func (imageMetrics) CacheHit(kind string) { imageCacheHitsTotal.WithLabelValues(kind).Inc() }
 func (imageMetrics) Error(kind string)    { imageErrorsTotal.WithLabelValues(kind).Inc() }
 
-// NewImageLookup builds the image inspection the handler uses (DESIGN §6):
+// NewImageLookup builds the image inspection the handler uses (docs/design.md §6):
 // one process-wide inspector with its caches, anonymous unless the cluster
 // config allows reading pull secrets, in which case reader (a live, uncached
 // reader: podgrace never lists or watches Secrets) fetches the pod's and its

@@ -36,9 +36,8 @@ const (
 // the request's path, a non-resource URL (SubjectAccessReview), the check
 // kube-rbac-proxy and controller-runtime's
 // filters.WithAuthenticationAndAuthorization make. That filter is not used
-// because it brings in k8s.io/apiserver: built into podgrace it made the
-// binary 62 MB instead of 34 MB (-trimpath -s -w); these two reviews are all
-// of it podgrace needs.
+// because it brings in k8s.io/apiserver, which nearly doubles the binary
+// (docs/webhook.md); these two reviews are all of it podgrace needs.
 func metricsAuth(cfg *rest.Config, hc *http.Client) (metricsserver.Filter, error) {
 	authn, err := authenticationclient.NewForConfigAndClient(cfg, hc)
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	"sync"
 
 	jsonv2 "github.com/go-json-experiment/json"
-	"gomodules.xyz/jsonpatch/v2"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +20,7 @@ import (
 	kjson "sigs.k8s.io/json"
 
 	"github.com/podgrace/podgrace/internal/jsonstr"
+	"github.com/podgrace/podgrace/pkg/inject"
 )
 
 // MaxBodyBytes bounds an AdmissionReview. The API server refuses objects over
@@ -41,19 +41,10 @@ func decode(data []byte, v any) error {
 	return kjson.UnmarshalCaseSensitivePreserveInts(data, v)
 }
 
-// decodeFast decodes as decode does, on a faster engine:
-// github.com/go-json-experiment/json, the implementation proposed as
-// encoding/json/v2. It validates and decodes in one pass and skips unknown
-// members without scanning them again, where encoding/json (and
-// sigs.k8s.io/json, its fork) scans the whole body before decoding it.
-//
-// Its defaults are what the fast path wants: names match case-sensitively,
-// as decode's do, and the inputs on which v1 and v2 semantics differ when
-// decoding into zero values (duplicate names, invalid UTF-8) are rejected,
-// so they take the slow path. It is the fast path only: a body it rejects
-// goes through decode, so every answer to a malformed review is decode's,
-// and TestDecodeFastAgrees and FuzzDecodeFast check that whatever it
-// accepts it decodes as decode does.
+// decodeFast decodes as decode does, on github.com/go-json-experiment/json,
+// which decodes in one pass. It is the fast path only: a body it rejects goes
+// through decode (docs/internals.md); TestDecodeFastAgrees and FuzzDecodeFast
+// check that what it accepts it decodes as decode does.
 func decodeFast(data []byte, v any) error {
 	return jsonv2.Unmarshal(data, v)
 }
@@ -311,10 +302,10 @@ func statusReason(code int) metav1.StatusReason {
 	}
 }
 
-// encodePatch writes the core's operations as a JSON patch in one pass:
-// jsonpatch.Operation's own MarshalJSON marshals every operation twice
-// (its value, then the whole operation compacted again).
-func encodePatch(ops []jsonpatch.Operation) ([]byte, error) {
+// encodePatch writes the core's operations as a JSON patch in one pass, the
+// status string and the grace period without reflection; it writes what
+// json.Marshal of the operations writes (TestEncodePatch).
+func encodePatch(ops []inject.PatchOp) ([]byte, error) {
 	buf := make([]byte, 0, 128*len(ops))
 	buf = append(buf, '[')
 	for i := range ops {

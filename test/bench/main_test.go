@@ -54,12 +54,12 @@ import (
 )
 
 // benchNamespace is the namespace of the bench reviews
-// (pkg/webhook/testdata/bench): it must exist so podgrace finds it in its
+// (test/bench/testdata/reviews): it must exist so podgrace finds it in its
 // namespace cache, as it would in a cluster.
 const benchNamespace = "bench"
 
 // typicalReview is the ~5 KB pod of the handler benchmarks.
-const typicalReview = "../../pkg/webhook/testdata/bench/typical.json"
+const typicalReview = "testdata/reviews/typical.json"
 
 // The suite's state, set up by TestMain.
 var (

@@ -17,8 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/pkg/policy"
-	"github.com/podgrace/podgrace/pkg/webhook"
 )
 
 // mapLabel selects the namespaces the MutatingAdmissionPolicy binding applies to.
@@ -165,7 +165,7 @@ func BenchmarkPodCreate(b *testing.B) {
 		setups[i].ns = ns.Name
 	}
 
-	mwc := webhook.MutatingWebhookConfiguration(webhook.ConfigurationOptions{Name: "podgrace-bench", URL: podgrace.url, CABundle: caPEM})
+	mwc := mustWebhook(chart.WebhookOptions{Name: "podgrace-bench", URL: podgrace.url, CABundle: caPEM})
 	if _, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
@@ -270,4 +270,18 @@ func BenchmarkPodCreate(b *testing.B) {
 	b.ReportMetric(addedMAP, "map-added-ms")
 	b.ReportMetric(addedPG/addedMAP, "podgrace-added/map-added")
 	b.ReportMetric(0, "ns/op")
+}
+
+// mustWebhook renders the chart's registration for a podgrace at o.URL (the
+// chart is the one definition of it); a chart that does not render is a bug
+// in the repository, not in the test.
+func mustWebhook(o chart.WebhookOptions) *admissionregistrationv1.MutatingWebhookConfiguration {
+	dir, err := chart.Dir()
+	if err == nil {
+		var mwc *admissionregistrationv1.MutatingWebhookConfiguration
+		if mwc, err = chart.Webhook(dir, o); err == nil {
+			return mwc
+		}
+	}
+	panic("rendering the chart's MutatingWebhookConfiguration: " + err.Error())
 }

@@ -48,7 +48,7 @@ func TestLint(t *testing.T) {
 	}
 }
 
-// TestRender checks the shape of what each combination renders: DESIGN §7
+// TestRender checks the shape of what each combination renders: docs/design.md §7
 // and the install contract of issue 5.
 func TestRender(t *testing.T) {
 	t.Parallel()
@@ -286,13 +286,13 @@ func checkWebhookConfiguration(t *testing.T, r *chart.Rendered, c chartCase) {
 	}
 	w := mwc.Webhooks[0]
 	wantFailure := admissionregistrationv1.Ignore
-	wantTimeout := int32(5)
+	wantTimeout := webhook.TimeoutSeconds
 	if c.name == "extras" {
 		wantFailure, wantTimeout = admissionregistrationv1.Fail, 10
 	}
 	if *w.FailurePolicy != wantFailure || *w.TimeoutSeconds != wantTimeout || *w.SideEffects != admissionregistrationv1.SideEffectClassNone ||
 		*w.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy || !slices.Equal(w.AdmissionReviewVersions, []string{"v1"}) {
-		t.Errorf("webhook policy differs from DESIGN §7: failurePolicy %s timeout %d sideEffects %s reinvocation %s versions %v",
+		t.Errorf("webhook policy differs from docs/design.md §7: failurePolicy %s timeout %d sideEffects %s reinvocation %s versions %v",
 			*w.FailurePolicy, *w.TimeoutSeconds, *w.SideEffects, *w.ReinvocationPolicy, w.AdmissionReviewVersions)
 	}
 	if len(w.Rules) != 1 || !slices.Equal(w.Rules[0].Operations, []admissionregistrationv1.OperationType{admissionregistrationv1.Create}) ||
@@ -300,7 +300,10 @@ func checkWebhookConfiguration(t *testing.T, r *chart.Rendered, c chartCase) {
 		t.Errorf("rules = %+v, want pods CREATE", w.Rules)
 	}
 	svc := w.ClientConfig.Service
-	if svc == nil || *svc.Path != "/mutate-v1-pod" || svc.Namespace != rel.Namespace || r.Find("Service", svc.Name) == nil {
+	if w.Name != webhook.WebhookName {
+		t.Errorf("webhook name %q, the server answers as %q", w.Name, webhook.WebhookName)
+	}
+	if svc == nil || *svc.Path != webhook.Path || svc.Namespace != rel.Namespace || r.Find("Service", svc.Name) == nil {
 		t.Errorf("clientConfig.service %+v does not point at the chart's Service and /mutate-v1-pod", svc)
 	}
 	if len(w.ClientConfig.CABundle) != 0 {
@@ -475,7 +478,7 @@ func checkConfigMap(t *testing.T, r *chart.Rendered, c chartCase) {
 }
 
 // TestConfigDefaults: values.yaml's `config:` holds every key of the cluster
-// config, each with the default of policy.Default (DESIGN §4–6): no default
+// config, each with the default of policy.Default (docs/design.md §4–6): no default
 // is left to the binary, and none differs from it.
 func TestConfigDefaults(t *testing.T) {
 	t.Parallel()
@@ -573,37 +576,37 @@ func TestPodDisruptionBudget(t *testing.T) {
 	}
 }
 
-// TestWebhookConfigurationMatchesGo: the chart's MutatingWebhookConfiguration
-// is the one pkg/webhook builds in Go (the API server's contract is written
-// down once there), in both modes. The chart adds its matchConditions,
-// labels and the cainjector annotation.
-func TestWebhookConfigurationMatchesGo(t *testing.T) {
+// TestWebhookForTests: chart.Webhook, how the other suites register their
+// own podgrace, is the chart's registration with only the client config
+// swapped for a URL, in both modes and with extra namespace expressions.
+func TestWebhookForTests(t *testing.T) {
 	t.Parallel()
+	extra := []metav1.LabelSelectorRequirement{{Key: "team", Operator: metav1.LabelSelectorOpIn, Values: []string{"a"}}}
 	for _, clusterWide := range []bool{false, true} {
 		mode := map[bool]string{false: "opt-in", true: "cluster-wide"}[clusterWide]
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			var got admissionregistrationv1.MutatingWebhookConfiguration
-			r := render(t, rel, map[string]any{"webhook": map[string]any{"mode": mode}})
-			if err := chart.Into(r.Find("MutatingWebhookConfiguration", "podgrace"), &got); err != nil {
+			var want admissionregistrationv1.MutatingWebhookConfiguration
+			r := render(t, rel, map[string]any{"webhook": map[string]any{"mode": mode,
+				"namespaceSelectorExpressions": []any{map[string]any{"key": "team", "operator": "In", "values": []any{"a"}}}}})
+			if err := chart.Into(r.Find("MutatingWebhookConfiguration", "podgrace"), &want); err != nil {
 				t.Fatal(err)
 			}
-			want := webhook.MutatingWebhookConfiguration(webhook.ConfigurationOptions{
-				Name:        "podgrace",
-				Service:     &admissionregistrationv1.ServiceReference{Namespace: rel.Namespace, Name: "podgrace-webhook"},
-				Namespace:   rel.Namespace,
-				ClusterWide: clusterWide,
+			got, err := chart.Webhook(chartDir(t), chart.WebhookOptions{
+				URL: "https://127.0.0.1:9443" + webhook.Path, CABundle: []byte("pem"), ClusterWide: clusterWide, ExtraNamespaceSelector: extra,
 			})
-			for i := range got.Webhooks {
-				got.Webhooks[i].MatchConditions = nil
+			if err != nil {
+				t.Fatal(err)
 			}
+			if got.Name != "podgrace" || len(got.Webhooks) != 1 || *got.Webhooks[0].ClientConfig.URL != "https://127.0.0.1:9443"+webhook.Path ||
+				string(got.Webhooks[0].ClientConfig.CABundle) != "pem" || got.Webhooks[0].ClientConfig.Service != nil {
+				t.Fatalf("chart.Webhook = %s with %+v", got.Name, got.Webhooks)
+			}
+			got.Webhooks[0].ClientConfig = want.Webhooks[0].ClientConfig
 			if !reflect.DeepEqual(got.Webhooks, want.Webhooks) {
 				gotJSON, _ := json.MarshalIndent(got.Webhooks, "", "  ")
 				wantJSON, _ := json.MarshalIndent(want.Webhooks, "", "  ")
-				t.Errorf("chart webhooks differ from pkg/webhook's:\nchart: %s\ngo:    %s", gotJSON, wantJSON)
-			}
-			if got.Name != want.Name {
-				t.Errorf("name %q, pkg/webhook says %q", got.Name, want.Name)
+				t.Errorf("chart.Webhook differs from the chart's registration:\ngot:   %s\nchart: %s", gotJSON, wantJSON)
 			}
 		})
 	}

@@ -27,7 +27,7 @@ import (
 	"github.com/podgrace/podgrace/test/e2e/images"
 )
 
-// Names of podgrace's public contract (DESIGN.md §3) the tests check.
+// Names of podgrace's public contract (docs/design.md §3) the tests check.
 const (
 	injectLabel      = "podgrace.dev/inject"
 	statusAnnotation = "podgrace.dev/status"

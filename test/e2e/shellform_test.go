@@ -29,7 +29,7 @@ import (
 const (
 	shellGrace = 20 // terminationGracePeriodSeconds of the test pods
 	// shellSleep is podgrace's auto preStop sleep for T=20 with the default
-	// cluster config: clamp(0.5*20, 5s, 60s) = 10 s (DESIGN.md §4).
+	// cluster config: clamp(0.5*20, 5s, 60s) = 10 s (docs/design.md §4).
 	shellSleep = 10
 )
 

@@ -26,12 +26,14 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/internal/freeport"
 	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
@@ -412,4 +414,18 @@ func scrape(t *testing.T, url string, match map[string]string, names ...string) 
 func isConnRefused(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && strings.Contains(op.Err.Error(), "connection refused")
+}
+
+// mustWebhook renders the chart's registration for a podgrace at o.URL (the
+// chart is the one definition of it); a chart that does not render is a bug
+// in the repository, not in the test.
+func mustWebhook(o chart.WebhookOptions) *admissionregistrationv1.MutatingWebhookConfiguration {
+	dir, err := chart.Dir()
+	if err == nil {
+		var mwc *admissionregistrationv1.MutatingWebhookConfiguration
+		if mwc, err = chart.Webhook(dir, o); err == nil {
+			return mwc
+		}
+	}
+	panic("rendering the chart's MutatingWebhookConfiguration: " + err.Error())
 }

@@ -29,8 +29,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/pkg/policy"
-	"github.com/podgrace/podgrace/pkg/webhook"
 )
 
 // Labels the suite uses to give each podgrace instance its own namespaces.
@@ -135,7 +135,7 @@ func setUp() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	mwc := webhook.MutatingWebhookConfiguration(webhook.ConfigurationOptions{
+	mwc := mustWebhook(chart.WebhookOptions{
 		URL:      mainServer.url,
 		CABundle: tlsAssets.caPEM,
 		ExtraNamespaceSelector: []metav1.LabelSelectorRequirement{

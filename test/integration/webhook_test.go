@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/webhook"
@@ -284,7 +285,7 @@ func TestHookAcceptedByValidation(t *testing.T) {
 }
 
 // TestPrecedence: per-container pod annotation > pod annotation > namespace
-// annotation > cluster config (DESIGN §3).
+// annotation > cluster config (docs/design.md §3).
 func TestPrecedence(t *testing.T) {
 	t.Parallel()
 	cs, _ := client(t)
@@ -405,7 +406,7 @@ func serve(t *testing.T, name string, cfg *policy.Config, drain time.Duration) *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = in.stop() })
-	register(t, webhook.MutatingWebhookConfiguration(webhook.ConfigurationOptions{
+	register(t, mustWebhook(chart.WebhookOptions{
 		Name:                   "podgrace-" + name,
 		URL:                    in.url,
 		CABundle:               tlsAssets.caPEM,
@@ -598,7 +599,7 @@ func TestWebhookTimeout(t *testing.T) {
 		}
 	}))
 	defer close(release)
-	register(t, webhook.MutatingWebhookConfiguration(webhook.ConfigurationOptions{
+	register(t, mustWebhook(chart.WebhookOptions{
 		Name: "podgrace-hang", URL: hang.URL + webhook.Path, CABundle: tlsAssets.caPEM,
 		ExtraNamespaceSelector: instanceSelector("hang"),
 	}))

@@ -258,12 +258,20 @@ func Readme(chartDir string) (string, []byte, error) {
 	return filepath.Join(Path, "README.md"), b.Bytes(), nil
 }
 
-// Generated returns every generated file (config/ and the chart README) by
-// path relative to the repository root.
+// Generated returns every generated file (the chart's config value and its
+// schema from pkg/policy, config/ and the chart README from the chart) by path
+// relative to the repository root.
 func Generated(chartDir string) (map[string][]byte, error) {
 	files, err := Kustomize(chartDir)
 	if err != nil {
 		return nil, err
+	}
+	fromPolicy, err := FromPolicy(chartDir)
+	if err != nil {
+		return nil, err
+	}
+	for p, data := range fromPolicy {
+		files[p] = data
 	}
 	path, readme, err := Readme(chartDir)
 	if err != nil {

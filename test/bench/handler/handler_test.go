@@ -1,12 +1,12 @@
-package webhook_test
+package handler_test
 
 // Benchmarks of the full HTTP handler (docs/performance.md) on realistic
 // AdmissionReviews, with two baselines on the same bodies: the floor (decode
 // the review, answer allowed) and controller-runtime's defaulter path. The
-// bodies are testdata/bench/*.json, written by benchReviews; refresh them
-// with REFRESH_BENCH=true go test ./pkg/webhook -run TestBenchBodies.
+// bodies are test/bench/testdata/reviews/*.json, written by benchReviews;
+// refresh them with REFRESH_BENCH=true go test ./test/bench/handler -run TestBenchBodies.
 //
-//	go test ./pkg/webhook -run '^$' -bench 'Handler' -benchmem
+//	go test ./test/bench/handler -run '^$' -bench 'Handler' -benchmem
 //
 // BenchmarkHandler/<pod>/<handler> are plain benchmarks (benchstat them);
 // BenchmarkHandlerRatio/<pod> measures the handlers in alternating rounds in
@@ -30,9 +30,9 @@ import (
 	"testing"
 	"time"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
 	"golang.org/x/sys/unix"
-	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -308,14 +308,14 @@ func largePod(shell bool) *corev1.Pod {
 	return p
 }
 
-// committed says which bench bodies are kept in testdata/bench for the load
+// committed says which bench bodies are kept in testdata/reviews for the load
 // generator and test/bench; the large ones (280 KB each) are only generated.
 func committed(name string) bool { return !strings.HasPrefix(name, "large") }
 
-// TestBenchBodies keeps testdata/bench equal to what benchReviews writes.
+// TestBenchBodies keeps testdata/reviews equal to what benchReviews writes.
 func TestBenchBodies(t *testing.T) {
 	want := benchReviews(t)
-	dir := filepath.Join("testdata", "bench")
+	dir := filepath.Join("..", "testdata", "reviews")
 	refresh := os.Getenv("REFRESH_BENCH") == "true"
 	if refresh {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -335,7 +335,7 @@ func TestBenchBodies(t *testing.T) {
 		}
 		got, err := os.ReadFile(file)
 		if err != nil || !bytes.Equal(got, want[name]) {
-			t.Errorf("%s is stale or missing (%v): REFRESH_BENCH=true go test ./pkg/webhook -run TestBenchBodies", file, err)
+			t.Errorf("%s is stale or missing (%v): REFRESH_BENCH=true go test ./test/bench/handler -run TestBenchBodies", file, err)
 		}
 	}
 }

@@ -1,0 +1,71 @@
+package chart
+
+import (
+	"fmt"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// WebhookOptions says how tests reach a podgrace that runs outside the
+// cluster.
+type WebhookOptions struct {
+	// Name of the MutatingWebhookConfiguration (and of the release it is
+	// rendered for); "podgrace" when empty.
+	Name string
+	// URL replaces the chart's Service reference.
+	URL string
+	// CABundle signs podgrace's serving certificate.
+	CABundle []byte
+	// ClusterWide renders webhook.mode=cluster-wide instead of opt-in.
+	ClusterWide bool
+	// ExtraNamespaceSelector is webhook.namespaceSelectorExpressions.
+	ExtraNamespaceSelector []metav1.LabelSelectorRequirement
+}
+
+// Webhook renders the chart's MutatingWebhookConfiguration, the one
+// definition of podgrace's registration, for a podgrace reached at a URL:
+// tests register exactly what `helm install` does, but for their own server.
+func Webhook(chartDir string, o WebhookOptions) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	name := o.Name
+	if name == "" {
+		name = DefaultRelease.Name
+	}
+	mode := "opt-in"
+	if o.ClusterWide {
+		mode = "cluster-wide"
+	}
+	exprs := make([]any, 0, len(o.ExtraNamespaceSelector))
+	for _, e := range o.ExtraNamespaceSelector {
+		m := map[string]any{"key": e.Key, "operator": string(e.Operator)}
+		if len(e.Values) > 0 {
+			vals := make([]any, len(e.Values))
+			for i, v := range e.Values {
+				vals[i] = v
+			}
+			m["values"] = vals
+		}
+		exprs = append(exprs, m)
+	}
+	r, err := Render(chartDir, Release{Name: name, Namespace: DefaultRelease.Namespace}, map[string]any{
+		"fullnameOverride": name,
+		"certManager":      map[string]any{"enabled": false},
+		"webhook":          map[string]any{"mode": mode, "namespaceSelectorExpressions": exprs},
+	})
+	if err != nil {
+		return nil, err
+	}
+	objs := r.OfKind("MutatingWebhookConfiguration")
+	if len(objs) != 1 {
+		return nil, fmt.Errorf("the chart renders %d MutatingWebhookConfigurations", len(objs))
+	}
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := Into(objs[0], &mwc); err != nil {
+		return nil, err
+	}
+	for i := range mwc.Webhooks {
+		url := o.URL
+		mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: o.CABundle}
+	}
+	return &mwc, nil
+}

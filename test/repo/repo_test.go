@@ -1,0 +1,166 @@
+// Package repo holds checks on the repository as a whole: what its files cite
+// and how long its README is.
+package repo
+
+import (
+	"bytes"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// root is the repository root, seen from this package's directory.
+const root = "../.."
+
+// textFiles returns every text file of the repository (relative paths),
+// skipping build output and git's own directory.
+func textFiles(t *testing.T) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if d.IsDir() {
+			switch rel {
+			case ".git", "bin", "dist":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.IndexByte(data, 0) >= 0 {
+			return nil // binary
+		}
+		files[rel] = data
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := files["go.mod"]; !ok {
+		t.Fatalf("%s is not the repository root", root)
+	}
+	return files
+}
+
+// relPath matches a path that starts by climbing out of its directory.
+var relPath = regexp.MustCompile(`(?:\.\./)+[A-Za-z0-9_.\-/]*`)
+
+// TestCitationsStayInside: the project stands alone. A reader of any file can
+// open what it cites, so no file cites a document by a relative path that
+// leaves the repository, and none cites the external design contract the
+// project's own docs/design.md replaces.
+func TestCitationsStayInside(t *testing.T) {
+	t.Parallel()
+	external := []string{"DESIGN" + ".md", "DESIGN" + " §"}
+	absRoot, err := filepath.Abs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rel, data := range textFiles(t) {
+		for i, line := range strings.Split(string(data), "\n") {
+			for _, e := range external {
+				if strings.Contains(line, e) {
+					t.Errorf("%s:%d cites %q, which is not in the repository; cite docs/design.md §N", rel, i+1, e)
+				}
+			}
+			for _, p := range relPath.FindAllString(line, -1) {
+				target := filepath.Join(absRoot, filepath.Dir(rel), p)
+				if r, err := filepath.Rel(absRoot, target); err != nil || r == ".." || strings.HasPrefix(r, "../") {
+					t.Errorf("%s:%d cites %q, outside the repository", rel, i+1, p)
+				}
+			}
+		}
+	}
+}
+
+// The check above must see a citation that leaves the repository.
+func TestRelPathFindsEscapes(t *testing.T) {
+	t.Parallel()
+	if got := relPath.FindAllString("see ../../shared/DESIGN (and ../README.md)", -1); len(got) != 2 || got[0] != "../../shared/DESIGN" {
+		t.Errorf("relPath found %q", got)
+	}
+}
+
+// TestREADMELength: README.md is for a platform engineer and fits a screen or
+// two; details belong in docs/.
+func TestREADMELength(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(data), "\n"); n > 250 {
+		t.Errorf("README.md has %d lines; keep it at 250 or fewer and move details to docs/", n)
+	}
+}
+
+// TestE2EDocsListEveryTest: docs/e2e.md describes each e2e test under a
+// heading naming it, so the count a reader sees cannot drift from the code.
+func TestE2EDocsListEveryTest(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "e2e.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^### .*\\(`(Test\\w+)`\\)\\s*$").FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = true
+	}
+	files, err := filepath.Glob(filepath.Join(root, "test", "e2e", "*_test.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no e2e tests found: %v", err)
+	}
+	code := map[string]bool{}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`(?m)^func (Test\w+)\(t \*testing\.T\)`).FindAllStringSubmatch(string(src), -1) {
+			code[m[1]] = true
+		}
+	}
+	for name := range code {
+		if !documented[name] {
+			t.Errorf("test/e2e has %s, docs/e2e.md has no `### … (`%s`)` section for it", name, name)
+		}
+	}
+	for name := range documented {
+		if !code[name] {
+			t.Errorf("docs/e2e.md describes %s, which test/e2e does not have", name)
+		}
+	}
+}
+
+// TestMarkdownLinksResolve: every relative link of a Markdown file points at a
+// file or directory of the repository.
+func TestMarkdownLinksResolve(t *testing.T) {
+	t.Parallel()
+	link := regexp.MustCompile(`\]\(([^)#\s]+)(?:#[^)\s]*)?\)`)
+	for rel, data := range textFiles(t) {
+		if !strings.HasSuffix(rel, ".md") {
+			continue
+		}
+		for _, m := range link.FindAllStringSubmatch(string(data), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(root, filepath.Dir(rel), target)); err != nil {
+				t.Errorf("%s links to %s, which does not exist", rel, target)
+			}
+		}
+	}
+}
