@@ -141,10 +141,8 @@ cluster-down: ## Tear the e2e cluster down and verify that nothing of it is left
 	$(E2E_ENV) hack/cluster/down.sh
 
 .PHONY: e2e
-e2e: image ## Real-node e2e: cluster up, podgrace installed, rollout and SIGTERM tests, cluster down (even on failure).
-	trap '$(E2E_ENV) hack/cluster/down.sh || exit 1' EXIT; \
-	$(E2E_ENV) hack/cluster/up.sh; \
-	E2E_DIR='$(E2E_DIR)' $(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/... $(E2E_FLAGS)
+e2e: image ## Real-node e2e: cluster up, podgrace installed, rollout, traffic-path and SIGTERM tests, cluster down (even on failure; a failure prints its cause first).
+	$(E2E_ENV) hack/cluster/e2e.sh $(E2E_FLAGS)
 
 ##@ Benchmarks
 

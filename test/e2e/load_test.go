@@ -35,6 +35,10 @@ type loadConfig struct {
 	Timeout     time.Duration // per request
 	MaxRequests int
 	MaxDuration time.Duration
+	// KeepAlive reuses connections (Go's net/http client as it comes: a
+	// request on a connection the server closed before answering is retried
+	// once by the Transport itself); false opens a new connection per request.
+	KeepAlive bool
 }
 
 // loadResult counts what happened.
@@ -88,21 +92,26 @@ func checkTarget(raw string) error {
 	return nil
 }
 
-// runLoad sends GET requests, a new TCP connection for each, from Workers
-// goroutines until stop is closed, ctx ends, MaxRequests were sent or
-// MaxDuration passed, whichever comes first.
+// runLoad sends GET requests from Workers goroutines until stop is closed,
+// ctx ends, MaxRequests were sent or MaxDuration passed, whichever comes
+// first: a new TCP connection for each request, or with KeepAlive one
+// keep-alive client per worker (as many clients as workers, each holding
+// its own connection, the way separate client processes do).
 func runLoad(ctx context.Context, cfg loadConfig, stop <-chan struct{}) (loadResult, error) {
 	if err := checkTarget(cfg.URL); err != nil {
 		return loadResult{}, err
 	}
-	client := &http.Client{
-		Timeout: cfg.Timeout,
-		Transport: &http.Transport{
-			DisableKeepAlives: true,
-			Proxy:             nil, // never a proxy from the environment
-			DialContext:       (&net.Dialer{Timeout: cfg.Timeout}).DialContext,
-		},
+	newClient := func() *http.Client {
+		return &http.Client{
+			Timeout: cfg.Timeout,
+			Transport: &http.Transport{
+				DisableKeepAlives: !cfg.KeepAlive,
+				Proxy:             nil, // never a proxy from the environment
+				DialContext:       (&net.Dialer{Timeout: cfg.Timeout}).DialContext,
+			},
+		}
 	}
+	shared := newClient()
 	res := loadResult{Failures: map[string]int{}, Versions: map[string]int{}}
 	var mu sync.Mutex
 	start := time.Now()
@@ -122,6 +131,10 @@ func runLoad(ctx context.Context, cfg loadConfig, stop <-chan struct{}) (loadRes
 	var wg sync.WaitGroup
 	for range cfg.Workers {
 		wg.Go(func() {
+			client := shared
+			if cfg.KeepAlive {
+				client = newClient()
+			}
 			for {
 				select {
 				case <-stop:

@@ -107,7 +107,7 @@ func setup() error {
 		return err
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	archives, imgs, err := images.Build(ctx, env.Root, dir, "testserver", "shellform")
+	archives, imgs, err := images.Build(ctx, env.Root, dir, "testserver", "shellform", "traffic")
 	if err != nil {
 		return fmt.Errorf("building test images: %w", err)
 	}

@@ -84,6 +84,16 @@ func TestSecureMetrics(t *testing.T) {
 		return resp.StatusCode, string(body), err
 	}
 
+	// The install waits for the webhook Service only; the metrics Service
+	// refused connections for a few seconds after it in one run of five:
+	// wait until it answers at all, then check what it answers.
+	var lastErr error
+	if err := poll(ctx, 60*time.Second, func(context.Context) (bool, error) {
+		_, _, lastErr = scrape("")
+		return lastErr == nil, nil
+	}); err != nil {
+		t.Fatalf("the metrics Service %s never answered (last: %v): %v", url, lastErr, err)
+	}
 	if code, body, err := scrape(""); err != nil || code != http.StatusUnauthorized {
 		t.Errorf("without a token: %d %.100q %v, want 401", code, body, err)
 	}

@@ -216,7 +216,11 @@ func (l *logFollower) text() string {
 }
 
 func followLogs(ctx context.Context, ns, pod, container string) (*logFollower, error) {
-	stream, err := kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Follow: true}).Stream(ctx)
+	return followLogsOpts(ctx, ns, pod, &corev1.PodLogOptions{Container: container, Follow: true})
+}
+
+func followLogsOpts(ctx context.Context, ns, pod string, opts *corev1.PodLogOptions) (*logFollower, error) {
+	stream, err := kube.CoreV1().Pods(ns).GetLogs(pod, opts).Stream(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("following logs of %s/%s: %w", ns, pod, err)
 	}

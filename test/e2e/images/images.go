@@ -31,6 +31,15 @@ const (
 	PauseRef      = "localhost/podgrace-e2e/pause:v1"
 	TestServerRef = "localhost/podgrace-e2e/testserver:v1"
 	ShellFormRef  = "localhost/podgrace-e2e/shellform:v1"
+	TrafficRef    = "localhost/podgrace-e2e/traffic:v1"
+)
+
+// Paths of the binaries in the TrafficRef image.
+const (
+	TrafficApp       = "/usr/local/bin/app"       // testserver (--graceful, --db)
+	TrafficIngress   = "/usr/local/bin/ingress"   // the EndpointSlice-watching reverse proxy
+	TrafficMeshProxy = "/usr/local/bin/meshproxy" // the linkerd-proxy stand-in
+	TrafficTCPProxy  = "/usr/local/bin/tcpproxy"  // the cloud-sql-proxy stand-in and its database
 )
 
 // ShellFormCmd is the shell-form CMD of the ShellFormRef image, byte for byte
@@ -220,13 +229,28 @@ func ShellForm(ctx context.Context, serverBin []byte) (Spec, error) {
 	}, nil
 }
 
+// Traffic holds the programs of the traffic-path tests (ingress proxy,
+// mesh and database sidecars, the app) in one image, each started by an
+// exec-form command in the pod spec.
+func Traffic(bins map[string][]byte) Spec {
+	files := baseFiles()
+	for _, path := range []string{TrafficApp, TrafficIngress, TrafficMeshProxy, TrafficTCPProxy} {
+		files = append(files, File{Path: path, Data: bins[path], Mode: 0o755})
+	}
+	return Spec{Ref: TrafficRef, Files: files, Config: v1.Config{Env: []string{debianPath}}}
+}
+
 // Package paths of the binaries the images carry.
 const (
 	PausePkg      = "github.com/podgrace/podgrace/test/e2e/images/pause"
 	TestServerPkg = "github.com/podgrace/podgrace/test/e2e/images/testserver"
+	IngressPkg    = "github.com/podgrace/podgrace/test/e2e/images/ingress"
+	MeshProxyPkg  = "github.com/podgrace/podgrace/test/e2e/images/meshproxy"
+	TCPProxyPkg   = "github.com/podgrace/podgrace/test/e2e/images/tcpproxy"
 )
 
-// Build builds the named images ("pause", "testserver", "shellform") from
+// Build builds the named images ("pause", "testserver", "shellform",
+// "traffic") from
 // the module in moduleDir and writes each as DIR/NAME.tar. It returns the
 // archive paths by name and the built images by reference.
 func Build(ctx context.Context, moduleDir, dir string, names ...string) (map[string]string, map[string]v1.Image, error) {
@@ -266,8 +290,23 @@ func Build(ctx context.Context, moduleDir, dir string, names ...string) (map[str
 			if spec, err = ShellForm(ctx, b); err != nil {
 				return nil, nil, err
 			}
+		case "traffic":
+			bins := map[string][]byte{}
+			for path, pkg := range map[string]string{TrafficIngress: IngressPkg, TrafficMeshProxy: MeshProxyPkg, TrafficTCPProxy: TCPProxyPkg} {
+				b, err := GoBinary(ctx, moduleDir, pkg)
+				if err != nil {
+					return nil, nil, err
+				}
+				bins[path] = b
+			}
+			b, err := server()
+			if err != nil {
+				return nil, nil, err
+			}
+			bins[TrafficApp] = b
+			spec = Traffic(bins)
 		default:
-			return nil, nil, fmt.Errorf("unknown image %q (known: pause, testserver, shellform)", n)
+			return nil, nil, fmt.Errorf("unknown image %q (known: pause, testserver, shellform, traffic)", n)
 		}
 		img, err := spec.Image()
 		if err != nil {

@@ -2,7 +2,7 @@
 // with -address, imports them into containerd (hack/cluster/up.sh uses it
 // for the pause image).
 //
-//	e2eimages -out DIR [-address SOCK] [-ctr ctr] NAME...    (NAME: pause testserver shellform)
+//	e2eimages -out DIR [-address SOCK] [-ctr ctr] NAME...    (NAME: pause testserver shellform traffic)
 package main
 
 import (
