@@ -16,7 +16,8 @@ import (
 type HookAction string
 
 const (
-	// HookAuto picks HookSleep or HookExec from the API server's version at start.
+	// HookAuto picks HookSleep or HookExec at start by asking the API server
+	// (a dry-run pod with a preStop sleep hook; pkg/webhook.HookProbe).
 	HookAuto HookAction = "auto"
 	// HookSleep is the native lifecycle.preStop.sleep action (on by default
 	// since Kubernetes 1.30, GA in 1.34): it needs no sleep binary in the image.
@@ -185,7 +186,7 @@ var ConfigFields = []ConfigField{
 	{"min", "Lower bound of an `auto` sleep."},
 	{"max", "Upper bound of an `auto` sleep."},
 	{"shutdownBudget", "Time the app needs after the sleep to stop; the grace period must cover sleep + budget."},
-	{"hookAction", "`auto` (native sleep on Kubernetes ≥ 1.30, else exec), `sleep` or `exec` (`[\"sleep\",\"S\"]`, needs a sleep binary in the image)."},
+	{"hookAction", "`auto` (native sleep where the API server accepts a dry-run pod with it, else exec), `sleep` or `exec` (`[\"sleep\",\"S\"]`, needs a sleep binary in the image)."},
 	{"sidecars", "Container names never touched."},
 	{"strict", "Deny a pod with an invalid podgrace annotation instead of warning."},
 	{"imageInspection.enabled", "Read the image config when a container's argv comes from its image."},

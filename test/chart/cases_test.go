@@ -15,8 +15,9 @@ type chartCase struct {
 	name   string
 	values map[string]any
 	// certManager, clusterWide, pullSecrets, metricsSecure and
-	// serviceMonitor say what the values select.
-	certManager, clusterWide, pullSecrets, metricsSecure, serviceMonitor bool
+	// serviceMonitor say what the values select; hookFixed that
+	// config.hookAction is not auto.
+	certManager, clusterWide, pullSecrets, metricsSecure, serviceMonitor, hookFixed bool
 }
 
 // cases covers the main combinations (cert-manager on and off × opt-in and
@@ -63,7 +64,7 @@ func cases() []chartCase {
 			"extraArgs":                 []any{"--zap-log-level=debug"},
 			"config":                    map[string]any{"strict": true, "preStopSleep": "15s", "hookAction": "exec"},
 		},
-		certManager: true, metricsSecure: true, serviceMonitor: true,
+		certManager: true, metricsSecure: true, serviceMonitor: true, hookFixed: true,
 	})
 	// A ServiceMonitor over plain HTTP, without metrics.service: the
 	// ServiceMonitor brings its Service.

@@ -219,18 +219,28 @@ func runPodgrace(ctx context.Context, t *testing.T, cfg *rest.Config, r *chart.R
 	log := zap.New(zap.WriteTo(testWriter{t}), zap.Level(zapLevel()))
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() {
-		done <- webhook.Run(ctx, webhook.Options{
-			RESTConfig:             asServiceAccount(cfg, rel.Namespace, rel.Name),
-			Config:                 &config,
-			CertDir:                certDir,
-			Port:                   port,
-			MetricsBindAddress:     metricsAddress,
-			MetricsSecure:          out.metrics != 0,
-			HealthProbeBindAddress: "127.0.0.1:" + strconv.Itoa(health),
-			Logger:                 &log,
-		})
-	}()
+	srv, err := webhook.NewServer(ctx, webhook.Options{
+		RESTConfig: asServiceAccount(cfg, rel.Namespace, rel.Name),
+		// As $POD_NAMESPACE gives it in the chart's pod.
+		Namespace:              rel.Namespace,
+		Config:                 &config,
+		CertDir:                certDir,
+		Port:                   port,
+		MetricsBindAddress:     metricsAddress,
+		MetricsSecure:          out.metrics != 0,
+		HealthProbeBindAddress: "127.0.0.1:" + strconv.Itoa(health),
+		Logger:                 &log,
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	// With the chart's RBAC the dry-run probe answers: the version fallback
+	// would mean a permission is missing.
+	if d := srv.HookDecision(); config.HookAction == policy.HookAuto && (d.Fallback || d.Action != wantHook(t, cfg)) {
+		t.Errorf("hookAction auto under the chart's RBAC: %+v, want %s from the dry run", d, wantHook(t, cfg))
+	}
+	go func() { done <- srv.Start(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -1,0 +1,87 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/webhook"
+)
+
+// TestHookActionAuto: hookAction auto is what this API server's dry run
+// answered (sleep where the native sleep action is on, exec where it is off:
+// 1.29, or 1.30 with the feature gate off), never the version fallback; and
+// the premise holds on the server itself: a pod with a native sleep hook is
+// accepted exactly when podgrace chose sleep, else rejected for the hook.
+func TestHookActionAuto(t *testing.T) {
+	t.Parallel()
+	d := mainServer.server.HookDecision()
+	if d.Action != wantHook || d.Fallback || d.ServerVersion != serverVersion {
+		t.Fatalf("hookAction auto on %s: %+v; want %s decided by the dry run", serverVersion, d, wantHook)
+	}
+	wantReason := map[policy.HookAction]string{policy.HookSleep: "accepted", policy.HookExec: "rejected"}[wantHook]
+	if !strings.Contains(d.Reason, wantReason) {
+		t.Errorf("reason %q does not say %q", d.Reason, wantReason)
+	}
+	t.Logf("%s: %s (%s)", serverVersion, d.Action, d.Reason)
+
+	// Without podgrace (a namespace no instance selects).
+	ns := namespace(t, map[string]string{instanceLabel: "none"}, nil)
+	p := pod("native-sleep", 30)
+	p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 5}}}
+	_, err := admin.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	switch {
+	case wantHook == policy.HookSleep && err != nil:
+		t.Errorf("%s rejected a native sleep hook: %v", serverVersion, err)
+	case wantHook == policy.HookExec && !apierrors.IsInvalid(err):
+		t.Errorf("%s: a native sleep hook gave %v, want Invalid", serverVersion, err)
+	case wantHook == policy.HookExec:
+		t.Logf("%s without the sleep action: %v", serverVersion, err)
+	}
+}
+
+// TestHookActionAutoFallback: a probe the API server forbids (no RBAC for
+// pods) cannot tell, so the version decides, and the reason says why.
+func TestHookActionAutoFallback(t *testing.T) {
+	t.Parallel()
+	cfg := rest.CopyConfig(restConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:podgrace-test:nobody"}
+	p := &webhook.HookProbe{Client: kubernetes.NewForConfigOrDie(cfg), Namespace: "default", Log: logger()}
+	d, err := p.Decide(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byVersion, err := webhook.HookActionFor(&versionInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Fallback || d.Action != byVersion || !strings.Contains(d.Reason, "forbidden") {
+		t.Errorf("forbidden probe: %+v; want the version's %s with the reason", d, byVersion)
+	}
+}
+
+// TestConfigurationKeptByServer: the fields podgrace's registration relies
+// on survive this API server's decoding and defaulting (an older server
+// drops fields it does not know, silently).
+func TestConfigurationKeptByServer(t *testing.T) {
+	t.Parallel()
+	stored, err := admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(t.Context(), webhook.ConfigurationName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := webhook.MutatingWebhookConfiguration(webhook.ConfigurationOptions{URL: mainServer.url}).Webhooks[0]
+	got := stored.Webhooks[0]
+	if *got.ReinvocationPolicy != *want.ReinvocationPolicy || *got.MatchPolicy != *want.MatchPolicy ||
+		*got.SideEffects != *want.SideEffects || *got.TimeoutSeconds != *want.TimeoutSeconds ||
+		*got.FailurePolicy != *want.FailurePolicy || !equality.Semantic.DeepEqual(got.ObjectSelector, want.ObjectSelector) ||
+		!equality.Semantic.DeepEqual(got.Rules, want.Rules) {
+		t.Errorf("%s changed podgrace's webhook:\n got %+v\nwant %+v", serverVersion, got, want)
+	}
+}
