@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -11,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/webhook"
 )
@@ -83,5 +85,37 @@ func TestConfigurationKeptByServer(t *testing.T) {
 		*got.FailurePolicy != *want.FailurePolicy || !equality.Semantic.DeepEqual(got.ObjectSelector, want.ObjectSelector) ||
 		!equality.Semantic.DeepEqual(got.Rules, want.Rules) {
 		t.Errorf("%s changed podgrace's webhook:\n got %+v\nwant %+v", serverVersion, got, want)
+	}
+}
+
+// TestChartNeedsSleepAction: podgrace's own pod (the chart's Deployment)
+// uses the native sleep action, its image having no shell and no sleep
+// binary. Where the action is off, the API server rejects the Deployment for
+// that hook: the chart's kubeVersion (>=1.30) and docs/versions.md say so,
+// and make test-versions runs the chart's suite only where it is on.
+func TestChartNeedsSleepAction(t *testing.T) {
+	t.Parallel()
+	dir, err := chart.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := namespace(t, map[string]string{instanceLabel: "none"}, nil)
+	r, err := chart.Render(dir, chart.Release{Name: "podgrace", Namespace: ns}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d appsv1.Deployment
+	if err := chart.Into(r.Find("Deployment", "podgrace"), &d); err != nil {
+		t.Fatal(err)
+	}
+	d.Namespace = ns
+	_, err = admin.AppsV1().Deployments(ns).Create(t.Context(), &d, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	switch {
+	case wantHook == policy.HookSleep && err != nil:
+		t.Errorf("%s rejected the chart's Deployment: %v", serverVersion, err)
+	case wantHook == policy.HookExec && (!apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "lifecycle.preStop")):
+		t.Errorf("%s without the sleep action: the chart's Deployment gave %v, want Invalid on its preStop hook", serverVersion, err)
+	case wantHook == policy.HookExec:
+		t.Logf("%s: %v", serverVersion, err)
 	}
 }
