@@ -121,11 +121,11 @@ func (p *HookProbe) Decide(ctx context.Context) (HookDecision, error) {
 		return d, fmt.Errorf("webhook: hookAction auto: %w", ctx.Err())
 	}
 	if verr != nil {
-		return d, fmt.Errorf("webhook: hookAction auto: the dry-run probe failed (%v) and the API server's version cannot be read: %w", err, verr)
+		return d, fmt.Errorf("webhook: hookAction auto: the dry-run probe failed (%w) and the API server's version cannot be read: %w", err, verr)
 	}
 	d.Action, verr = HookActionFor(info)
 	if verr != nil {
-		return d, fmt.Errorf("webhook: hookAction auto: the dry-run probe failed (%v): %w", err, verr)
+		return d, fmt.Errorf("webhook: hookAction auto: the dry-run probe failed (%w): %w", err, verr)
 	}
 	d.Fallback = true
 	d.Reason = fmt.Sprintf("dry-run probe %v; chose by the API server's version %s instead", err, info.GitVersion)
@@ -159,7 +159,7 @@ func (p *HookProbe) probe(ctx context.Context) (policy.HookAction, string, error
 		}
 		last = err
 	}
-	return "", "", fmt.Errorf("%w: %d attempts failed, the last with: %v", errInconclusive, attempts, last)
+	return "", "", fmt.Errorf("%w: %d attempts failed, the last with: %w", errInconclusive, attempts, last)
 }
 
 // classifyProbe reads the dry-run's outcome.
@@ -176,7 +176,7 @@ func classifyProbe(got *corev1.Pod, err error) (policy.HookAction, string, error
 	if field, ok := rejectedHook(err); ok {
 		return policy.HookExec, fmt.Sprintf("the API server rejected a dry-run pod's preStop sleep hook (%s: %s)", field, err), nil
 	}
-	return "", "", fmt.Errorf("%w: %v", errInconclusive, err)
+	return "", "", fmt.Errorf("%w: %w", errInconclusive, err)
 }
 
 // rejectedHook reports whether err rejects the probe's preStop hook: an
