@@ -21,7 +21,9 @@
 # Go toolchain: GOTOOLCHAIN from the environment (the Makefile exports the
 # project's). A wrapper that cannot be built with it names the one it needs
 # in a file `toolchain` next to its go.mod (e.g. go1.23.6); docs/versions.md
-# records which Go built each version.
+# records which Go built each version. Build tags go in a file `tags` there:
+# 1.29 and 1.30 are built `providerless` (without the in-tree cloud
+# providers, removed upstream in 1.31), which skips compiling the cloud SDKs.
 #
 # Version policy: the wrapper go.mod files are committed and pin exact
 # versions. If KUBE_VERSION or ETCD_VERSION differs from what they pin, this
@@ -214,10 +216,12 @@ kube_ldflags() {
 total_start=$SECONDS kube_ld=
 for b in "${todo[@]}"; do
   if [ "$b" = etcd ]; then
+    tags_of=
     moddir=$ETCD_MOD pkg=go.etcd.io/etcd/server/v3 want=$ETCD_VERSION
     ldflags="-s -w" cgo=0
   else
     moddir=$K8S_MOD pkg=k8s.io/kubernetes/cmd/$b want=$KUBE_VERSION
+    tags_of=$(cat "$K8S_MOD/tags" 2>/dev/null || true)
     [ -n "$kube_ld" ] || kube_ld=$(kube_ldflags)
     ldflags=$kube_ld
     # Upstream (hack/lib/golang.sh) builds all of these static except kubelet,
@@ -226,14 +230,15 @@ for b in "${todo[@]}"; do
     # pure-Go fallbacks, so kubelet is built static too.
     cgo=0
   fi
-  log "building $b $want ($pkg, CGO_ENABLED=$cgo) -> $OUTDIR/$b"
+  log "building $b $want ($pkg, CGO_ENABLED=$cgo${tags_of:+, tags $tags_of}) -> $OUTDIR/$b"
   start=$SECONDS
   tmp="$OUTDIR/.$b.tmp"
   (
     cd "$moddir"
     # A wrapper that needs an older Go than the project's names it (see above).
     if [ -f toolchain ]; then export GOTOOLCHAIN; GOTOOLCHAIN=$(cat toolchain); fi
-    CGO_ENABLED=$cgo "$GO" build -trimpath -ldflags "$ldflags" -o "$tmp" "$pkg"
+    tags=; [ -f tags ] && tags=$(cat tags)
+    CGO_ENABLED=$cgo "$GO" build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$tmp" "$pkg"
   ) || { rm -f "$tmp"; die "building $b failed"; }
   got=$(reported_version "$b" "$tmp")
   [ "$got" = "$want" ] || { rm -f "$tmp"; die "$b reports version '${got}', expected $want"; }
