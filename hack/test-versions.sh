@@ -15,9 +15,9 @@
 #
 # The chart's suite runs only where the chart installs: its kubeVersion is
 # >=1.30, and podgrace's own pod uses the native sleep action (its image has
-# no shell), so a server with the sleep action off rejects its Deployment
-# (TestChartNeedsSleepAction in test/integration proves it there). The
-# summary says what ran on which version.
+# no shell): a server with the sleep action off rejects its Deployment (1.29)
+# or drops the hook (1.30 with the gate off; TestChartNeedsSleepAction in
+# test/integration proves both). The summary says what ran on which version.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"

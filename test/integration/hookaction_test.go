@@ -20,17 +20,19 @@ import (
 // TestHookActionAuto: hookAction auto is what this API server's dry run
 // answered (sleep where the native sleep action is on, exec where it is off:
 // 1.29, or 1.30 with the feature gate off), never the version fallback; and
-// the premise holds on the server itself: a pod with a native sleep hook is
-// accepted exactly when podgrace chose sleep, else rejected for the hook.
+// the premise holds on the server itself: a pod's native sleep hook is kept
+// exactly when podgrace chose sleep, else rejected (1.29) or silently
+// dropped with the whole lifecycle (1.30 with the gate off).
 func TestHookActionAuto(t *testing.T) {
 	t.Parallel()
 	d := mainServer.server.HookDecision()
 	if d.Action != wantHook || d.Fallback || d.ServerVersion != serverVersion {
 		t.Fatalf("hookAction auto on %s: %+v; want %s decided by the dry run", serverVersion, d, wantHook)
 	}
-	wantReason := map[policy.HookAction]string{policy.HookSleep: "accepted", policy.HookExec: "rejected"}[wantHook]
-	if !strings.Contains(d.Reason, wantReason) {
-		t.Errorf("reason %q does not say %q", d.Reason, wantReason)
+	// exec: 1.29 rejects the hook, 1.30-1.33 with the gate off accept the
+	// pod and drop it.
+	if ok := strings.Contains(d.Reason, "accepted a dry-run pod with") == (wantHook == policy.HookSleep); !ok {
+		t.Errorf("reason %q for %s", d.Reason, wantHook)
 	}
 	t.Logf("%s: %s (%s)", serverVersion, d.Action, d.Reason)
 
@@ -38,14 +40,17 @@ func TestHookActionAuto(t *testing.T) {
 	ns := namespace(t, map[string]string{instanceLabel: "none"}, nil)
 	p := pod("native-sleep", 30)
 	p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 5}}}
-	_, err := admin.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	got, err := admin.CoreV1().Pods(ns).Create(t.Context(), p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	kept := err == nil && hasSleep(&got.Spec.Containers[0])
 	switch {
-	case wantHook == policy.HookSleep && err != nil:
-		t.Errorf("%s rejected a native sleep hook: %v", serverVersion, err)
-	case wantHook == policy.HookExec && !apierrors.IsInvalid(err):
+	case wantHook == policy.HookSleep && !kept:
+		t.Errorf("%s did not keep a native sleep hook: %v", serverVersion, err)
+	case wantHook == policy.HookExec && err != nil && !apierrors.IsInvalid(err):
 		t.Errorf("%s: a native sleep hook gave %v, want Invalid", serverVersion, err)
+	case wantHook == policy.HookExec && kept:
+		t.Errorf("%s kept a native sleep hook", serverVersion)
 	case wantHook == policy.HookExec:
-		t.Logf("%s without the sleep action: %v", serverVersion, err)
+		t.Logf("%s without the sleep action: error %v, stored lifecycle %+v", serverVersion, err, lifecycleOf(got))
 	}
 }
 
@@ -90,9 +95,10 @@ func TestConfigurationKeptByServer(t *testing.T) {
 
 // TestChartNeedsSleepAction: podgrace's own pod (the chart's Deployment)
 // uses the native sleep action, its image having no shell and no sleep
-// binary. Where the action is off, the API server rejects the Deployment for
-// that hook: the chart's kubeVersion (>=1.30) and docs/versions.md say so,
-// and make test-versions runs the chart's suite only where it is on.
+// binary. Where the action is off the API server either rejects the
+// Deployment for that hook (1.29) or stores it without the hook (1.30 with
+// the gate off): the chart's kubeVersion (>=1.30) and docs/versions.md say
+// so, and make test-versions runs the chart's suite only where it is on.
 func TestChartNeedsSleepAction(t *testing.T) {
 	t.Parallel()
 	dir, err := chart.Dir()
@@ -109,13 +115,27 @@ func TestChartNeedsSleepAction(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Namespace = ns
-	_, err = admin.AppsV1().Deployments(ns).Create(t.Context(), &d, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	got, err := admin.AppsV1().Deployments(ns).Create(t.Context(), &d, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	kept := err == nil && hasSleep(&got.Spec.Template.Spec.Containers[0])
 	switch {
-	case wantHook == policy.HookSleep && err != nil:
-		t.Errorf("%s rejected the chart's Deployment: %v", serverVersion, err)
-	case wantHook == policy.HookExec && (!apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "lifecycle.preStop")):
+	case wantHook == policy.HookSleep && !kept:
+		t.Errorf("%s did not keep the chart's Deployment with its sleep hook: %v", serverVersion, err)
+	case wantHook == policy.HookExec && err != nil && (!apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "lifecycle.preStop")):
 		t.Errorf("%s without the sleep action: the chart's Deployment gave %v, want Invalid on its preStop hook", serverVersion, err)
+	case wantHook == policy.HookExec && kept:
+		t.Errorf("%s without the sleep action kept the chart's sleep hook", serverVersion)
 	case wantHook == policy.HookExec:
-		t.Logf("%s: %v", serverVersion, err)
+		t.Logf("%s: the chart's Deployment: error %v (stored without the sleep hook if nil)", serverVersion, err)
 	}
+}
+
+func hasSleep(c *corev1.Container) bool {
+	return c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil
+}
+
+func lifecycleOf(p *corev1.Pod) any {
+	if p == nil || len(p.Spec.Containers) == 0 {
+		return nil
+	}
+	return p.Spec.Containers[0].Lifecycle
 }
