@@ -21,6 +21,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -76,6 +77,31 @@ func routeService(ctx context.Context, t *testing.T, cs kubernetes.Interface, na
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(port)), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}
 	if _, err := cs.DiscoveryV1().EndpointSlices(namespace).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Before 1.33 the API server's service resolver reads v1 Endpoints
+	// (deprecated since 1.33, when it moved to EndpointSlices).
+	info, err := cs.Discovery().ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := utilversion.ParseGeneric(info.GitVersion); err != nil || v.AtLeast(utilversion.MajorMinor(1, 33)) {
+		return
+	}
+	subset := corev1.EndpointSubset{ //nolint:staticcheck // v1 Endpoints is what these servers read
+		Addresses: []corev1.EndpointAddress{{IP: ip}},
+		Ports:     []corev1.EndpointPort{{Name: "https", Port: int32(port), Protocol: corev1.ProtocolTCP}}, //nolint:staticcheck // as above
+	}
+	eps, err := cs.CoreV1().Endpoints(namespace).Get(ctx, service, metav1.GetOptions{}) //nolint:staticcheck // as above
+	if err != nil {
+		eps = &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: service, Namespace: namespace}} //nolint:staticcheck // as above
+		eps.Subsets = []corev1.EndpointSubset{subset}                                               //nolint:staticcheck // as above
+		_, err = cs.CoreV1().Endpoints(namespace).Create(ctx, eps, metav1.CreateOptions{})          //nolint:staticcheck // as above
+	} else {
+		eps.Subsets = append(eps.Subsets, subset)
+		_, err = cs.CoreV1().Endpoints(namespace).Update(ctx, eps, metav1.UpdateOptions{}) //nolint:staticcheck // as above
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 }
