@@ -90,16 +90,16 @@ func routeService(ctx context.Context, t *testing.T, cs kubernetes.Interface, na
 	}
 	subset := corev1.EndpointSubset{ //nolint:staticcheck // v1 Endpoints is what these servers read
 		Addresses: []corev1.EndpointAddress{{IP: ip}},
-		Ports:     []corev1.EndpointPort{{Name: "https", Port: int32(port), Protocol: corev1.ProtocolTCP}}, //nolint:staticcheck // as above
+		Ports:     []corev1.EndpointPort{{Name: "https", Port: int32(port), Protocol: corev1.ProtocolTCP}},
 	}
-	eps, err := cs.CoreV1().Endpoints(namespace).Get(ctx, service, metav1.GetOptions{}) //nolint:staticcheck // as above
+	eps, err := cs.CoreV1().Endpoints(namespace).Get(ctx, service, metav1.GetOptions{})
 	if err != nil {
 		eps = &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: service, Namespace: namespace}} //nolint:staticcheck // as above
 		eps.Subsets = []corev1.EndpointSubset{subset}                                               //nolint:staticcheck // as above
-		_, err = cs.CoreV1().Endpoints(namespace).Create(ctx, eps, metav1.CreateOptions{})          //nolint:staticcheck // as above
+		_, err = cs.CoreV1().Endpoints(namespace).Create(ctx, eps, metav1.CreateOptions{})
 	} else {
 		eps.Subsets = append(eps.Subsets, subset)
-		_, err = cs.CoreV1().Endpoints(namespace).Update(ctx, eps, metav1.UpdateOptions{}) //nolint:staticcheck // as above
+		_, err = cs.CoreV1().Endpoints(namespace).Update(ctx, eps, metav1.UpdateOptions{})
 	}
 	if err != nil {
 		t.Fatal(err)
