@@ -79,13 +79,14 @@ func routeService(ctx context.Context, t *testing.T, cs kubernetes.Interface, na
 	if _, err := cs.DiscoveryV1().EndpointSlices(namespace).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// Before 1.33 the API server's service resolver reads v1 Endpoints
-	// (deprecated since 1.33, when it moved to EndpointSlices).
+	// Up to 1.33 at least, the API server's service resolver reads v1
+	// Endpoints; 1.36 reads EndpointSlices (1.34 and 1.35 are not tested:
+	// they get both).
 	info, err := cs.Discovery().ServerVersion()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, err := utilversion.ParseGeneric(info.GitVersion); err != nil || v.AtLeast(utilversion.MajorMinor(1, 33)) {
+	if v, err := utilversion.ParseGeneric(info.GitVersion); err != nil || v.AtLeast(utilversion.MajorMinor(1, 36)) {
 		return
 	}
 	subset := corev1.EndpointSubset{ //nolint:staticcheck // v1 Endpoints is what these servers read
