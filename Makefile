@@ -10,6 +10,16 @@ export GOTOOLCHAIN := go$(GO_VERSION)
 KUBE_VERSION ?= 1.36.3
 # etcd server built for envtest and the e2e cluster.
 ETCD_VERSION ?= 3.6.8
+# Runs of `make test-versions`: KUBE/ETCD[/kube-apiserver flags joined by +].
+# The newest patch of each minor on the Go module proxy, with the etcd its
+# kubeadm names (one 3.5 build for 1.29-1.33), and 1.30 with the native sleep
+# action turned off (docs/versions.md).
+TEST_VERSIONS ?= 1.29.15/3.5.24 \
+	1.30.14/3.5.24 \
+	1.30.14/3.5.24/--feature-gates=PodLifecycleSleepAction=false \
+	1.33.13/3.5.24 \
+	$(KUBE_VERSION)/$(ETCD_VERSION) \
+	1.37.2/3.7.0
 # golangci-lint, built from the Go module proxy.
 GOLANGCI_LINT_VERSION ?= v2.15.0
 # Go vulnerability database: this version of golang.org/x/vulndb (the module
@@ -102,6 +112,10 @@ verify-tidy: ## Fail when `go mod tidy` would change go.mod or go.sum.
 .PHONY: integration
 integration: envtest-assets ## Run only the webhook's envtest suite (test/integration) against the real kube-apiserver.
 	$(GO) test ./test/integration/ -count=1 -v
+
+.PHONY: test-versions
+test-versions: ## Run test/integration and test/chart against every supported Kubernetes version (TEST_VERSIONS; builds each once; ~1 h cold).
+	GO='$(GO)' hack/test-versions.sh $(TEST_VERSIONS)
 
 ##@ Build
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"flag"
+	"os"
 
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
@@ -50,6 +51,9 @@ answering admissions for --drain-delay, then stops listening.`,
 			if err := selfCert.Start(cmd.Context(), rc, o.CertDir, log); err != nil {
 				return err
 			}
+			if o.Namespace == "" {
+				o.Namespace = os.Getenv("POD_NAMESPACE")
+			}
 			o.Config, o.RESTConfig, o.Logger = &cfg, rc, &log
 			return webhook.Run(cmd.Context(), o)
 		},
@@ -63,6 +67,7 @@ answering admissions for --drain-delay, then stops listening.`,
 	f.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", webhook.DefaultHealthProbeBindAddress, `address /healthz and /readyz are served on ("0" turns them off)`)
 	f.StringVar(&o.PprofBindAddress, "pprof-bind-address", "", `address net/http/pprof is served on, unauthenticated: for profiling on a trusted address (off when empty or "0")`)
 	f.DurationVar(&o.DrainDelay, "drain-delay", webhook.DefaultDrainDelay, "after SIGTERM, how long to keep serving (unready) before closing the listener; keep it under the pod's terminationGracePeriodSeconds")
+	f.StringVar(&o.Namespace, "namespace", "", `namespace podgrace runs in, where hookAction auto dry-run creates its probe pod (default: $POD_NAMESPACE, else "default")`)
 	selfCert.AddFlags(f)
 
 	// --kubeconfig (controller-runtime's flag) and the --zap-* logging flags.

@@ -22,7 +22,8 @@ import (
 type HookAction string
 
 const (
-	// HookAuto picks HookSleep or HookExec from the API server's version at start.
+	// HookAuto picks HookSleep or HookExec at start by asking the API server
+	// (a dry-run pod with a preStop sleep hook; pkg/webhook.HookProbe).
 	HookAuto HookAction = "auto"
 	// HookSleep is the native lifecycle.preStop.sleep action (on by default
 	// since Kubernetes 1.30, GA in 1.34): it needs no sleep binary in the image.

@@ -50,7 +50,7 @@ var ConfigFields = []ConfigField{
 	{"maxGracePeriod", "Highest grace period podgrace raises to (cluster-autoscaler's default limit for graceful termination); above it the sleep shrinks, with a warning. Whole seconds, at least shutdownBudget + sidecarShutdownBudget + 1s.",
 		`{"type": "string", "pattern": "^([0-9]+(h|m|s))+$"}`},
 	{"sleepRunToCompletion", "Give run-to-completion pods (restartPolicy Never/OnFailure: Jobs, CronJobs) the default sleep too; an explicit pod or namespace duration applies to them anyway.", schemaBool},
-	{"hookAction", "How the sleep is written: `sleep` (the native action), `exec` (`[\"sleep\",\"S\"]`, needs a sleep binary in the image) or `auto` (decided from the API server at start).",
+	{"hookAction", "How the sleep is written: `sleep` (the native action), `exec` (`[\"sleep\",\"S\"]`, needs a sleep binary in the image) or `auto` (asks the API server at start with a dry-run pod; needs create on pods in the release namespace).",
 		`{"enum": ["auto", "sleep", "exec"]}`},
 	{"sidecars", "Container names treated as sidecars (mesh and database proxies, agents): a sleep that outlives the app's, never the exec-form rewrite (see `docs/sidecars.md`).",
 		`{"type": "array", "items": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63}}`},

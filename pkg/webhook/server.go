@@ -17,6 +17,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -81,6 +82,9 @@ type Options struct {
 	Images inject.ImageLookup
 	// Logger is podgrace's logger; controller-runtime's global one when unset.
 	Logger *logr.Logger
+	// Namespace is the one podgrace runs in; hookAction auto dry-run
+	// creates its probe pod there ("default" when empty).
+	Namespace string
 }
 
 // Server is a configured, not yet started, podgrace webhook.
@@ -88,7 +92,7 @@ type Server struct {
 	opts     Options
 	mgr      manager.Manager
 	hook     policy.HookAction
-	version  string
+	decision HookDecision
 	draining atomic.Bool
 	log      logr.Logger
 }
@@ -102,8 +106,8 @@ func Run(ctx context.Context, o Options) error {
 	return s.Start(ctx)
 }
 
-// NewServer wires the webhook: it decides the preStop hook from the API
-// server's version, builds a controller-runtime manager holding the webhook
+// NewServer wires the webhook: it decides the preStop hook (hookAction auto
+// asks the API server, see HookProbe), builds a controller-runtime manager holding the webhook
 // server, the metadata-only namespace cache, the probes and the metrics, and
 // registers the handler at Path.
 func NewServer(ctx context.Context, o Options) (*Server, error) {
@@ -132,11 +136,14 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 	}
 	s := &Server{opts: o, log: log}
 
-	hook, version, err := resolveHookAction(o.Config.HookAction, o.RESTConfig)
+	hook, err := s.resolveHookAction(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s.hook, s.version = hook, version
+	s.hook = hook
+	if s.decision.Action == "" {
+		s.decision = HookDecision{Action: hook, Reason: "configured"}
+	}
 
 	scheme := runtime.NewScheme()
 	if err := corev1.AddToScheme(scheme); err != nil {
@@ -232,6 +239,10 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 // HookAction is the preStop action this server applies (sleep or exec).
 func (s *Server) HookAction() policy.HookAction { return s.hook }
 
+// HookDecision is how the hook action was decided (for hookAction auto: the
+// probe's answer, or the version fallback and why).
+func (s *Server) HookDecision() HookDecision { return s.decision }
+
 // Start serves until ctx ends, then drains: /readyz fails at once so the pod
 // leaves the Service's endpoints, but the listener stays open and every
 // admission, on open keep-alive connections and new ones, is still answered
@@ -244,7 +255,7 @@ func (s *Server) Start(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- s.mgr.Start(mgrCtx) }()
 	s.log.Info("Starting podgrace webhook", "port", s.opts.Port, "certDir", s.opts.CertDir,
-		"hookAction", s.hook, "apiServerVersion", s.version, "strict", s.opts.Config.Strict, "drainDelay", s.opts.DrainDelay)
+		"hookAction", s.hook, "strict", s.opts.Config.Strict, "drainDelay", s.opts.DrainDelay)
 
 	select {
 	case err := <-done:
@@ -301,4 +312,32 @@ func (s *Server) closeWhenDraining(next http.Handler) http.Handler {
 func secureTLS(c *tls.Config) {
 	c.MinVersion = tls.VersionTLS12
 	c.NextProtos = []string{"http/1.1"}
+}
+
+// resolveHookAction turns the configured hook action into sleep or exec. For
+// auto it asks the API server once, at start: a webhook is restarted on
+// every control plane upgrade that matters soon enough, and a probe per
+// admission would cost a round trip.
+func (s *Server) resolveHookAction(ctx context.Context) (policy.HookAction, error) {
+	configured := s.opts.Config.HookAction
+	if configured != policy.HookAuto && configured != "" {
+		return configured, nil
+	}
+	cs, err := kubernetes.NewForConfig(s.opts.RESTConfig)
+	if err != nil {
+		return "", fmt.Errorf("webhook: client for hookAction auto: %w", err)
+	}
+	ns := s.opts.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	p := &HookProbe{Client: cs, Namespace: ns, Log: s.log.WithName("hookaction")}
+	d, err := p.Decide(ctx)
+	if err != nil {
+		return "", err
+	}
+	s.decision = d
+	s.log.Info("hookAction auto decided", "hookAction", d.Action, "reason", d.Reason,
+		"apiServerVersion", d.ServerVersion, "namespace", ns)
+	return d.Action, nil
 }

@@ -7,9 +7,11 @@ import (
 	"sync"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -79,6 +81,21 @@ func TestCreateOnAPIServer(t *testing.T) {
 				t.Errorf("API server warnings while creating the chart's objects: %q", w)
 			}
 
+			// Fields an older API server drops without a word: the
+			// webhook's matchConditions (GA in 1.30) and reinvocationPolicy.
+			var sent, kept admissionregistrationv1.MutatingWebhookConfiguration
+			if err := chart.Into(rendered.Find("MutatingWebhookConfiguration", r.Name), &sent); err != nil {
+				t.Fatal(err)
+			}
+			if err := k.Get(ctx, client.ObjectKey{Name: r.Name}, &kept); err != nil {
+				t.Fatal(err)
+			}
+			if s, g := sent.Webhooks[0], kept.Webhooks[0]; len(s.MatchConditions) == 0 ||
+				!equality.Semantic.DeepEqual(s.MatchConditions, g.MatchConditions) || *s.ReinvocationPolicy != *g.ReinvocationPolicy {
+				t.Errorf("the API server changed the webhook: sent %+v / %v, stored %+v / %v",
+					s.MatchConditions, *s.ReinvocationPolicy, g.MatchConditions, g.ReinvocationPolicy)
+			}
+
 			// The pod podgrace's Deployment would create, admitted under restricted.
 			var d appsv1.Deployment
 			if err := k.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: r.Name}, &d); err != nil {
@@ -116,6 +133,11 @@ func checkAccess(ctx context.Context, t *testing.T, cfg *rest.Config, r chart.Re
 		{"get", "", "namespaces", "", "shop", true},
 		{"update", "", "namespaces", "", "shop", false},
 		{"list", "", "pods", "shop", "", false},
+		// hookAction auto's dry-run probe, in the release's namespace only.
+		{"create", "", "pods", r.Namespace, "", !c.hookFixed},
+		{"create", "", "pods", "shop", "", false},
+		{"delete", "", "pods", r.Namespace, "", false},
+		{"get", "", "pods", r.Namespace, "", false},
 		{"get", "", "secrets", "shop", "registry", c.pullSecrets},
 		{"get", "", "serviceaccounts", "shop", "default", c.pullSecrets},
 		{"list", "", "secrets", "shop", "", false},

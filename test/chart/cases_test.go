@@ -15,8 +15,9 @@ type chartCase struct {
 	name   string
 	values map[string]any
 	// certManager, clusterWide, pullSecrets, metricsSecure, serviceMonitor,
-	// prometheusRule and networkPolicy say what the values select.
-	certManager, clusterWide, pullSecrets, metricsSecure, serviceMonitor, prometheusRule, networkPolicy bool
+	// prometheusRule and networkPolicy say what the values select; hookFixed
+	// that config.hookAction is not auto.
+	certManager, clusterWide, pullSecrets, metricsSecure, serviceMonitor, prometheusRule, networkPolicy, hookFixed bool
 	// noInspection: config.imageInspection.enabled is false.
 	noInspection bool
 }
@@ -68,7 +69,7 @@ func cases() []chartCase {
 			"config": map[string]any{"strict": true, "preStopSleep": "15s", "hookAction": "exec",
 				"sidecarShutdownBudget": "20s", "maxGracePeriod": "5m", "sleepRunToCompletion": true, "sidecars": []any{"envoy"}},
 		},
-		certManager: true, metricsSecure: true, serviceMonitor: true, prometheusRule: true,
+		certManager: true, metricsSecure: true, serviceMonitor: true, prometheusRule: true, hookFixed: true,
 	})
 	// A ServiceMonitor over plain HTTP, without metrics.service: the
 	// ServiceMonitor brings its Service.

@@ -435,6 +435,8 @@ func checkWebhookConfiguration(t *testing.T, r *chart.Rendered, c chartCase) {
 func checkRBAC(t *testing.T, r *chart.Rendered, c chartCase) {
 	t.Helper()
 	var rules []rbacv1.PolicyRule
+	// namespaced[i]: rules[i] is a Role's (the release namespace's only).
+	var namespaced []bool
 	for _, kind := range []string{"ClusterRole", "Role"} {
 		for _, o := range r.OfKind(kind) {
 			var role rbacv1.ClusterRole
@@ -442,11 +444,14 @@ func checkRBAC(t *testing.T, r *chart.Rendered, c chartCase) {
 				t.Fatal(err)
 			}
 			rules = append(rules, role.Rules...)
+			for range role.Rules {
+				namespaced = append(namespaced, kind == "Role")
+			}
 		}
 	}
-	var secretsUnscoped, secretsScoped, webhookScoped bool
+	var secretsUnscoped, secretsScoped, webhookScoped, probe bool
 	var reviews []string
-	for _, rule := range rules {
+	for i, rule := range rules {
 		// The review APIs store nothing: create on them is a question to
 		// the API server, needed by secured metrics only.
 		review := slices.Equal(rule.Verbs, []string{"create"}) && len(rule.Resources) == 1 &&
@@ -454,6 +459,13 @@ func checkRBAC(t *testing.T, r *chart.Rendered, c chartCase) {
 				slices.Equal(rule.APIGroups, []string{"authorization.k8s.io"}) && rule.Resources[0] == "subjectaccessreviews")
 		if review {
 			reviews = append(reviews, rule.Resources[0])
+		}
+		// hookAction auto's dry-run pod: create on pods, in podgrace's
+		// own namespace only.
+		if namespaced[i] && slices.Equal(rule.Verbs, []string{"create"}) && slices.Equal(rule.APIGroups, []string{""}) &&
+			slices.Equal(rule.Resources, []string{"pods"}) && len(rule.ResourceNames) == 0 {
+			probe = true
+			continue
 		}
 		for _, v := range rule.Verbs {
 			if v == "*" || v == "create" && !review || v == "delete" || v == "deletecollection" {
@@ -479,6 +491,9 @@ func checkRBAC(t *testing.T, r *chart.Rendered, c chartCase) {
 				t.Errorf("webhook configuration rule is not scoped to podgrace's own: %+v", rule)
 			}
 		}
+	}
+	if probe == c.hookFixed {
+		t.Errorf("create on pods in the release namespace: %t with hookAction fixed: %t", probe, c.hookFixed)
 	}
 	if wantReviews := c.metricsSecure; (len(reviews) == 2) != wantReviews || (len(reviews) != 0) != wantReviews {
 		t.Errorf("review permissions %v with metrics.secure = %t", reviews, c.metricsSecure)

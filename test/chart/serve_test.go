@@ -21,6 +21,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -76,6 +77,32 @@ func routeService(ctx context.Context, t *testing.T, cs kubernetes.Interface, na
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(port)), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}
 	if _, err := cs.DiscoveryV1().EndpointSlices(namespace).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Up to 1.33 at least, the API server's service resolver reads v1
+	// Endpoints; 1.36 reads EndpointSlices (1.34 and 1.35 are not tested:
+	// they get both).
+	info, err := cs.Discovery().ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := utilversion.ParseGeneric(info.GitVersion); err != nil || v.AtLeast(utilversion.MajorMinor(1, 36)) {
+		return
+	}
+	subset := corev1.EndpointSubset{ //nolint:staticcheck // v1 Endpoints is what these servers read
+		Addresses: []corev1.EndpointAddress{{IP: ip}},
+		Ports:     []corev1.EndpointPort{{Name: "https", Port: int32(port), Protocol: corev1.ProtocolTCP}},
+	}
+	eps, err := cs.CoreV1().Endpoints(namespace).Get(ctx, service, metav1.GetOptions{})
+	if err != nil {
+		eps = &corev1.Endpoints{ObjectMeta: metav1.ObjectMeta{Name: service, Namespace: namespace}} //nolint:staticcheck // as above
+		eps.Subsets = []corev1.EndpointSubset{subset}                                               //nolint:staticcheck // as above
+		_, err = cs.CoreV1().Endpoints(namespace).Create(ctx, eps, metav1.CreateOptions{})
+	} else {
+		eps.Subsets = append(eps.Subsets, subset)
+		_, err = cs.CoreV1().Endpoints(namespace).Update(ctx, eps, metav1.UpdateOptions{})
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 }
@@ -219,18 +246,28 @@ func runPodgrace(ctx context.Context, t *testing.T, cfg *rest.Config, r *chart.R
 	log := zap.New(zap.WriteTo(testWriter{t}), zap.Level(zapLevel()))
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() {
-		done <- webhook.Run(ctx, webhook.Options{
-			RESTConfig:             asServiceAccount(cfg, rel.Namespace, rel.Name),
-			Config:                 &config,
-			CertDir:                certDir,
-			Port:                   port,
-			MetricsBindAddress:     metricsAddress,
-			MetricsSecure:          out.metrics != 0,
-			HealthProbeBindAddress: "127.0.0.1:" + strconv.Itoa(health),
-			Logger:                 &log,
-		})
-	}()
+	srv, err := webhook.NewServer(ctx, webhook.Options{
+		RESTConfig: asServiceAccount(cfg, rel.Namespace, rel.Name),
+		// As $POD_NAMESPACE gives it in the chart's pod.
+		Namespace:              rel.Namespace,
+		Config:                 &config,
+		CertDir:                certDir,
+		Port:                   port,
+		MetricsBindAddress:     metricsAddress,
+		MetricsSecure:          out.metrics != 0,
+		HealthProbeBindAddress: "127.0.0.1:" + strconv.Itoa(health),
+		Logger:                 &log,
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	// With the chart's RBAC the dry-run probe answers: the version fallback
+	// would mean a permission is missing.
+	if d := srv.HookDecision(); config.HookAction == policy.HookAuto && (d.Fallback || d.Action != wantHook(t, cfg)) {
+		t.Errorf("hookAction auto under the chart's RBAC: %+v, want %s from the dry run", d, wantHook(t, cfg))
+	}
+	go func() { done <- srv.Start(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

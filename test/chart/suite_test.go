@@ -15,6 +15,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/podgrace/podgrace/internal/testkube"
+	"github.com/podgrace/podgrace/pkg/policy"
 )
 
 // One real kube-apiserver and etcd (envtest) serve every test that needs
@@ -59,6 +62,9 @@ func apiServer(t testing.TB) *rest.Config {
 			BinaryAssetsDirectory: assetsDir(),
 		}
 		env.ControlPlane.GetAPIServer().Configure().Set("enable-aggregator-routing", "true")
+		if envErr = testkube.Configure(env); envErr != nil {
+			return
+		}
 		envCfg, envErr = env.Start()
 		if envErr != nil {
 			envErr = fmt.Errorf("starting kube-apiserver and etcd from %s (run `make envtest-assets`): %w", env.BinaryAssetsDirectory, envErr)
@@ -87,6 +93,28 @@ func unique(name string) string {
 		return fmt.Sprintf("%s-%d", name, n)
 	}
 	return name
+}
+
+// wantHook is the hook action the shared API server's version and flags
+// call for (testkube.SleepActionOn).
+func wantHook(t testing.TB, cfg *rest.Config) policy.HookAction {
+	t.Helper()
+	info, err := newClientset(t, cfg).Discovery().ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags, err := testkube.Flags()
+	if err != nil {
+		t.Fatal(err)
+	}
+	on, err := testkube.SleepActionOn(info.GitVersion, flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on {
+		return policy.HookSleep
+	}
+	return policy.HookExec
 }
 
 // assetsDir is KUBEBUILDER_ASSETS, or the Makefile's envtest-assets directory.

@@ -362,12 +362,25 @@ func status(t *testing.T, p *corev1.Pod) inject.Status {
 	return st
 }
 
-// sleepOf returns a container's native preStop sleep (-1 when it has none).
+// sleepOf returns a container's preStop sleep (-1 when it has none) in the
+// form this API server takes (wantHook): the native sleep action, or
+// `exec: [sleep, S]` where the server has the sleep action off. A hook of
+// the other form counts as none, so every caller checks the form too.
 func sleepOf(c *corev1.Container) int64 {
-	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
 		return -1
 	}
-	return c.Lifecycle.PreStop.Sleep.Seconds
+	ps := c.Lifecycle.PreStop
+	switch {
+	case wantHook == policy.HookSleep && ps.Sleep != nil && ps.Exec == nil:
+		return ps.Sleep.Seconds
+	case wantHook == policy.HookExec && ps.Sleep == nil && ps.Exec != nil &&
+		len(ps.Exec.Command) == 2 && ps.Exec.Command[0] == "sleep":
+		if n, err := strconv.ParseInt(ps.Exec.Command[1], 10, 64); err == nil {
+			return n
+		}
+	}
+	return -1
 }
 
 // scrape reads counters from a /metrics endpoint: the sum of every series of

@@ -23,6 +23,7 @@ import (
 	"github.com/go-logr/logr"
 	"go.uber.org/zap/zapcore"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
+	"github.com/podgrace/podgrace/internal/testkube"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
 
@@ -51,6 +53,12 @@ var (
 	// mainNamespace is opted in and exists from the start, so it is in
 	// podgrace's namespace cache by the time the tests run.
 	mainNamespace string
+	// serverVersion is the API server's gitVersion; wantHook is the hook
+	// action its version and flags (testkube.FlagsEnv) call for: sleep
+	// where the native sleep action is on, exec where it is off.
+	serverVersion string
+	versionInfo   version.Info
+	wantHook      policy.HookAction
 )
 
 func TestMain(m *testing.M) {
@@ -85,6 +93,10 @@ func run(m *testing.M) int {
 	ctrl.SetLogger(zap.New(zap.WriteTo(logOut), zap.UseDevMode(true), zap.Level(zapcore.InfoLevel)))
 
 	env := &envtest.Environment{ControlPlaneStartTimeout: 2 * time.Minute, ControlPlaneStopTimeout: time.Minute}
+	if err := testkube.Configure(env); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		return 1
+	}
 	start := time.Now()
 	cfg, err := env.Start()
 	if err != nil {
@@ -100,6 +112,12 @@ func run(m *testing.M) int {
 	cfg.QPS, cfg.Burst = 200, 400
 	restConfig = cfg
 	admin = kubernetes.NewForConfigOrDie(cfg)
+	if err := readServer(); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "kube-apiserver %s (%s=%q): expecting hookAction auto to choose %s\n",
+		serverVersion, testkube.FlagsEnv, os.Getenv(testkube.FlagsEnv), wantHook)
 
 	code, err := setUp()
 	if err != nil {
@@ -161,3 +179,24 @@ func setUp() (func(), error) {
 }
 
 func logger() logr.Logger { return ctrl.Log }
+
+// readServer sets serverVersion and wantHook.
+func readServer() error {
+	info, err := admin.Discovery().ServerVersion()
+	if err != nil {
+		return err
+	}
+	flags, err := testkube.Flags()
+	if err != nil {
+		return err
+	}
+	on, err := testkube.SleepActionOn(info.GitVersion, flags)
+	if err != nil {
+		return err
+	}
+	serverVersion, versionInfo, wantHook = info.GitVersion, *info, policy.HookExec
+	if on {
+		wantHook = policy.HookSleep
+	}
+	return nil
+}

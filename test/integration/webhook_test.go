@@ -118,8 +118,8 @@ func TestNamespaceAnnotationsFromCache(t *testing.T) {
 // hook podgrace picked for its version.
 func TestOptedInPodIsMutated(t *testing.T) {
 	t.Parallel()
-	if h := mainServer.server.HookAction(); h != policy.HookSleep {
-		t.Fatalf("hookAction auto on a 1.36 API server chose %q, want sleep", h)
+	if h := mainServer.server.HookAction(); h != wantHook {
+		t.Fatalf("hookAction auto on API server %s chose %q, want %s", serverVersion, h, wantHook)
 	}
 	cs, warned := client(t)
 	ns := namespace(t, optedIn(), nil)
@@ -145,7 +145,7 @@ func TestOptedInPodIsMutated(t *testing.T) {
 
 	app := stored.Spec.Containers[0]
 	if s := sleepOf(&app); s != 5 {
-		t.Errorf("app preStop %+v, want a native 5s sleep (auto: clamp(0.5×4, 5, 60))", app.Lifecycle)
+		t.Errorf("app preStop %+v, want a 5s %s (auto: clamp(0.5×4, 5, 60))", app.Lifecycle, wantHook)
 	}
 	if g := *stored.Spec.TerminationGracePeriodSeconds; g != 15 {
 		t.Errorf("grace period %d, want it raised to 5s sleep + 5s budget + the sidecar's 5s drain = 15", g)
@@ -161,8 +161,8 @@ func TestOptedInPodIsMutated(t *testing.T) {
 	}
 	st := status(t, stored)
 	want := inject.Status{V: inject.StatusVersion, GraceBefore: 4, GraceAfter: 15, Containers: []inject.ContainerReport{
-		{Name: "app", PreStopSleep: 5, Hook: "sleep", ExecForm: "drop-shell"},
-		{Name: "istio-proxy", Role: string(policy.RoleSidecar), PreStopSleep: 10, Hook: "sleep", ExecFormSkipped: inject.SkipSidecar},
+		{Name: "app", PreStopSleep: 5, Hook: string(wantHook), ExecForm: "drop-shell"},
+		{Name: "istio-proxy", Role: string(policy.RoleSidecar), PreStopSleep: 10, Hook: string(wantHook), ExecFormSkipped: inject.SkipSidecar},
 		{Name: "hooked", PreStopSkipped: inject.SkipExistingPreStop, ExecFormSkipped: inject.SkipImageNotInspected},
 	}}
 	if !equality.Semantic.DeepEqual(st, want) {

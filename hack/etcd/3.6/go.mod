@@ -1,4 +1,4 @@
-module github.com/podgrace/podgrace/hack/etcd
+module github.com/podgrace/podgrace/hack/etcd/3.6
 
 go 1.24.0
 

@@ -1,4 +1,4 @@
-module github.com/podgrace/podgrace/hack/k8s
+module github.com/podgrace/podgrace/hack/k8s/1.36
 
 go 1.26.0
 
