@@ -39,6 +39,54 @@ import (
 // podgrace and the policy are both reinvoked for it.
 const meshLabel = "podgrace-test/mesh"
 
+// keepParamInformer installs, for the whole suite, one generated policy set
+// whose bindings select no namespace. The API server stops its informer of
+// a paramKind for good (until it restarts) as soon as no binding names that
+// kind for one refresh tick (kubernetes/kubernetes#130887): without a binding
+// that outlives every test, one test's cleanup would leave every later
+// policy without its parameters, so unapplied (parameterNotFoundAction Allow).
+func keepParamInformer(ctx context.Context) error {
+	cfg := baseConfig()
+	paramsNS, err := createNamespace(ctx, nil, nil)
+	if err != nil {
+		return err
+	}
+	objs, err := admissionpolicy.Generate(&cfg, admissionpolicy.Options{
+		Namespace: paramsNS, NamePrefix: "zz-keeper-", ExtraNamespaceSelector: instanceSelector("zz-keeper-selects-nothing"),
+	})
+	if err != nil {
+		return err
+	}
+	ar := admin.AdmissionregistrationV1()
+	for _, create := range []func() error{
+		func() error {
+			_, err := admin.CoreV1().ConfigMaps(paramsNS).Create(ctx, objs.Params, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := ar.MutatingAdmissionPolicies().Create(ctx, objs.Mutating, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := ar.MutatingAdmissionPolicyBindings().Create(ctx, objs.MutatingBinding, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := ar.ValidatingAdmissionPolicies().Create(ctx, objs.Validating, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := ar.ValidatingAdmissionPolicyBindings().Create(ctx, objs.ValidatingBinding, metav1.CreateOptions{})
+			return err
+		},
+	} {
+		if err := create(); err != nil {
+			return fmt.Errorf("param informer keeper: %w", err)
+		}
+	}
+	return nil
+}
+
 // installPolicy creates the generated objects for cfg, selecting the
 // namespaces labeled for instance name; a policy the API server rejects
 // fails the test. It returns the objects.
