@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"regexp"
 	"slices"
@@ -17,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -137,31 +135,16 @@ func meshInjector(t *testing.T, native bool) {
 		proxy.RestartPolicy = &always
 		path, label, name = "/spec/initContainers/-", "native", "zz-podgrace-test-mesh-native"
 	}
-	srv := tlsServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var rev admissionv1.AdmissionReview
-		if err := json.NewDecoder(r.Body).Decode(&rev); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		var p corev1.Pod
-		if err := json.Unmarshal(rev.Request.Object.Raw, &p); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		resp := &admissionv1.AdmissionResponse{UID: rev.Request.UID, Allowed: true}
+	srv := patchingWebhook(t, func(p *corev1.Pod) []map[string]any {
 		has := func(c corev1.Container) bool { return c.Name == proxy.Name }
-		if !slices.ContainsFunc(p.Spec.Containers, has) && !slices.ContainsFunc(p.Spec.InitContainers, has) {
-			op := map[string]any{"op": "add", "path": path, "value": proxy}
-			if native && len(p.Spec.InitContainers) == 0 {
-				op = map[string]any{"op": "add", "path": "/spec/initContainers", "value": []corev1.Container{proxy}}
-			}
-			resp.Patch, _ = json.Marshal([]map[string]any{op})
-			pt := admissionv1.PatchTypeJSONPatch
-			resp.PatchType = &pt
+		if slices.ContainsFunc(p.Spec.Containers, has) || slices.ContainsFunc(p.Spec.InitContainers, has) {
+			return nil
 		}
-		rev.Request, rev.Response = nil, resp
-		_ = json.NewEncoder(w).Encode(&rev)
-	}))
+		if native && len(p.Spec.InitContainers) == 0 {
+			return []map[string]any{{"op": "add", "path": "/spec/initContainers", "value": []corev1.Container{proxy}}}
+		}
+		return []map[string]any{{"op": "add", "path": path, "value": proxy}}
+	})
 	url := srv.URL
 	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone

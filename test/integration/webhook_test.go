@@ -467,30 +467,16 @@ func TestReinvocation(t *testing.T) {
 	var calls atomic.Int32
 	late := shellContainer("late", "sleep 3600")
 	proxy := corev1.Container{Name: "istio-proxy", Image: "istio/proxyv2:1", Args: []string{"proxy", "sidecar"}}
-	adder := tlsServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	adder := patchingWebhook(t, func(p *corev1.Pod) []map[string]any {
 		calls.Add(1)
-		var rev admissionv1.AdmissionReview
-		if err := json.NewDecoder(r.Body).Decode(&rev); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
+		if slices.ContainsFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == "late" }) {
+			return nil
 		}
-		var p corev1.Pod
-		if err := json.Unmarshal(rev.Request.Object.Raw, &p); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
+		return []map[string]any{
+			{"op": "add", "path": "/spec/containers/-", "value": late},
+			{"op": "add", "path": "/spec/containers/-", "value": proxy},
 		}
-		resp := &admissionv1.AdmissionResponse{UID: rev.Request.UID, Allowed: true}
-		if !slices.ContainsFunc(p.Spec.Containers, func(c corev1.Container) bool { return c.Name == "late" }) {
-			resp.Patch, _ = json.Marshal([]map[string]any{
-				{"op": "add", "path": "/spec/containers/-", "value": late},
-				{"op": "add", "path": "/spec/containers/-", "value": proxy},
-			})
-			pt := admissionv1.PatchTypeJSONPatch
-			resp.PatchType = &pt
-		}
-		rev.Request, rev.Response = nil, resp
-		_ = json.NewEncoder(w).Encode(&rev)
-	}))
+	})
 	// Configurations are called in name order: "podgrace" first, then this.
 	url := adder.URL
 	fail := admissionregistrationv1.Fail
@@ -571,6 +557,32 @@ func TestReinvocation(t *testing.T) {
 }
 
 // tlsServer serves h over TLS with the suite's serving certificate.
+// patchingWebhook serves a mutating webhook, as another injector would: each
+// pod gets the JSON patch patchFor returns (none when it returns nil).
+func patchingWebhook(t *testing.T, patchFor func(*corev1.Pod) []map[string]any) *httptest.Server {
+	t.Helper()
+	return tlsServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var rev admissionv1.AdmissionReview
+		if err := json.NewDecoder(r.Body).Decode(&rev); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var p corev1.Pod
+		if err := json.Unmarshal(rev.Request.Object.Raw, &p); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		resp := &admissionv1.AdmissionResponse{UID: rev.Request.UID, Allowed: true}
+		if ops := patchFor(&p); len(ops) > 0 {
+			resp.Patch, _ = json.Marshal(ops)
+			pt := admissionv1.PatchTypeJSONPatch
+			resp.PatchType = &pt
+		}
+		rev.Request, rev.Response = nil, resp
+		_ = json.NewEncoder(w).Encode(&rev)
+	}))
+}
+
 func tlsServer(t *testing.T, h http.Handler) *httptest.Server {
 	t.Helper()
 	cert, err := tls.LoadX509KeyPair(certDir+"/tls.crt", certDir+"/tls.key")
