@@ -85,9 +85,15 @@ kube-score: $(KUBE_SCORE) ## Run kube-score on the rendered chart; fail on a fin
 golden: ## Refresh the golden files of the mutation (testdata/*.golden).
 	REFRESH_GOLDEN=true $(GO) test ./pkg/manifest/ ./pkg/policy/ -run 'Golden|README' -count=1
 
+# Build tags that swap each hand-written codec for the standard one
+# (docs/performance.md): make test runs the handler's and the core's tests on
+# that build too; make bench-codecs measures it.
+CODEC_TAGS := podgrace_stdpatch,podgrace_stddecode
+
 .PHONY: test
 test: lint verify-tidy vulncheck test-deps envtest-assets $(KUBE_SCORE) ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest, kube-score), after lint, tidy and vulncheck.
 	$(GO) test ./... -count=1 -timeout 30m
+	$(GO) test -tags '$(CODEC_TAGS)' ./pkg/webhook/ ./pkg/inject/ -count=1
 
 # How long `make fuzz` runs each fuzzer (a go test -fuzztime value: 30s, 5m, 10000x).
 FUZZTIME ?= 30s
@@ -162,6 +168,20 @@ e2e: image ## Real-node e2e: cluster up, podgrace installed, rollout, traffic-pa
 
 # `go test -count` for the handler benchmarks (each count is one full set of rounds).
 BENCH_COUNT ?= 3
+
+# `make bench-codecs`: invocations (each a full set of alternating rounds),
+# the podgrace builds compared with the default one (test/bench: variantTags),
+# and which benchmarks (a -bench pattern).
+BENCH_INVOCATIONS ?= 3
+BENCH_VARIANTS ?= stdpatch,stddecode
+BENCH_CODECS ?= .
+
+.PHONY: bench-codecs
+bench-codecs: envtest-assets build ## Is each hand-written codec still worth it? HTTPS and pod-create benches, podgrace with and without each, alternating (~8 min per invocation).
+	for i in $$(seq 1 $(BENCH_INVOCATIONS)); do \
+	  echo "== bench-codecs invocation $$i of $(BENCH_INVOCATIONS)"; \
+	  BENCH_VARIANTS='$(BENCH_VARIANTS)' PODGRACE_BIN=$(BIN)/podgrace $(GO) test -tags bench ./test/bench/ -run '^$$' -bench '$(BENCH_CODECS)' -benchtime=1x -count=1 -timeout 60m -v || exit $$?; \
+	done
 
 .PHONY: bench
 bench: envtest-assets build ## Measure podgrace against its baselines (docs/performance.md): handler CPU, HTTPS load, pod-create latency, RSS.

@@ -1,7 +1,7 @@
 // Package jsonstr appends JSON strings exactly as encoding/json encodes them,
-// without its reflection and allocations for the strings podgrace writes on
-// every admission: patch paths and ops, container names, reasons, its status
-// annotation (JSON in a JSON string, so full of quotes). Anything else takes
+// without its reflection and allocations, for the strings of the JSON patch
+// podgrace writes on every admission: ops, paths and its status annotation
+// (JSON in a JSON string, so full of quotes). Anything else takes
 // encoding/json itself.
 package jsonstr
 

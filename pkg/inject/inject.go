@@ -6,6 +6,7 @@
 package inject
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -244,7 +245,8 @@ func (m *mutation) injectPreStop(i int, s int64) {
 
 // setStatus writes the status annotation.
 func (m *mutation) setStatus(st *Status) {
-	raw := string(appendStatus(make([]byte, 0, 64+96*len(st.Containers)), st))
+	b, _ := json.Marshal(st) // ints, bools and strings: cannot fail
+	raw := string(b)
 	ann := make(map[string]string, len(m.pod.Annotations)+1)
 	for k, v := range m.pod.Annotations {
 		ann[k] = v

@@ -2,11 +2,9 @@ package inject
 
 import (
 	"encoding/json"
-	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/podgrace/podgrace/internal/jsonstr"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
 
@@ -104,59 +102,4 @@ func (s *Status) has(name string, init bool) bool {
 		}
 	}
 	return false
-}
-
-// appendStatus appends st as JSON, byte for byte as encoding/json encodes
-// it (TestAppendStatus, FuzzAppendStatus): the annotation is written on
-// every admission, and reflection was most of its cost.
-func appendStatus(dst []byte, st *Status) []byte {
-	dst = append(dst, `{"v":`...)
-	dst = strconv.AppendInt(dst, int64(st.V), 10)
-	dst = append(dst, `,"graceBefore":`...)
-	dst = strconv.AppendInt(dst, st.GraceBefore, 10)
-	dst = append(dst, `,"graceAfter":`...)
-	dst = strconv.AppendInt(dst, st.GraceAfter, 10)
-	dst = append(dst, `,"containers":`...)
-	if st.Containers == nil {
-		dst = append(dst, "null"...)
-	} else {
-		dst = append(dst, '[')
-		for i := range st.Containers {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendReport(dst, &st.Containers[i])
-		}
-		dst = append(dst, ']')
-	}
-	return append(dst, '}')
-}
-
-func appendReport(dst []byte, r *ContainerReport) []byte {
-	str := func(dst []byte, key, v string) []byte {
-		if v == "" {
-			return dst
-		}
-		dst = append(dst, ',', '"')
-		dst = append(dst, key...)
-		dst = append(dst, '"', ':')
-		return jsonstr.Append(dst, v)
-	}
-	dst = append(dst, `{"name":`...)
-	dst = jsonstr.Append(dst, r.Name)
-	if r.Init {
-		dst = append(dst, `,"init":true`...)
-	}
-	dst = str(dst, "role", r.Role)
-	dst = str(dst, "skipped", r.Skipped)
-	if r.PreStopSleep != 0 {
-		dst = append(dst, `,"preStopSleep":`...)
-		dst = strconv.AppendInt(dst, r.PreStopSleep, 10)
-	}
-	dst = str(dst, "hook", r.Hook)
-	dst = str(dst, "preStopSkipped", r.PreStopSkipped)
-	dst = str(dst, "execForm", r.ExecForm)
-	dst = str(dst, "execFormSkipped", r.ExecFormSkipped)
-	dst = str(dst, "image", r.Image)
-	return append(dst, '}')
 }

@@ -88,16 +88,15 @@ func sampleRSS(s *server) (stop func() int64) {
 	}
 }
 
-// rounds runs measure on the floor and podgrace, alternating which goes
-// first, and returns each one's results.
+// rounds runs measure on every server (the floor, podgrace and its
+// variants), rotating which goes first each round, and returns each one's
+// results. With two servers the order simply flips.
 func rounds(n int, measure func(s *server) loadResult) map[string][]loadResult {
 	out := map[string][]loadResult{}
+	all := servers()
 	for i := range n {
-		order := []*server{floor, podgrace}
-		if i%2 == 1 {
-			order = []*server{podgrace, floor}
-		}
-		for _, s := range order {
+		for j := range all {
+			s := all[(i+j)%len(all)]
 			out[s.name] = append(out[s.name], measure(s))
 		}
 	}
@@ -112,12 +111,12 @@ func medianOf(rs []loadResult, f func(loadResult) float64) float64 {
 	return median(xs)
 }
 
-// pairedRatio is the median over the rounds of podgrace's f divided by the
-// floor's in the same round.
-func pairedRatio(res map[string][]loadResult, f func(loadResult) float64) float64 {
+// pairedRatio is the median over the rounds of a's f divided by b's in
+// the same round.
+func pairedRatio(res map[string][]loadResult, a, b string, f func(loadResult) float64) float64 {
 	var xs []float64
-	for i := range res["podgrace"] {
-		xs = append(xs, f(res["podgrace"][i])/f(res["floor"][i]))
+	for i := range res[a] {
+		xs = append(xs, f(res[a][i])/f(res[b][i]))
 	}
 	return median(xs)
 }
@@ -151,7 +150,7 @@ func BenchmarkHTTPS(b *testing.B) {
 			stop := sampleRSS(s)
 			r := load(b, s, 8, 0, 3*time.Second)
 			peak[s.name] = max(peak[s.name], stop())
-			b.Logf("%-8s %6.0f admissions/s  p50 %.2f ms  p99 %.2f ms  %3.0f µs server CPU/admission  (%d requests)",
+			b.Logf("%-18s %6.0f admissions/s  p50 %.2f ms  p99 %.2f ms  %3.0f µs server CPU/admission  (%d requests)",
 				s.name, r.Throughput, r.P50, r.P99, float64(r.CPUPerAdmission)/float64(time.Microsecond), r.Requests)
 			return r
 		})
@@ -163,22 +162,30 @@ func BenchmarkHTTPS(b *testing.B) {
 		}
 		b.ReportMetric(pg, "podgrace-adm/s")
 		b.ReportMetric(fl, "floor-adm/s")
-		b.ReportMetric(pairedRatio(res, tp), "podgrace/floor")
+		b.ReportMetric(pairedRatio(res, "podgrace", "floor", tp), "podgrace/floor")
 		cpu := func(r loadResult) float64 { return float64(r.CPUPerAdmission) / float64(time.Microsecond) }
 		b.ReportMetric(medianOf(res["podgrace"], cpu), "podgrace-cpu-µs/adm")
 		b.ReportMetric(medianOf(res["floor"], cpu), "floor-cpu-µs/adm")
-		b.ReportMetric(pairedRatio(res, cpu), "podgrace/floor-cpu")
+		b.ReportMetric(pairedRatio(res, "podgrace", "floor", cpu), "podgrace/floor-cpu")
 		b.ReportMetric(float64(idleRSS["podgrace"])/mib, "podgrace-idle-MiB")
 		b.ReportMetric(float64(peak["podgrace"])/mib, "podgrace-load-MiB")
 		b.ReportMetric(float64(hwm)/mib, "podgrace-peak-MiB")
 		b.ReportMetric(float64(idleRSS["floor"])/mib, "floor-idle-MiB")
 		b.ReportMetric(float64(peak["floor"])/mib, "floor-load-MiB")
+		for _, v := range variants {
+			b.ReportMetric(medianOf(res[v.name], tp), v.name+"-adm/s")
+			b.ReportMetric(pairedRatio(res, v.name, "floor", tp), v.name+"/floor")
+			b.ReportMetric(pairedRatio(res, "podgrace", v.name, tp), "podgrace/"+v.name)
+			b.ReportMetric(medianOf(res[v.name], cpu), v.name+"-cpu-µs/adm")
+			b.ReportMetric(pairedRatio(res, v.name, "floor", cpu), v.name+"/floor-cpu")
+			b.ReportMetric(pairedRatio(res, "podgrace", v.name, cpu), "podgrace/"+v.name+"-cpu")
+		}
 		b.ReportMetric(0, "ns/op")
 	})
 	b.Run("rate1000", func(b *testing.B) {
 		res := rounds(11, func(s *server) loadResult {
 			r := load(b, s, 16, 1000, 3*time.Second)
-			b.Logf("%-8s %6.0f admissions/s  p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms", s.name, r.Throughput, r.P50, r.P90, r.P99, r.P999, r.Max)
+			b.Logf("%-18s %6.0f admissions/s  p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms", s.name, r.Throughput, r.P50, r.P90, r.P99, r.P999, r.Max)
 			return r
 		})
 		for _, q := range []struct {
@@ -193,7 +200,11 @@ func BenchmarkHTTPS(b *testing.B) {
 			b.ReportMetric(pg, "podgrace-"+q.name+"-ms")
 			b.ReportMetric(fl, "floor-"+q.name+"-ms")
 			if q.name == "p99" {
-				b.ReportMetric(pairedRatio(res, q.f), "podgrace/floor-p99")
+				b.ReportMetric(pairedRatio(res, "podgrace", "floor", q.f), "podgrace/floor-p99")
+				for _, v := range variants {
+					b.ReportMetric(medianOf(res[v.name], q.f), v.name+"-p99-ms")
+					b.ReportMetric(pairedRatio(res, v.name, "floor", q.f), v.name+"/floor-p99")
+				}
 			}
 		}
 		b.ReportMetric(0, "ns/op")

@@ -12,6 +12,12 @@
 //     (envtest) with no webhook, with podgrace, and with a
 //     MutatingAdmissionPolicy injecting the same preStop sleep.
 //
+// BENCH_VARIANTS=stdpatch,stddecode adds podgrace built without its
+// hand-written patch encoder (encoding/json in its place) and without its
+// fast decoder (the review decoded in one pass by sigs.k8s.io/json instead
+// of go-json-experiment/json) to both benchmarks, in the same alternating
+// rounds: `make bench-codecs` (variantTags lists every variant).
+//
 // The benchmarks run once per invocation (`-benchtime=1x`): their rounds,
 // alternating the systems compared, are the measurement. They are behind
 // the `bench` build tag, so `make test` never starts them.
@@ -30,12 +36,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -71,6 +79,8 @@ var (
 	loadgenBin string
 	podgrace   *server
 	floor      *server
+	// variants are podgrace built with other build tags (BENCH_VARIANTS).
+	variants []*server
 	// idleRSS is each server's VmRSS in KiB once ready, before any load.
 	idleRSS = map[string]int64{}
 )
@@ -129,7 +139,11 @@ func setUp(env *envtest.Environment) (func(), error) {
 	// Build while the control plane starts.
 	built := make(chan error, 1)
 	bins := map[string]string{}
-	go func() { built <- buildBinaries(bins) }()
+	variantNames, err := benchVariants()
+	if err != nil {
+		return stop, err
+	}
+	go func() { built <- buildBinaries(bins, variantNames) }()
 
 	cfg, err := env.Start()
 	if err != nil {
@@ -165,14 +179,17 @@ func setUp(env *envtest.Environment) (func(), error) {
 		return stop, err
 	}
 
-	ports, err := freeport.Take(4)
+	ports, err := freeport.Take(4 + 3*len(variantNames))
 	if err != nil {
 		return stop, err
 	}
-	args := []string{"webhook",
-		"--cert-dir", workDir, "--port", strconv.Itoa(ports[0]), "--kubeconfig", kubeconfig,
-		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(ports[2]),
-		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(ports[3]), "--drain-delay", "0s"}
+	webhookArgs := func(port, metrics, health int) []string {
+		return []string{"webhook",
+			"--cert-dir", workDir, "--port", strconv.Itoa(port), "--kubeconfig", kubeconfig,
+			"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metrics),
+			"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(health), "--drain-delay", "0s"}
+	}
+	args := webhookArgs(ports[0], ports[2], ports[3])
 	if addr := os.Getenv("BENCH_PPROF_ADDR"); addr != "" {
 		// Profile podgrace under the load: curl http://$BENCH_PPROF_ADDR/debug/pprof/profile?seconds=20
 		args = append(args, "--pprof-bind-address", addr)
@@ -182,6 +199,15 @@ func setUp(env *envtest.Environment) (func(), error) {
 		return stop, err
 	}
 	undo = append(undo, podgrace.stop)
+	for i, v := range variantNames {
+		p := ports[4+3*i:]
+		s, err := startServer("podgrace-"+v, p[0], bins["podgrace-"+v], webhookArgs(p[0], p[1], p[2])...)
+		if err != nil {
+			return stop, err
+		}
+		undo = append(undo, s.stop)
+		variants = append(variants, s)
+	}
 	floorArgs := []string{"-cert-dir", workDir, "-port", strconv.Itoa(ports[1])}
 	if addr := os.Getenv("BENCH_PPROF_FLOOR_ADDR"); addr != "" {
 		floorArgs = append(floorArgs, "-pprof-bind-address", addr)
@@ -191,14 +217,14 @@ func setUp(env *envtest.Environment) (func(), error) {
 		return stop, err
 	}
 	undo = append(undo, floor.stop)
-	for _, s := range []*server{podgrace, floor} {
+	for _, s := range servers() {
 		if err := s.waitServing(ctx); err != nil {
 			return stop, err
 		}
 	}
 	// Idle: serving, caches synced, one review answered, then left alone.
 	time.Sleep(3 * time.Second)
-	for _, s := range []*server{podgrace, floor} {
+	for _, s := range servers() {
 		rss, _, err := s.memory()
 		if err != nil {
 			return stop, err
@@ -208,6 +234,36 @@ func setUp(env *envtest.Environment) (func(), error) {
 	fmt.Fprintf(os.Stderr, "bench set up in %v: kube-apiserver %s, podgrace pid %d, floor pid %d, work dir %s\n",
 		time.Since(start).Round(time.Second), serverVersion(), podgrace.cmd.Process.Pid, floor.cmd.Process.Pid, workDir)
 	return stop, nil
+}
+
+// servers are the HTTPS servers compared: the floor, podgrace, its variants.
+func servers() []*server {
+	return append([]*server{floor, podgrace}, variants...)
+}
+
+// variantTags are the podgrace builds BENCH_VARIANTS may name: each leaves
+// out hand-written code (its build tags), in place of which it encodes with
+// encoding/json or decodes with sigs.k8s.io/json.
+var variantTags = map[string]string{
+	"stdpatch":  "podgrace_stdpatch",  // the JSON patch by encoding/json
+	"stddecode": "podgrace_stddecode", // the review in one pass on sigs.k8s.io/json, not go-json-experiment/json
+}
+
+// benchVariants reads BENCH_VARIANTS: podgrace builds to compare with the
+// default one (variantTags).
+func benchVariants() ([]string, error) {
+	var out []string
+	for v := range strings.SplitSeq(os.Getenv("BENCH_VARIANTS"), ",") {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		if _, ok := variantTags[v]; !ok {
+			return nil, fmt.Errorf("BENCH_VARIANTS: unknown variant %q (known: %s)", v, strings.Join(slices.Sorted(maps.Keys(variantTags)), ", "))
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 func serverVersion() string {
@@ -221,8 +277,8 @@ func serverVersion() string {
 // buildBinaries builds podgrace (unless PODGRACE_BIN names one, as `make
 // bench` does with bin/podgrace; a relative path is taken from test/bench),
 // the floor server and the load generator into the work directory, as `make
-// build` builds podgrace.
-func buildBinaries(out map[string]string) error {
+// build` builds podgrace, and podgrace with the build tag of each variant.
+func buildBinaries(out map[string]string, variants []string) error {
 	pkgs := map[string]string{
 		"podgrace":    "github.com/podgrace/podgrace/cmd/podgrace",
 		"floorserver": "github.com/podgrace/podgrace/test/bench/floorserver",
@@ -241,10 +297,19 @@ func buildBinaries(out map[string]string) error {
 		args = append(args, pkg)
 		out[name] = filepath.Join(workDir, name)
 	}
-	cmd := exec.Command("go", args...)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
+	builds := [][]string{args}
+	for _, v := range variants {
+		name := "podgrace-" + v
+		out[name] = filepath.Join(workDir, name)
+		builds = append(builds, []string{"build", "-trimpath", "-tags", variantTags[v], "-ldflags=-s -w",
+			"-o", out[name], "github.com/podgrace/podgrace/cmd/podgrace"})
+	}
+	for _, args := range builds {
+		cmd := exec.Command("go", args...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
+		}
 	}
 	return nil
 }

@@ -24,6 +24,10 @@ import (
 // policyLabel selects the namespace the generated admission policies serve.
 const policyLabel = "bench.podgrace.dev/policy"
 
+// variantLabel names the podgrace variant (BENCH_VARIANTS) whose webhook
+// serves a namespace; podgrace's own webhook serves those without it.
+const variantLabel = "bench.podgrace.dev/variant"
+
 // installPolicy creates what `podgrace generate policy` prints for the
 // default cluster config (its parameters in their own namespace), bound to
 // the namespaces labeled policyLabel only: cluster-wide selection ANDed with
@@ -89,9 +93,12 @@ func typicalPod(b *testing.B) *corev1.Pod {
 
 // setup is one way pods are admitted.
 type setup struct {
-	name string // none, podgrace, policy
+	name string // none, podgrace, policy, or a variant's server name
 	ns   string
 }
+
+// isPodgrace says whether a setup is served by podgrace or one of its variants.
+func (s setup) isPodgrace() bool { return s.name != "none" && s.name != "policy" }
 
 // preStopSleeps returns each container's native preStop sleep (0 without).
 func preStopSleeps(p *corev1.Pod) []int64 {
@@ -142,6 +149,10 @@ func BenchmarkPodCreate(b *testing.B) {
 		"podgrace": {policy.LabelInject: policy.InjectEnabled},
 		"policy":   {policyLabel: "true"},
 	}
+	for _, v := range variants {
+		setups = append(setups, setup{name: v.name})
+		labels[v.name] = map[string]string{policy.LabelInject: policy.InjectEnabled, variantLabel: v.name}
+	}
 	for i := range setups {
 		ns, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
 			ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-" + setups[i].name + "-", Labels: labels[setups[i].name]},
@@ -152,24 +163,35 @@ func BenchmarkPodCreate(b *testing.B) {
 		setups[i].ns = ns.Name
 	}
 
-	mwc := mustWebhook(chart.WebhookOptions{Name: "podgrace-bench", URL: podgrace.url, CABundle: caPEM})
-	if _, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
+	register := func(name string, s *server, sel metav1.LabelSelectorRequirement) {
+		mwc := mustWebhook(chart.WebhookOptions{Name: name, URL: s.url, CABundle: caPEM, ExtraNamespaceSelector: []metav1.LabelSelectorRequirement{sel}})
+		if _, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			_ = kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), mwc.Name, metav1.DeleteOptions{})
+		})
 	}
-	b.Cleanup(func() {
-		_ = kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), mwc.Name, metav1.DeleteOptions{})
-	})
-	// The API server picks the configuration up through an informer.
+	register("podgrace-bench", podgrace, metav1.LabelSelectorRequirement{Key: variantLabel, Operator: metav1.LabelSelectorOpDoesNotExist})
+	for _, v := range variants {
+		register("bench-"+v.name, v, metav1.LabelSelectorRequirement{Key: variantLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{v.name}})
+	}
+	// The API server picks the configurations up through an informer.
 	var sleep int64
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		p, err := dryRun(ctx, setups[1].ns, pod)
-		if err != nil {
-			return false, err
+		for _, s := range setups {
+			if !s.isPodgrace() {
+				continue
+			}
+			p, err := dryRun(ctx, s.ns, pod)
+			if err != nil {
+				return false, err
+			}
+			if _, ok := p.Annotations[policy.AnnotationStatus]; !ok {
+				return false, nil
+			}
+			sleep = preStopSleeps(p)[0]
 		}
-		if _, ok := p.Annotations[policy.AnnotationStatus]; !ok {
-			return false, nil
-		}
-		sleep = preStopSleeps(p)[0]
 		return true, nil
 	})
 	if err != nil || sleep == 0 {
@@ -195,7 +217,10 @@ func BenchmarkPodCreate(b *testing.B) {
 		}
 		_, annotated := p.Annotations[policy.AnnotationStatus]
 		sleeps := preStopSleeps(p)
-		want := map[string][]int64{"none": {0, 0, 0}, "podgrace": {sleep, sleep, sleep}, "policy": {sleep, sleep, sleep}}[s.name]
+		want := []int64{sleep, sleep, sleep}
+		if s.name == "none" {
+			want = []int64{0, 0, 0}
+		}
 		if !slices.Equal(sleeps, want) || annotated != (s.name != "none") {
 			b.Fatalf("%s: preStop sleeps %v (want %v), podgrace annotation %v", s.name, sleeps, want, annotated)
 		}
@@ -234,7 +259,7 @@ func BenchmarkPodCreate(b *testing.B) {
 		return float64(xs[min(len(xs)-1, int(p*float64(len(xs))))]) / float64(time.Millisecond)
 	}
 	for _, s := range setups {
-		b.Logf("%-8s p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  (%d pods)", s.name, q(s.name, 0.5), q(s.name, 0.9), q(s.name, 0.99), len(lat[s.name]))
+		b.Logf("%-18s p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  (%d pods)", s.name, q(s.name, 0.5), q(s.name, 0.9), q(s.name, 0.99), len(lat[s.name]))
 		b.ReportMetric(q(s.name, 0.5), s.name+"-p50-ms")
 		b.ReportMetric(q(s.name, 0.99), s.name+"-p99-ms")
 	}
@@ -245,6 +270,11 @@ func BenchmarkPodCreate(b *testing.B) {
 	b.ReportMetric(addedPG, "podgrace-added-ms")
 	b.ReportMetric(addedPolicy, "policy-added-ms")
 	b.ReportMetric(addedPG/addedPolicy, "podgrace-added/policy-added")
+	for _, s := range setups[3:] {
+		added := q(s.name, 0.5) - none
+		b.ReportMetric(added, s.name+"-added-ms")
+		b.ReportMetric(addedPG/added, "podgrace-added/"+s.name+"-added")
+	}
 	b.ReportMetric(0, "ns/op")
 }
 

@@ -164,3 +164,42 @@ func TestMarkdownLinksResolve(t *testing.T) {
 		}
 	}
 }
+
+// TestCodecTagsCovered: each build tag that swaps a hand-written codec for
+// the standard one (//go:build podgrace_std…) is tested by `make test`
+// (CODEC_TAGS in the Makefile) and can be measured by `make bench-codecs`
+// (variantTags in test/bench), so neither build rots unseen.
+func TestCodecTagsCovered(t *testing.T) {
+	t.Parallel()
+	files := textFiles(t)
+	tagRE := regexp.MustCompile(`podgrace_std[a-z]+`)
+	declared := map[string]bool{}
+	for name, data := range files {
+		if !strings.HasSuffix(name, ".go") {
+			continue
+		}
+		for line := range strings.SplitSeq(string(data), "\n") {
+			if strings.HasPrefix(line, "//go:build ") {
+				for _, tag := range tagRE.FindAllString(line, -1) {
+					declared[tag] = true
+				}
+			}
+		}
+	}
+	if len(declared) == 0 {
+		t.Fatal("no //go:build line names a podgrace_std… tag: update this test")
+	}
+	makeTags := regexp.MustCompile(`(?m)^CODEC_TAGS := (.*)$`).FindStringSubmatch(string(files["Makefile"]))
+	if makeTags == nil {
+		t.Fatal("the Makefile has no CODEC_TAGS := line")
+	}
+	bench := string(files[filepath.Join("test", "bench", "main_test.go")])
+	for tag := range declared {
+		if !strings.Contains(","+makeTags[1]+",", ","+tag+",") {
+			t.Errorf("//go:build names %s, the Makefile's CODEC_TAGS (%s) does not: make test never builds it", tag, makeTags[1])
+		}
+		if !strings.Contains(bench, `"`+tag+`"`) {
+			t.Errorf("//go:build names %s, test/bench's variantTags has no variant of it alone", tag)
+		}
+	}
+}
