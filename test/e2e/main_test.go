@@ -49,6 +49,9 @@ var env struct {
 	NodeName   string
 	Registry   string // host:port of the e2e registry (image inspection)
 	Root       string // the podgrace module
+	// KubeVersion is the Kubernetes release the cluster was built at
+	// (make e2e KUBE_VERSION=...); the tests check that it runs.
+	KubeVersion string
 }
 
 var (
@@ -96,10 +99,13 @@ func setup() error {
 	if err != nil {
 		return err
 	}
-	if _, err := kube.CoreV1().Nodes().Get(ctx, env.NodeName, metav1.GetOptions{}); err != nil {
+	node, err := kube.CoreV1().Nodes().Get(ctx, env.NodeName, metav1.GetOptions{})
+	if err != nil {
 		return fmt.Errorf("the e2e cluster does not answer (run `make cluster-up`): %w", err)
 	}
-
+	if err := checkVersions(node); err != nil {
+		return err
+	}
 	fmt.Printf("e2e: node %s, load average %s\n", env.NodeName, loadAvg())
 	start := time.Now()
 	dir, err := os.MkdirTemp("", "podgrace-e2e-images-")
@@ -129,6 +135,25 @@ func setup() error {
 	return nil
 }
 
+// checkVersions fails unless the API server and the node's kubelet run the
+// release the cluster was built at: a claim that podgrace works on a version
+// rests on that version having served the run.
+func checkVersions(node *corev1.Node) error {
+	sv, err := kube.Discovery().ServerVersion()
+	if err != nil {
+		return err
+	}
+	want := "v" + strings.TrimPrefix(env.KubeVersion, "v")
+	info := node.Status.NodeInfo
+	fmt.Printf("e2e: kube-apiserver %s, kubelet %s, container runtime %s, kernel %s\n",
+		sv.GitVersion, info.KubeletVersion, info.ContainerRuntimeVersion, info.KernelVersion)
+	if sv.GitVersion != want || info.KubeletVersion != want {
+		return fmt.Errorf("the cluster was built at KUBE_VERSION=%s, but kube-apiserver reports %s and the kubelet %s (bring it down and up again: make cluster-down)",
+			env.KubeVersion, sv.GitVersion, info.KubeletVersion)
+	}
+	return nil
+}
+
 func loadEnv() error {
 	env.Dir = os.Getenv("E2E_DIR")
 	if env.Dir == "" {
@@ -153,6 +178,7 @@ func loadEnv() error {
 	for key, dst := range map[string]*string{
 		"KUBECONFIG": &env.Kubeconfig, "CONTAINERD_ADDRESS": &env.Containerd, "CTR": &env.Ctr,
 		"KUBECTL": &env.Kubectl, "NODE_IP": &env.NodeIP, "NODE_NAME": &env.NodeName, "REGISTRY": &env.Registry,
+		"KUBE_VERSION": &env.KubeVersion,
 	} {
 		if vals[key] == "" {
 			return fmt.Errorf("%s: %s is not set", file, key)
