@@ -10,7 +10,7 @@ import jsonv2 "github.com/go-json-experiment/json"
 // check that what it accepts it decodes as decode does. The build tag
 // podgrace_stddecode builds the same one-pass decode on sigs.k8s.io/json
 // instead, for `make bench-codecs` to measure what this is worth
-// (docs/develop/performance.md).
+// (docs/records/benchmarks.md).
 func decodeFast(data []byte, v any) error {
 	return jsonv2.Unmarshal(data, v)
 }
