@@ -10,14 +10,21 @@ export GOTOOLCHAIN := go$(GO_VERSION)
 KUBE_VERSION ?= 1.36.3
 # etcd server built for envtest and the e2e cluster.
 ETCD_VERSION ?= 3.6.8
+# The oldest Kubernetes the README supports (the floor of the chart's
+# kubeVersion; test/repo checks they agree) and the etcd its kubeadm names
+# (the newest 3.5, one build for 1.29-1.33): make test runs the API-server
+# suites against it too, with the native sleep action on (its default).
+OLDEST_KUBE_VERSION ?= 1.30.14
+ETCD_3_5_VERSION ?= 3.5.24
+OLDEST := $(OLDEST_KUBE_VERSION)/$(ETCD_3_5_VERSION)
 # Runs of `make test-versions`: KUBE/ETCD[/kube-apiserver flags joined by +].
 # The newest patch of each minor on the Go module proxy, with the etcd its
-# kubeadm names (one 3.5 build for 1.29-1.33), and 1.30 with the native sleep
-# action turned off (docs/develop/versions.md).
-TEST_VERSIONS ?= 1.29.15/3.5.24 \
-	1.30.14/3.5.24 \
-	1.30.14/3.5.24/--feature-gates=PodLifecycleSleepAction=false \
-	1.33.13/3.5.24 \
+# kubeadm names, and the oldest with the native sleep action turned off
+# (docs/develop/versions.md).
+TEST_VERSIONS ?= 1.29.15/$(ETCD_3_5_VERSION) \
+	$(OLDEST) \
+	$(OLDEST)/--feature-gates=PodLifecycleSleepAction=false \
+	1.33.13/$(ETCD_3_5_VERSION) \
 	$(KUBE_VERSION)/$(ETCD_VERSION) \
 	1.37.2/3.7.0
 # golangci-lint, built from the Go module proxy.
@@ -91,9 +98,14 @@ golden: ## Refresh the golden files of the mutation (testdata/*.golden).
 CODEC_TAGS := podgrace_stdpatch,podgrace_stddecode
 
 .PHONY: test
-test: lint verify-tidy vulncheck test-deps envtest-assets $(KUBE_SCORE) ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest, kube-score), after lint, tidy and vulncheck.
+test: lint verify-tidy vulncheck test-deps envtest-assets $(KUBE_SCORE) ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest, kube-score), after lint, tidy and vulncheck; the API-server suites on the oldest supported Kubernetes too.
 	$(GO) test ./... -count=1 -timeout 30m
 	$(GO) test -tags '$(CODEC_TAGS)' ./pkg/webhook/ ./pkg/inject/ -count=1
+	GO='$(GO)' hack/test-versions.sh $(OLDEST)
+
+.PHONY: test-oldest
+test-oldest: $(KUBE_SCORE) ## Run only test/integration and test/chart against the oldest supported Kubernetes (OLDEST; built into bin/ once; make test runs it).
+	GO='$(GO)' hack/test-versions.sh $(OLDEST)
 
 # How long `make fuzz` runs each fuzzer (a go test -fuzztime value: 30s, 5m, 10000x).
 FUZZTIME ?= 30s
@@ -120,7 +132,7 @@ integration: envtest-assets ## Run only the webhook's envtest suite (test/integr
 	$(GO) test ./test/integration/ -count=1 -v
 
 .PHONY: test-versions
-test-versions: ## Run test/integration and test/chart against every supported Kubernetes version (TEST_VERSIONS; builds each once; ~1 h cold).
+test-versions: $(KUBE_SCORE) ## Run test/integration and test/chart against every supported Kubernetes version (TEST_VERSIONS; builds each once; ~1 h cold).
 	GO='$(GO)' hack/test-versions.sh $(TEST_VERSIONS)
 
 ##@ Build

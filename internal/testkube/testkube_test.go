@@ -1,6 +1,10 @@
 package testkube
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 func TestSleepActionOn(t *testing.T) {
 	off := map[string]string{"feature-gates": "Foo=true,PodLifecycleSleepAction=false"}
@@ -37,5 +41,19 @@ func TestFlags(t *testing.T) {
 	t.Setenv(FlagsEnv, "feature-gates=A=true")
 	if _, err := Flags(); err == nil {
 		t.Error("a flag without -- accepted")
+	}
+}
+
+func TestNotApplicableReports(t *testing.T) {
+	report := filepath.Join(t.TempDir(), "report")
+	t.Setenv(ReportEnv, report)
+	t.Setenv(FlagsEnv, "--feature-gates=PodLifecycleSleepAction=false")
+	NotApplicable(t, Server("v1.30.14"), "no sleep action")
+	NotApplicable(t, "v1.29.15", "second")
+	got, err := os.ReadFile(report)
+	want := "not applicable on v1.30.14 (--feature-gates=PodLifecycleSleepAction=false): TestNotApplicableReports: no sleep action\n" +
+		"not applicable on v1.29.15: TestNotApplicableReports: second\n"
+	if err != nil || string(got) != want {
+		t.Errorf("report %q, %v; want %q", got, err, want)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
+	"github.com/podgrace/podgrace/internal/testkube"
 	"github.com/podgrace/podgrace/pkg/admissionpolicy"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
@@ -162,10 +163,25 @@ func TestPolicyModeNeeds136(t *testing.T) {
 
 // TestPolicyModeOnAPIServer creates what admission: policy renders on the
 // real API server, which compiles every CEL expression: a policy it rejects
-// fails the test, and so does any warning.
+// fails the test, and so does any warning. On a server that does not serve
+// MutatingAdmissionPolicy v1 (before 1.36, discovery decides) it asserts
+// instead that the chart refuses admission: policy for that server's
+// version, and says so (testkube.NotApplicable).
 func TestPolicyModeOnAPIServer(t *testing.T) {
 	t.Parallel()
-	cfg := apiServer(t)
+	cfg, srv := anyAPIServer(t)
+	if !srv.policyAPI {
+		testkube.NotApplicable(t, srv.name, testkube.PolicyGroupVersion+" "+testkube.PolicyResource+
+			" is not served; asserted instead: the chart refuses admission: policy for "+srv.gitVersion)
+		for name, values := range policyCases() {
+			_, err := chart.RenderFor(chartDir(t), rel, values, srv.gitVersion)
+			if err == nil || !strings.Contains(err.Error(), "admission: policy needs Kubernetes >= 1.36") || !strings.Contains(err.Error(), srv.gitVersion) {
+				t.Errorf("%s: admission: policy for %s, which does not serve %s %s: got %v, want the chart's refusal naming the version",
+					name, srv.gitVersion, testkube.PolicyGroupVersion, testkube.PolicyResource, err)
+			}
+		}
+		return
+	}
 	for name, values := range policyCases() {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
@@ -178,7 +194,12 @@ func TestPolicyModeOnAPIServer(t *testing.T) {
 			if err := k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: r.Namespace}}); err != nil {
 				t.Fatal(err)
 			}
-			for _, o := range render(t, r, values).Objects {
+			// Rendered for this server's version, as helm install does.
+			rendered, err := chart.RenderFor(chartDir(t), r, values, srv.gitVersion)
+			if err != nil {
+				t.Fatalf("the chart refuses admission: policy for %s, which serves %s %s: %v", srv.gitVersion, testkube.PolicyGroupVersion, testkube.PolicyResource, err)
+			}
+			for _, o := range rendered.Objects {
 				if err := k.Create(ctx, o); err != nil {
 					y, _ := yaml.Marshal(o.Object)
 					t.Fatalf("the API server rejects %s %s: %v\n%.2000s", o.GetKind(), o.GetName(), err, y)

@@ -8,7 +8,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -16,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/internal/testkube"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
@@ -35,18 +39,111 @@ func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
 	code := m.Run()
 	if env != nil {
+		// kube-apiserver stops in seconds once every test's podgrace and
+		// clients are gone; a stop that times out is a leak (an open watch
+		// it waits for) and fails the suite.
+		start := time.Now()
 		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
+			fmt.Fprintf(os.Stderr, "FAIL: stopping envtest after %v: %v\n", time.Since(start).Round(time.Millisecond), err)
+			code = 1
+		} else if testing.Verbose() {
+			fmt.Fprintf(os.Stderr, "control plane stopped in %v\n", time.Since(start).Round(time.Millisecond))
 		}
 	}
 	os.Exit(code)
 }
 
-// apiServer returns an admin config for the shared API server. The API
-// server routes service-referenced webhooks to the Service's EndpointSlice
+// apiServer returns an admin config for the shared API server, for a test
+// that installs the chart there: where the chart does not install (its
+// kubeVersion refuses the server, or the server lacks the native sleep
+// action podgrace's own pod stops with), the test says so
+// (testkube.NotApplicable) and is skipped.
+func apiServer(t testing.TB) *rest.Config {
+	t.Helper()
+	cfg, srv := anyAPIServer(t)
+	if srv.notInstalled != "" {
+		testkube.Skip(t, srv.name, srv.notInstalled)
+	}
+	return cfg
+}
+
+// server is what the tests read from the shared API server, once.
+type server struct {
+	// gitVersion is the server's version; name adds the run's extra flags
+	// (testkube.Server).
+	gitVersion, name string
+	// notInstalled is why the chart does not install there ("" where it does).
+	notInstalled string
+	// policyAPI: MutatingAdmissionPolicy v1 is served (testkube.PolicyAPI).
+	policyAPI bool
+}
+
+var (
+	serverOnce  sync.Once
+	serverFacts server
+	serverErr   error
+)
+
+// anyAPIServer returns an admin config for the shared API server and what
+// it is, whether the chart installs there or not. The API server routes
+// service-referenced webhooks to the Service's EndpointSlice
 // (--enable-aggregator-routing), as no kube-proxy routes cluster IPs here.
 // cert-manager's CRDs are installed from the cert-manager Go module.
-func apiServer(t testing.TB) *rest.Config {
+func anyAPIServer(t testing.TB) (*rest.Config, server) {
+	t.Helper()
+	cfg := startAPIServer(t)
+	serverOnce.Do(func() { serverFacts, serverErr = readServer(cfg) })
+	if serverErr != nil {
+		t.Fatal(serverErr)
+	}
+	return cfg, serverFacts
+}
+
+// readServer reads the server's version and discovery, and decides whether
+// the chart installs there: Helm's own kubeVersion check (as TestKubeVersion
+// runs it), and the sleep action its Deployment's preStop hook needs
+// (test/integration's TestChartNeedsSleepAction proves the server rejects or
+// drops that hook without it).
+func readServer(cfg *rest.Config) (server, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return server{}, err
+	}
+	info, err := cs.Discovery().ServerVersion()
+	if err != nil {
+		return server{}, err
+	}
+	s := server{gitVersion: info.GitVersion, name: testkube.Server(info.GitVersion)}
+	if s.policyAPI, err = testkube.PolicyAPI(cs.Discovery(), info.GitVersion); err != nil {
+		return server{}, err
+	}
+	dir, err := chart.Dir()
+	if err != nil {
+		return server{}, err
+	}
+	ch, err := loader.Load(dir)
+	if err != nil {
+		return server{}, err
+	}
+	flags, err := testkube.Flags()
+	if err != nil {
+		return server{}, err
+	}
+	sleep, err := testkube.SleepActionOn(info.GitVersion, flags)
+	if err != nil {
+		return server{}, err
+	}
+	switch {
+	case !chartutil.IsCompatibleRange(ch.Metadata.KubeVersion, info.GitVersion):
+		s.notInstalled = fmt.Sprintf("the chart's kubeVersion %q refuses it (helm install fails; TestKubeVersion)", ch.Metadata.KubeVersion)
+	case !sleep:
+		s.notInstalled = "the native sleep action is off, and the chart's Deployment stops podgrace with it (the server rejects or drops the hook: TestChartNeedsSleepAction in test/integration)"
+	}
+	return s, nil
+}
+
+// startAPIServer starts the shared API server on first use.
+func startAPIServer(t testing.TB) *rest.Config {
 	t.Helper()
 	envOnce.Do(func() {
 		var crds string

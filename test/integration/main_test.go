@@ -59,13 +59,17 @@ var (
 	serverVersion string
 	versionInfo   version.Info
 	wantHook      policy.HookAction
+	// policyAPI says whether the server serves MutatingAdmissionPolicy v1
+	// (discovery; from 1.36): the policy-mode tests and the suite's
+	// parameter keeper need it, and say so where it is not.
+	policyAPI bool
 )
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
-func run(m *testing.M) int {
+func run(m *testing.M) (code int) {
 	flag.Parse()
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
@@ -105,9 +109,16 @@ func run(m *testing.M) int {
 	}
 	fmt.Fprintf(os.Stderr, "control plane up in %v; podgrace logs: %s\n", time.Since(start).Round(time.Millisecond), logFile.Name())
 	defer func() {
+		// Every podgrace instance is stopped by now (teardowns run first):
+		// kube-apiserver stops in seconds. One that does not is a leak
+		// (an open watch it waits for) and fails the suite.
+		start := time.Now()
 		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping the control plane:", err)
+			fmt.Fprintf(os.Stderr, "FAIL: stopping the control plane after %v: %v\n", time.Since(start).Round(time.Millisecond), err)
+			code = 1
+			return
 		}
+		fmt.Fprintf(os.Stderr, "control plane stopped in %v\n", time.Since(start).Round(time.Millisecond))
 	}()
 	cfg.QPS, cfg.Burst = 200, 400
 	restConfig = cfg
@@ -116,15 +127,15 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "kube-apiserver %s (%s=%q): expecting hookAction auto to choose %s\n",
-		serverVersion, testkube.FlagsEnv, os.Getenv(testkube.FlagsEnv), wantHook)
+	fmt.Fprintf(os.Stderr, "kube-apiserver %s (%s=%q): expecting hookAction auto to choose %s; %s %s served: %t\n",
+		serverVersion, testkube.FlagsEnv, os.Getenv(testkube.FlagsEnv), wantHook, testkube.PolicyGroupVersion, testkube.PolicyResource, policyAPI)
 
-	code, err := setUp()
+	teardown, err := setUp()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: setting up the suite:", err)
 		return 1
 	}
-	defer code()
+	defer teardown()
 	rc := m.Run()
 	if rc != 0 {
 		fmt.Fprintln(os.Stderr, "podgrace logs:", logFile.Name())
@@ -133,13 +144,26 @@ func run(m *testing.M) int {
 }
 
 // setUp creates the serving certificate, starts the main podgrace instance
-// and registers it; it returns the teardown.
-func setUp() (func(), error) {
+// and registers it; it returns the teardown. On an error it tears down what
+// it started: a podgrace instance left running keeps its informers' watches
+// open, and kube-apiserver then waits for them when it stops.
+func setUp() (teardown func(), err error) {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "podgrace-integration-certs-")
 	if err != nil {
 		return nil, err
 	}
+	teardown = func() {
+		if mainServer != nil {
+			_ = mainServer.stop()
+		}
+		_ = os.RemoveAll(dir)
+	}
+	defer func() {
+		if err != nil {
+			teardown()
+		}
+	}()
 	certDir = dir
 	tlsAssets, err = newCerts()
 	if err != nil {
@@ -163,8 +187,10 @@ func setUp() (func(), error) {
 	if _, err := admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
-	if err := keepParamInformer(ctx); err != nil {
-		return nil, err
+	if policyAPI {
+		if err := keepParamInformer(ctx); err != nil {
+			return nil, err
+		}
 	}
 	ns, err := createNamespace(ctx, map[string]string{policy.LabelInject: policy.InjectEnabled},
 		map[string]string{policy.AnnotationPreStopSleep: "7s"})
@@ -175,15 +201,12 @@ func setUp() (func(), error) {
 	if err := waitForMutation(ctx, ns); err != nil {
 		return nil, err
 	}
-	return func() {
-		_ = mainServer.stop()
-		_ = os.RemoveAll(dir)
-	}, nil
+	return teardown, nil
 }
 
 func logger() logr.Logger { return ctrl.Log }
 
-// readServer sets serverVersion and wantHook.
+// readServer sets serverVersion, wantHook and policyAPI.
 func readServer() error {
 	info, err := admin.Discovery().ServerVersion()
 	if err != nil {
@@ -201,5 +224,16 @@ func readServer() error {
 	if on {
 		wantHook = policy.HookSleep
 	}
-	return nil
+	policyAPI, err = testkube.PolicyAPI(admin.Discovery(), info.GitVersion)
+	return err
+}
+
+// needsPolicyAPI skips t, saying so (testkube.NotApplicable), on a server
+// without MutatingAdmissionPolicy v1; the chart suite asserts there that
+// the chart refuses admission: policy (TestPolicyModeOnAPIServer).
+func needsPolicyAPI(t *testing.T) {
+	t.Helper()
+	if !policyAPI {
+		testkube.Skip(t, testkube.Server(serverVersion), testkube.PolicyGroupVersion+" "+testkube.PolicyResource+" is not served (from Kubernetes 1.36)")
+	}
 }

@@ -184,6 +184,7 @@ type nsVariant struct {
 // and the grace period must be identical, the status annotations equal in
 // every field the policy writes, and both must warn about the same keys.
 func TestPolicyEquivalence(t *testing.T) {
+	needsPolicyAPI(t)
 	t.Parallel()
 	meshInjector(t, false)
 	meshInjector(t, true)
@@ -664,6 +665,7 @@ func genPod(rng *rand.Rand, i int) *corev1.Pod {
 // never block a pod: bad values fall back to 0 or the defaults, a missing
 // ConfigMap leaves pods unmutated (parameterNotFoundAction Allow).
 func TestPolicyBadParameters(t *testing.T) {
+	needsPolicyAPI(t)
 	t.Parallel()
 	cfg := baseConfig()
 	run := equivRuns.Add(1)

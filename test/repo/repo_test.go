@@ -203,3 +203,31 @@ func TestCodecTagsCovered(t *testing.T) {
 		}
 	}
 }
+
+// TestOldestVersionDeclaredOnce: the oldest supported Kubernetes is declared
+// once, OLDEST_KUBE_VERSION in the Makefile (make test runs the API-server
+// suites on it): the floor of the chart's kubeVersion is its minor, and
+// TEST_VERSIONS runs it (with and without the sleep action) through OLDEST,
+// not a copy of the number.
+func TestOldestVersionDeclaredOnce(t *testing.T) {
+	t.Parallel()
+	files := textFiles(t)
+	mk := string(files["Makefile"])
+	m := regexp.MustCompile(`(?m)^OLDEST_KUBE_VERSION \?= (\d+)\.(\d+)\.(\d+)$`).FindStringSubmatch(mk)
+	if m == nil {
+		t.Fatal("the Makefile has no OLDEST_KUBE_VERSION ?= X.Y.Z line")
+	}
+	floor := `kubeVersion: ">=` + m[1] + "." + m[2] + `.0-0"`
+	if !strings.Contains(string(files[filepath.Join("charts", "podgrace", "Chart.yaml")]), floor) {
+		t.Errorf("charts/podgrace/Chart.yaml has no %s: the chart's floor and OLDEST_KUBE_VERSION %s.%s.%s disagree", floor, m[1], m[2], m[3])
+	}
+	if got := strings.Count(mk, m[1]+"."+m[2]+"."+m[3]); got != 1 {
+		t.Errorf("the Makefile names %s.%s.%s %d times; derive from OLDEST_KUBE_VERSION", m[1], m[2], m[3], got)
+	}
+	if !regexp.MustCompile(`(?m)^\t\$\(OLDEST\) \\$`).MatchString(mk) || !strings.Contains(mk, "$(OLDEST)/--feature-gates=PodLifecycleSleepAction=false") {
+		t.Error("TEST_VERSIONS does not run $(OLDEST) with and without the sleep action")
+	}
+	if !regexp.MustCompile(`(?m)^\tGO='\$\(GO\)' hack/test-versions\.sh \$\(OLDEST\)$`).MatchString(mk) {
+		t.Error("make test does not run hack/test-versions.sh $(OLDEST)")
+	}
+}
