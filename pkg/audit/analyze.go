@@ -21,6 +21,8 @@ type Env struct {
 	// Images reads image configs (--inspect-images); nil leaves argvs that
 	// come from an image unchecked.
 	Images inject.ImageLookup
+	// Path configures the check of S and T against the traffic path (paths.go).
+	Path PathOptions
 }
 
 // outcome is what the core did to a pod template.

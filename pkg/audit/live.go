@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/pager"
 
@@ -34,6 +35,8 @@ type LiveOptions struct {
 	WebhookName string
 	// Progress receives a line every couple of seconds of a slow scan; nil: none.
 	Progress io.Writer
+	// Dynamic reads the BackendConfigs Services name (paths.go); nil: unread.
+	Dynamic dynamic.Interface
 }
 
 // namespaceInfo is what the scan knows of a namespace.
@@ -117,6 +120,7 @@ func Scan(ctx context.Context, cs kubernetes.Interface, o LiveOptions) *Report {
 			return cs.CoreV1().Pods(ns).List(ctx, opts)
 		}
 	}, func(o runtime.Object) { pods = append(pods, o.(*corev1.Pod)) })
+	routes := s.routes(svcs, s.ingresses())
 
 	selectors := map[string][]labels.Selector{}
 	for _, svc := range svcs {
@@ -221,7 +225,9 @@ func Scan(ctx context.Context, cs kubernetes.Interface, o LiveOptions) *Report {
 			w.Errors = append(w.Errors, "namespace "+w.Namespace+" unreadable: its labels and annotations are unknown")
 		}
 		selected := slices.ContainsFunc(selectors[w.Namespace], func(sel labels.Selector) bool { return sel.Matches(labels.Set(e.tmpl.Labels)) })
-		analyze(ctx, &o.Env, w, e.tmpl, mutate(ctx, &o.Env, e.tmpl, nsAnn), selected)
+		out := mutate(ctx, &o.Env, e.tmpl, nsAnn)
+		analyze(ctx, &o.Env, w, e.tmpl, out, selected)
+		w.Path = s.path(routes, w, e.tmpl, out)
 		if err := s.listErr("pods", w.Namespace); err != nil {
 			w.Errors = append(w.Errors, "pods: "+err.Error())
 		} else {

@@ -139,6 +139,7 @@ func Manifests(ctx context.Context, sources []Source, o ManifestOptions) *Report
 	nsLabels := map[string]map[string]string{}
 	nsAnn := map[string]map[string]string{}
 	var svcs []*corev1.Service
+	var paths manifestRoutes
 	for _, src := range sources {
 		docs, err := split(src.Data)
 		if err != nil {
@@ -163,6 +164,8 @@ func Manifests(ctx context.Context, sources []Source, o ManifestOptions) *Report
 					if convert(obj, &svc) == nil {
 						svcs = append(svcs, &svc)
 					}
+				default:
+					paths.add(obj, i+1, src.Name, rep)
 				}
 			}
 		}
@@ -192,6 +195,7 @@ func Manifests(ctx context.Context, sources []Source, o ManifestOptions) *Report
 		return out
 	}
 
+	routes := paths.index(svcs, o.Namespace)
 	for _, it := range items {
 		kind := kindOf(it.obj)
 		tmpl, err := templateOf(it.obj)
@@ -227,6 +231,7 @@ func Manifests(ctx context.Context, sources []Source, o ManifestOptions) *Report
 			return len(s.Spec.Selector) > 0 && namespaceOfSvc(s, o.Namespace) == ns && labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(tmpl.Labels))
 		})
 		analyze(ctx, &o.Env, &w, tmpl, out, selected)
+		w.Path = routes.path(ns, tmpl, effectivePod(tmpl, out, w.Served), o.Config, o.Path)
 		rep.Workloads = append(rep.Workloads, w)
 	}
 	rep.summarize()

@@ -128,6 +128,7 @@ func compactRisks(w *Workload) string {
 			parts = append(parts, r.Type+"("+r.Container+")")
 		}
 	}
+	parts = append(parts, compactPath(w)...)
 	if len(parts) == 0 {
 		return "-"
 	}

@@ -67,6 +67,9 @@ type Workload struct {
 	// Pods summarizes the workload's pods (live clusters only).
 	Pods  *Pods  `json:"pods,omitempty"`
 	Risks []Risk `json:"risks"`
+	// Path checks the sleep and grace period against the routes to the
+	// pods (paths.go); absent when no Service selects them.
+	Path *Path `json:"path,omitempty"`
 	// Warnings are the core's warnings for the template.
 	Warnings []string `json:"warnings,omitempty"`
 	Errors   []string `json:"errors,omitempty"`
@@ -143,6 +146,9 @@ type Summary struct {
 	// UnmutatedPods is the number of unmutated pods of served workloads.
 	UnmutatedPods int `json:"unmutatedPods"`
 	Errors        int `json:"errors"`
+	// PathFindings is the number of workloads whose sleep or grace period
+	// is shorter than their traffic path needs.
+	PathFindings int `json:"pathFindings"`
 }
 
 func (r *Report) summarize() {
@@ -163,6 +169,9 @@ func (r *Report) summarize() {
 			s.UnmutatedPods += w.Pods.Unmutated
 		}
 		s.Errors += len(w.Errors)
+		if w.Path != nil && len(w.Path.Findings) > 0 {
+			s.PathFindings++
+		}
 	}
 	r.Summary = s
 }

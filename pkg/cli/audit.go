@@ -9,12 +9,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -55,6 +57,8 @@ type auditOptions struct {
 	failOn        []string
 	chunkSize     int64
 	webhookName   string
+	minSleep      time.Duration
+	calibration   string
 }
 
 func newAuditCommand() *cobra.Command {
@@ -69,6 +73,12 @@ created now (the same core as the webhook), how many of its running pods
 carry podgrace's status annotation, and the termination risks it can see:
 a shell as PID 1, a Service-selected workload without a preStop hook or
 without a readiness probe, a grace period shorter than sleep + budget.
+For the workloads a Service selects it checks the preStop sleep against a
+measured propagation (--min-sleep, --calibration) and against the
+load-balancer settings the Services and Ingresses routing to them declare
+(health checks bound the sleep, deregistration delay and connection
+draining the grace period). It only warns: podgrace's sleep stays as
+configured.
 
 Without -f it reads the cluster of your kubeconfig with paginated list calls
 only (it never writes). With -f it audits manifests as 'podgrace inject' reads
@@ -77,11 +87,13 @@ are served. The schema of -o json|yaml is documented in docs/operate/audit.md.
 
 Exit codes: 0, or 2 when a --fail-on condition holds (risk: a risk that pods
 created now keep; unmutated: a served workload has pods without podgrace's
-status; error: part of the scan failed); 1 when the audit cannot run.`,
+status; path: a sleep or grace period shorter than the traffic path needs;
+error: part of the scan failed); 1 when the audit cannot run.`,
 		Example: `  kubectl podgrace audit -A
   podgrace audit -n shop -o yaml
   podgrace audit -A --fail-on=unmutated
-  podgrace audit -f k8s/ --values podgrace-values.yaml --fail-on=risk`,
+  podgrace audit -f k8s/ --values podgrace-values.yaml --fail-on=risk
+  podgrace audit -A --calibration calibration.json --fail-on=path`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
@@ -99,7 +111,9 @@ status; error: part of the scan failed); 1 when the audit cannot run.`,
 	f.StringVar(&o.hookAction, "hook-action", "", "preStop action: sleep or exec (default: the config's hookAction; auto means sleep)")
 	f.BoolVar(&o.inspect, "inspect-images", false, "read image configs from their registries (with your docker credentials) to check a shell-form ENTRYPOINT/CMD")
 	f.StringVarP(&o.output, "output", "o", "", "output format: json, yaml or wide (default: a table)")
-	f.StringSliceVar(&o.failOn, "fail-on", nil, "exit 2 when a condition holds: risk, unmutated, error (comma list)")
+	f.StringSliceVar(&o.failOn, "fail-on", nil, "exit 2 when a condition holds: risk, unmutated, path, error (comma list)")
+	f.DurationVar(&o.minSleep, "min-sleep", 0, "a measured propagation: flag routed workloads whose preStop sleep is shorter (whole seconds, e.g. 20s)")
+	f.StringVar(&o.calibration, "calibration", "", "the JSON 'podgrace calibrate -o json' wrote: flag routed workloads whose sleep is shorter than its recommendation")
 	f.Int64Var(&o.chunkSize, "chunk-size", 500, "page size of list calls")
 	f.StringVar(&o.webhookName, "webhook-name", webhook.WebhookName, "name of podgrace's webhook in its MutatingWebhookConfiguration")
 	return cmd
@@ -107,9 +121,12 @@ status; error: part of the scan failed); 1 when the audit cannot run.`,
 
 func (o *auditOptions) run(cmd *cobra.Command) error {
 	for _, c := range o.failOn {
-		if !slices.Contains([]string{"risk", "unmutated", "error"}, c) {
-			return fmt.Errorf("--fail-on: %q is not risk, unmutated or error", c)
+		if !slices.Contains([]string{"risk", "unmutated", "path", "error"}, c) {
+			return fmt.Errorf("--fail-on: %q is not risk, unmutated, path or error", c)
 		}
+	}
+	if _, err := o.pathOptions(); err != nil {
+		return err
 	}
 	switch o.output {
 	case "", "wide", "json", "yaml":
@@ -141,6 +158,8 @@ func (o *auditOptions) run(cmd *cobra.Command) error {
 			why = append(why, fmt.Sprintf("%d workloads with risks", rep.Summary.WithRisks))
 		case c == "unmutated" && rep.Summary.UnmutatedPods > 0:
 			why = append(why, fmt.Sprintf("%d pods of served workloads without podgrace's mutation", rep.Summary.UnmutatedPods))
+		case c == "path" && rep.Summary.PathFindings > 0:
+			why = append(why, fmt.Sprintf("%d workloads with a sleep or grace period shorter than their path needs", rep.Summary.PathFindings))
 		case c == "error" && rep.Summary.Errors > 0:
 			why = append(why, fmt.Sprintf("%d errors", rep.Summary.Errors))
 		}
@@ -162,7 +181,11 @@ func (o *auditOptions) env(cfg *policy.Config) (audit.Env, error) {
 	if hook != policy.HookExec {
 		hook = policy.HookSleep
 	}
-	env := audit.Env{Config: cfg, HookAction: hook}
+	path, err := o.pathOptions()
+	if err != nil {
+		return audit.Env{}, err
+	}
+	env := audit.Env{Config: cfg, HookAction: hook, Path: path}
 	if o.inspect {
 		env.Images = imageconfig.New(imageconfig.OptionsFrom(cfg.ImageInspection)).Lookup(
 			func(context.Context, *corev1.Pod) (authn.Keychain, error) { return authn.DefaultKeychain, nil })
@@ -186,6 +209,10 @@ func (o *auditOptions) live(ctx context.Context, stderr io.Writer) (*audit.Repor
 	if err != nil {
 		return nil, err
 	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := o.clusterConfig(ctx, cs, stderr)
 	if err != nil {
 		return nil, err
@@ -194,7 +221,30 @@ func (o *auditOptions) live(ctx context.Context, stderr io.Writer) (*audit.Repor
 	if err != nil {
 		return nil, err
 	}
-	return audit.Scan(ctx, cs, audit.LiveOptions{Env: env, Namespace: ns, ChunkSize: o.chunkSize, WebhookName: o.webhookName, Progress: stderr}), nil
+	return audit.Scan(ctx, cs, audit.LiveOptions{Env: env, Namespace: ns, ChunkSize: o.chunkSize, WebhookName: o.webhookName, Progress: stderr, Dynamic: dyn}), nil
+}
+
+// pathOptions reads --min-sleep or --calibration.
+func (o *auditOptions) pathOptions() (audit.PathOptions, error) {
+	switch {
+	case o.minSleep != 0 && o.calibration != "":
+		return audit.PathOptions{}, errors.New("--min-sleep and --calibration: give one")
+	case o.minSleep < 0 || o.minSleep%time.Second != 0:
+		return audit.PathOptions{}, fmt.Errorf("--min-sleep: %v is not a positive whole number of seconds", o.minSleep)
+	case o.minSleep > 0:
+		return audit.PathOptions{MinSleep: &audit.MinSleep{Seconds: int64(o.minSleep / time.Second), Source: "--min-sleep"}}, nil
+	case o.calibration != "":
+		data, err := os.ReadFile(o.calibration)
+		if err != nil {
+			return audit.PathOptions{}, fmt.Errorf("--calibration: %w", err)
+		}
+		m, err := audit.ReadCalibration(data, o.calibration)
+		if err != nil {
+			return audit.PathOptions{}, fmt.Errorf("--calibration: %w", err)
+		}
+		return audit.PathOptions{MinSleep: m}, nil
+	}
+	return audit.PathOptions{}, nil
 }
 
 // clusterConfig is --config, else the config podgrace runs with (its

@@ -243,8 +243,9 @@ func TestAuditPagination(t *testing.T) {
 		t.Errorf("pod lists did not ask for limit=%d", chunk)
 	}
 	// One list each of webhook configurations, deployments, statefulsets,
-	// daemonsets, replicasets, jobs, cronjobs and services, and the namespace.
-	if want := wantPages + 9; total.Load() != want {
+	// daemonsets, replicasets, jobs, cronjobs, services and ingresses, and
+	// the namespace.
+	if want := wantPages + 10; total.Load() != want {
 		t.Errorf("%d requests in all, want %d", total.Load(), want)
 	}
 	t.Logf("%d pods audited with %d requests (%d pod pages)", pods, total.Load(), podLists.Load())
