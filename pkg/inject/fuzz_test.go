@@ -40,6 +40,7 @@ func FuzzMutate(f *testing.F) {
 	f.Add([]byte(`{"spec":{"initContainers":[{"name":"s","restartPolicy":"Always","command":["bash","-c","x"]}],"containers":[]}}`), "podgrace.dev/exec-form", "off", uint16(600), uint8(5))
 	f.Add([]byte(`{"metadata":{"annotations":{"podgrace.dev/prestop-sleep":"50m","proxy.istio.io/config":"terminationDrainDuration: 90s"}},"spec":{"containers":[{"name":"app"},{"name":"istio-proxy"},{"name":"linkerd-proxy","lifecycle":{"preStop":{"exec":{"command":["/bin/sleep","900"]}}}}]}}`), "", "", uint16(60), uint8(30))
 	f.Add([]byte(`{"metadata":{"annotations":{"podgrace.dev/status":"{\"containers\":[{\"name\":\"app\",\"preStopSleep\":25}]}"}},"spec":{"terminationGracePeriodSeconds":30,"containers":[{"name":"app","lifecycle":{"preStop":{"sleep":{"seconds":25}}}},{"name":"cloud-sql-proxy"}]}}`), "podgrace.dev/extend-grace", "false", uint16(600), uint8(20))
+	f.Add([]byte(`{"spec":{"terminationGracePeriodSeconds":-9223372036854775808,"containers":[{"name":"app"},{"name":"istio-proxy","lifecycle":{"preStop":{"exec":{"command":["sleep","9223372036854775807"]}}}}]}}`), "", "", uint16(600), uint8(5))
 	f.Add([]byte(`{"spec":{"restartPolicy":"Never","terminationGracePeriodSeconds":3,"containers":[{"name":"job"},{"name":"daprd"}]}}`), "podgrace.dev/prestop-sleep", "2", uint16(600), uint8(5))
 
 	f.Fuzz(func(t *testing.T, podJSON []byte, nsKey, nsValue string, maxGrace uint16, sidecarBudget uint8) {

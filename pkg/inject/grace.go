@@ -26,12 +26,25 @@ func sizeSleep(s policy.Sleep, grace int64, cfg *policy.Config) int64 {
 	if s.Mode == policy.SleepModeFixed {
 		return s.Seconds
 	}
-	v := int64(math.Floor(cfg.Ratio * float64(grace)))
+	// float64(grace) rounds up near MaxInt64, and a float64 out of int64's
+	// range converts to anything: clamp before converting.
+	v := int64(min(math.Floor(cfg.Ratio*float64(grace)), math.MaxInt64/2))
 	minS, maxS := seconds(cfg.Min.Duration), seconds(cfg.Max.Duration)
 	return min(max(v, minS), maxS)
 }
 
 func seconds(d time.Duration) int64 { return int64(d / time.Second) }
+
+// addSat adds two non-negative durations in seconds, saturating at
+// math.MaxInt64: a hostile pod can declare a hook or a drain of
+// 9223372036854775807 seconds, and a wrapped sum would place a sleep longer
+// than the grace period (FuzzMutate's checkGrace).
+func addSat(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
 
 // placeSleeps decides the preStop sleeps of this pass's targets and returns
 // the grace period the pod needs (docs/design.md §2, §4). With T the grace
@@ -78,7 +91,7 @@ func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grac
 		switch {
 		case t.c.Lifecycle != nil && t.c.Lifecycle.PreStop != nil:
 			r.PreStopSkipped, want[i] = SkipExistingPreStop, 0
-		case grace == 0:
+		case grace <= 0: // negative: the API server rejects or raises it; nothing fits
 			r.PreStopSkipped, want[i] = SkipGraceZero, 0
 		}
 	}
@@ -96,7 +109,7 @@ func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grac
 			newNative = append(newNative, t.c.Name)
 		}
 	}
-	if grace == 0 || !anyWanted(want) && (len(newNative) == 0 || len(prev.Containers) == 0) {
+	if grace <= 0 || !anyWanted(want) && (len(newNative) == 0 || len(prev.Containers) == 0) {
 		return grace
 	}
 
@@ -146,9 +159,9 @@ func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grac
 		autoSidecar = autoSidecar || want[i] < 0
 	}
 	if s > 0 || autoSidecar {
-		need = max(need, s+budget)
+		need = max(need, addSat(s, budget))
 	}
-	need += drain
+	need = addSat(need, drain)
 	limit := grace
 	maxGrace := seconds(cfg.MaxGracePeriod.Duration)
 	capped := false
@@ -165,7 +178,7 @@ func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grac
 		if want[i] <= 0 || t.cp.Role != policy.RoleApp {
 			continue
 		}
-		v := min(want[i], limit-budget-drain)
+		v := min(want[i], limit-addSat(budget, drain))
 		if v < 1 {
 			reports[i].PreStopSkipped = SkipGraceTooShort
 			if drain > 0 {
@@ -185,13 +198,13 @@ func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grac
 	// an automatic one never below S, so that it outlives the app's sleep.
 	placed := ownHook
 	if s > 0 {
-		placed = max(placed, s+budget)
+		placed = max(placed, addSat(s, budget))
 	}
 	for i, t := range targets {
 		if want[i] == 0 || t.cp.Role != policy.RoleSidecar {
 			continue
 		}
-		w, floor := s+budget, min(s, limit)
+		w, floor := addSat(s, budget), min(s, limit)
 		if fixedSidecar[i] {
 			w, floor = want[i], 0
 		}
@@ -210,8 +223,8 @@ func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grac
 	if placed == 0 {
 		return grace
 	}
-	out := max(grace, min(placed+drain, limit))
-	if placed > 0 && placed+drain > out && len(newNative) > 0 && len(prev.Containers) > 0 {
+	out := max(grace, min(addSat(placed, drain), limit))
+	if placed > 0 && addSat(placed, drain) > out && len(newNative) > 0 && len(prev.Containers) > 0 {
 		m.warnf("%s: the grace period %ds leaves the sidecar %ds of its %ds drain", strings.Join(newNative, ","), out, max(out-placed, 0), drain)
 	}
 	return out

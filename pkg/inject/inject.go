@@ -62,6 +62,10 @@ type Result struct {
 	// Previous is how many of Status.Containers earlier passes wrote: the
 	// rest are this pass's.
 	Previous int
+	// Err is set by Pod when its context ended before the mutation was
+	// decided: the caller answers with a failure (the webhook's failurePolicy
+	// then applies), never with a partial result.
+	Err error
 }
 
 // Changed reports whether the pod was changed.
@@ -77,8 +81,9 @@ const MaxWarningLen = 120
 func ImagesNeeded(pod *corev1.Pod, pp *policy.PodPolicy, prev *Previous) []string {
 	var out []string
 	seen := map[string]bool{}
+	listed := prev.Status.lists()
 	visit := func(_ int, c *corev1.Container, cp *policy.ContainerPolicy) {
-		if cp.Skip != "" || cp.Listed || !cp.ExecForm.Value || len(c.Command) > 0 || prev.Status.has(c.Name, cp.Init) || seen[c.Image] {
+		if cp.Skip != "" || cp.Listed || !cp.ExecForm.Value || len(c.Command) > 0 || listed(c.Name, cp.Init) || seen[c.Image] {
 			return
 		}
 		seen[c.Image] = true
@@ -141,11 +146,7 @@ func Mutate(in Input) Result {
 		res.Warnings = append(res.Warnings, Truncate(p.String()))
 	}
 	if in.Config.Strict && len(pp.Problems) > 0 {
-		msgs := make([]string, len(pp.Problems))
-		for i, p := range pp.Problems {
-			msgs[i] = p.Denial()
-		}
-		res.Denied = strings.Join(msgs, "; ") + " (strict mode)"
+		res.Denied = denial(pp.Problems)
 		res.Pod = in.Pod
 		return res
 	}
@@ -177,8 +178,9 @@ func Mutate(in Input) Result {
 
 	// The containers this pass acts on: those the status does not list yet.
 	var targets []target
+	listed := prev.Status.lists()
 	forEach(in.Pod, pp, func(idx int, c *corev1.Container, cp *policy.ContainerPolicy) {
-		if prev.Status.has(c.Name, cp.Init) {
+		if listed(c.Name, cp.Init) {
 			return
 		}
 		targets = append(targets, target{idx: idx, c: c, cp: cp})
@@ -271,15 +273,43 @@ func escapePointer(s string) string {
 
 // Truncate keeps a warning to MaxWarningLen bytes, cut on a rune boundary;
 // every warning podgrace returns goes through it.
-func Truncate(s string) string {
-	if len(s) <= MaxWarningLen {
+func Truncate(s string) string { return truncateLen(s, MaxWarningLen) }
+
+// truncateLen keeps s to n bytes, cut on a rune boundary and marked with "…".
+func truncateLen(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	cut := MaxWarningLen - len("…")
+	cut := n - len("…")
 	for cut > 0 && !utf8RuneStart(s[cut]) {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// MaxDenialLen bounds a strict-mode denial, which becomes the 403's message
+// and a log line: a hostile annotation value of megabytes must not
+// (issue 23, finding 8). Each problem is cut to maxProblemLen.
+const MaxDenialLen = 1024
+
+const maxProblemLen = 256
+
+// denial is the strict-mode message for the problems, within MaxDenialLen.
+func denial(problems []policy.Problem) string {
+	const suffix = " (strict mode)"
+	var b strings.Builder
+	for i, p := range problems {
+		msg := truncateLen(p.Denial(), maxProblemLen)
+		if i > 0 {
+			msg = "; " + msg
+		}
+		if b.Len()+len(msg)+len(suffix) > MaxDenialLen {
+			fmt.Fprintf(&b, "; … %d more", len(problems)-i)
+			break
+		}
+		b.WriteString(msg)
+	}
+	return b.String() + suffix
 }
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

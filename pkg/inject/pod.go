@@ -24,8 +24,13 @@ type PodInput struct {
 }
 
 // Pod runs the whole mutation of one pod: resolve the policy, read the image
-// configs the rewrite needs, mutate.
+// configs the rewrite needs, mutate. It stops when ctx ends (the API server
+// gave up on the admission, or its deadline passed): the Result then holds
+// only Err, and no change may be applied.
 func Pod(ctx context.Context, in PodInput) Result {
+	if err := ctx.Err(); err != nil {
+		return Result{Pod: in.Pod, Err: err}
+	}
 	pp := policy.Resolve(in.Config, in.NamespaceAnnotations, in.Pod)
 	prev := ReadPrevious(in.Pod)
 	var images map[string]ImageInfo
@@ -34,6 +39,9 @@ func Pod(ctx context.Context, in PodInput) Result {
 		if need := ImagesNeeded(in.Pod, &pp, &prev); len(need) > 0 {
 			images = in.Images(ctx, in.Pod, need)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{Pod: in.Pod, Err: err}
 	}
 	return Mutate(Input{Pod: in.Pod, Policy: &pp, Config: in.Config, HookAction: in.HookAction, Images: images, Previous: &prev})
 }

@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -64,6 +65,33 @@ func TestHookSeconds(t *testing.T) {
 	for name, tc := range cases {
 		if got := hookSeconds(tc.c); got != tc.want {
 			t.Errorf("%s: hookSeconds = %d, want %d", name, got, tc.want)
+		}
+	}
+}
+
+// TestGraceOverflow: grace periods, hooks and drains at the ends of int64
+// (issue 23, finding 9) never wrap: every sleep stays within the final grace
+// period (checkGrace), which is never negative when it did not start so.
+func TestGraceOverflow(t *testing.T) {
+	t.Parallel()
+	const maxI, minI = "9223372036854775807", "-9223372036854775808"
+	pods := []string{
+		`{"spec":{"terminationGracePeriodSeconds":` + minI + `,"containers":[{"name":"app"},{"name":"istio-proxy","lifecycle":{"preStop":{"exec":{"command":["sleep","` + maxI + `"]}}}}]}}`,
+		`{"spec":{"terminationGracePeriodSeconds":` + maxI + `,"containers":[{"name":"app"},{"name":"istio-proxy","lifecycle":{"preStop":{"exec":{"command":["sleep","` + maxI + `"]}}}}]}}`,
+		`{"metadata":{"annotations":{"proxy.istio.io/config":"terminationDrainDuration: 2562047h"}},"spec":{"terminationGracePeriodSeconds":` + maxI + `,"containers":[{"name":"app"},{"name":"istio-proxy"}]}}`,
+		`{"metadata":{"annotations":{"podgrace.dev/prestop-sleep":"2562047h"}},"spec":{"terminationGracePeriodSeconds":-1,"containers":[{"name":"app"},{"name":"istio-proxy"}]}}`,
+	}
+	for _, js := range pods {
+		var pod corev1.Pod
+		if err := json.Unmarshal([]byte(js), &pod); err != nil {
+			t.Fatal(err)
+		}
+		for _, maxGrace := range []time.Duration{0, time.Hour, 1<<63 - 1} {
+			cfg := policy.Default()
+			cfg.MaxGracePeriod.Duration = maxGrace
+			res := run(&pod, nil, &cfg)
+			checkGrace(t, &pod, nil, &cfg, &res)
+			checkPatch(t, &pod, &res)
 		}
 	}
 }

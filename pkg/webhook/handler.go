@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -38,6 +39,26 @@ type Handler struct {
 	Namespaces NamespaceLookup
 	// Log is the handler's logger.
 	Log logr.Logger
+	// Timeout is the webhook's timeoutSeconds: no admission works past it
+	// (the API server has given up by then). Zero leaves the deadline to
+	// the API server's `timeout` query parameter alone.
+	Timeout time.Duration
+}
+
+// deadline is the admission's context: it ends when the API server gives up
+// (the connection closes), at the `timeout` the API server appends to the
+// webhook's URL (`?timeout=10s`), and at Timeout, whichever comes first.
+func (h *Handler) deadline(r *http.Request) (context.Context, context.CancelFunc) {
+	d := h.Timeout
+	if q, ok := strings.CutPrefix(r.URL.RawQuery, "timeout="); ok {
+		if t, err := time.ParseDuration(q); err == nil && t > 0 && (d == 0 || t < d) {
+			d = t
+		}
+	}
+	if d <= 0 {
+		return r.Context(), func() {}
+	}
+	return context.WithTimeout(r.Context(), d)
 }
 
 // Reasons a well-formed review is allowed without running the core.
@@ -75,7 +96,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, rerr)
 		return
 	}
-	resp := h.admit(r.Context(), req)
+	ctx, cancel := h.deadline(r)
+	defer cancel()
+	resp, rerr := h.admit(ctx, req)
+	if rerr != nil {
+		notHandledTotal.WithLabelValues(rerr.reason).Inc()
+		h.Log.Info("Admission abandoned; the API server applies the failurePolicy", append(requestKV(req, ""), "reason", rerr.reason, "error", rerr.msg)...)
+		answered = true
+		writeError(w, rerr)
+		return
+	}
 	resp.UID = req.UID
 	answered = true
 	if err := writeResponse(w, resp); err != nil {
@@ -89,19 +119,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // than through Log.WithValues: zapr encodes WithValues fields eagerly on every
 // admission, while a call's own key/values are encoded only for the lines
 // that pass the level check and zap's sampler.
-func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1.AdmissionResponse {
+func (h *Handler) admit(ctx context.Context, req *admissionRequest) (*admissionv1.AdmissionResponse, *requestError) {
 	if reason, msg := notPodCreate(req); reason != "" {
-		return h.allowUnchanged(requestKV(req, ""), reason, msg)
+		return h.allowUnchanged(requestKV(req, ""), reason, msg), nil
 	}
 	if req.PodErr != nil {
-		return h.allowUnchanged(requestKV(req, ""), reasonUndecodable, "cannot decode the Pod: "+req.PodErr.Error())
+		return h.allowUnchanged(requestKV(req, ""), reasonUndecodable, "cannot decode the Pod: "+req.PodErr.Error()), nil
 	}
 	pod := req.Pod
 	if pod.Namespace == "" {
 		// The API server sets metadata.namespace before admission, so its
 		// objects always have metadata; the patch's
 		// `add /metadata/annotations` needs that.
-		return h.allowUnchanged(requestKV(req, ""), reasonUndecodable, "the Pod has no metadata.namespace; the API server always sets it")
+		return h.allowUnchanged(requestKV(req, ""), reasonUndecodable, "the Pod has no metadata.namespace; the API server always sets it"), nil
 	}
 	name := pod.Name
 	if name == "" {
@@ -127,8 +157,13 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1
 		HookAction:           h.HookAction,
 		Images:               h.Images,
 	})
+	if res.Err != nil {
+		// The API server gave up (or the deadline passed): whatever is
+		// answered now is not applied, and a partial mutation must not be.
+		return nil, &requestError{code: http.StatusServiceUnavailable, reason: reasonDeadline, msg: "admission abandoned: " + res.Err.Error()}
+	}
 	if h.Config.Enforcement == policy.EnforcementWarn {
-		return h.warnOnly(req, name, pod, &res, warnings)
+		return h.warnOnly(req, name, pod, &res, warnings), nil
 	}
 	observe(&res)
 
@@ -143,19 +178,19 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1
 				Reason:  metav1.StatusReasonForbidden,
 				Message: res.Denied,
 			},
-		}
+		}, nil
 	}
 	warnings = append(warnings, res.Warnings...)
 	if !res.Changed() {
 		if v := h.Log.V(1); v.Enabled() {
 			v.Info("Pod unchanged", append(requestKV(req, name), "warnings", len(warnings))...)
 		}
-		return &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}
+		return &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}, nil
 	}
 	patch, err := encodePatch(res.Patch)
 	if err != nil { // values are API types and strings: should not happen
 		h.Log.Error(err, "Encoding the patch; the pod is admitted unmutated", requestKV(req, name)...)
-		return h.allowUnchanged(requestKV(req, name), reasonPatchEncoded, "internal error encoding the patch; pod not mutated")
+		return h.allowUnchanged(requestKV(req, name), reasonPatchEncoded, "internal error encoding the patch; pod not mutated"), nil
 	}
 	if h.Log.Enabled() {
 		h.Log.Info("Mutated pod", append(requestKV(req, name),
@@ -163,7 +198,7 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) *admissionv1
 			"containers", containerSummary(res.Status.Containers), "operations", len(res.Patch), "warnings", len(warnings))...)
 	}
 	pt := admissionv1.PatchTypeJSONPatch
-	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt, Warnings: warnings}
+	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt, Warnings: warnings}, nil
 }
 
 // warnModeMaxLen bounds the warn-mode summary, which lists every change of

@@ -112,6 +112,12 @@ const (
 	reasonReview      = "not-an-admission-review"
 	reasonNoRequest   = "missing-request"
 	reasonPanic       = "panic"
+	// reasonDeadline: the admission's context ended (the API server gave
+	// up, or timeoutSeconds passed) before the mutation was decided.
+	reasonDeadline = "deadline"
+	// reasonOverloaded: the in-flight or body-memory limit was hit
+	// (docs/security.md); answered at once with a 503.
+	reasonOverloaded = "overloaded"
 )
 
 // bodyPool recycles request buffers; buffers grown past pooledBodyMax by a
