@@ -32,7 +32,7 @@ import (
 // Services and Ingresses routing to a workload from a real API server, first
 // without GKE's BackendConfig CRD (the BackendConfig a Service names is
 // reported unchecked, the scan has no error), then with the CRD and the
-// object, as a user bound to docs/audit-clusterrole.yaml.
+// object, as a user bound to docs/operate/audit-clusterrole.yaml.
 func TestAuditPaths(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -161,12 +161,12 @@ func TestAuditPaths(t *testing.T) {
 	}
 }
 
-// bindAuditRole binds docs/audit-clusterrole.yaml to a new user across the
+// bindAuditRole binds docs/operate/audit-clusterrole.yaml to a new user across the
 // cluster and returns the user's name.
 func bindAuditRole(t *testing.T, suffix string) string {
 	t.Helper()
 	ctx := t.Context()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", "audit-clusterrole.yaml"))
+	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", "operate", "audit-clusterrole.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
