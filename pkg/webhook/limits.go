@@ -54,6 +54,9 @@ const (
 	DefaultReadTimeout    = 10 * time.Second
 	// idleTimeout closes keep-alive connections idle this long.
 	idleTimeout = 90 * time.Second
+	// minBodyMemory holds one review of MaxBodyBytes, with the buffer's
+	// growth (readBody doubles it).
+	minBodyMemory = 8 << 20
 	// maxHeaderBytes bounds a request's headers (net/http's default is 1 MiB).
 	maxHeaderBytes = 64 << 10
 )
@@ -79,8 +82,8 @@ func (l *Limits) validate() error {
 	switch {
 	case l.MaxConnections < 1 || l.MaxInFlight < 1:
 		return fmt.Errorf("webhook: max connections %d and max in-flight %d must be at least 1", l.MaxConnections, l.MaxInFlight)
-	case l.MaxBodyMemory < MaxBodyBytes:
-		return fmt.Errorf("webhook: max body memory %d is below one largest review (%d bytes)", l.MaxBodyMemory, MaxBodyBytes)
+	case l.MaxBodyMemory < minBodyMemory:
+		return fmt.Errorf("webhook: max body memory %d is below what one largest review takes (%d bytes)", l.MaxBodyMemory, minBodyMemory)
 	case l.ReadTimeout < time.Second:
 		return fmt.Errorf("webhook: read timeout %v is under 1s", l.ReadTimeout)
 	}
