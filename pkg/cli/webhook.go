@@ -68,6 +68,11 @@ answering admissions for --drain-delay, then stops listening.`,
 	f.StringVar(&o.PprofBindAddress, "pprof-bind-address", "", `address net/http/pprof is served on, unauthenticated: for profiling on a trusted address (off when empty or "0")`)
 	f.DurationVar(&o.DrainDelay, "drain-delay", webhook.DefaultDrainDelay, "after SIGTERM, how long to keep serving (unready) before closing the listener; keep it under the pod's terminationGracePeriodSeconds")
 	f.StringVar(&o.Namespace, "namespace", "", `namespace podgrace runs in, where hookAction auto dry-run creates its probe pod (default: $POD_NAMESPACE, else "default")`)
+	f.DurationVar(&o.WebhookTimeout, "webhook-timeout", 0, "the MutatingWebhookConfiguration's timeoutSeconds (the chart passes it): no admission works past it, and a config whose imageInspection.timeout does not fit 1s below it is refused (0: unknown)")
+	f.IntVar(&o.Limits.MaxConnections, "max-connections", webhook.DefaultMaxConnections, "open connections to the webhook port; more are closed on accept (podgrace_connections_rejected_total)")
+	f.IntVar(&o.Limits.MaxInFlight, "max-in-flight", webhook.DefaultMaxInFlight, "admissions read or decided at once; more are answered 503 (podgrace_requests_not_handled_total{reason=\"overloaded\"})")
+	f.Int64Var(&o.Limits.MaxBodyMemory, "max-body-memory", webhook.DefaultMaxBodyMemory, "bytes of request bodies held at once, all requests together; a request over it is answered 503")
+	f.DurationVar(&o.Limits.ReadTimeout, "read-timeout", webhook.DefaultReadTimeout, "time to read a request, headers and body")
 	selfCert.AddFlags(f)
 
 	// --kubeconfig (controller-runtime's flag) and the --zap-* logging flags.

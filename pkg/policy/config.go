@@ -314,6 +314,9 @@ func (c *Config) Validate() error {
 	// The grace period counts whole seconds: a cap with a fraction would be
 	// silently rounded, and one that leaves no second for a sleep after both
 	// budgets makes every sleep impossible.
+	if err := c.validateWholeSeconds(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.MaxGracePeriod.Duration%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("maxGracePeriod: %v is not a whole number of seconds", c.MaxGracePeriod.Duration))
 	}

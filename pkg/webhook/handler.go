@@ -43,6 +43,10 @@ type Handler struct {
 	// (the API server has given up by then). Zero leaves the deadline to
 	// the API server's `timeout` query parameter alone.
 	Timeout time.Duration
+
+	// bodies is the memory request bodies share (Limits.MaxBodyMemory);
+	// nil: no limit (unit tests).
+	bodies *bodyBudget
 }
 
 // deadline is the admission's context: it ends when the API server gives up
@@ -88,7 +92,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	req, rerr := readReview(w, r)
+	req, release, rerr := readReview(w, r, h.bodies)
+	defer release()
 	if rerr != nil {
 		notHandledTotal.WithLabelValues(rerr.reason).Inc()
 		h.Log.Info("Rejected a request that is not a valid AdmissionReview", "reason", rerr.reason, "error", rerr.msg, "remote", r.RemoteAddr)

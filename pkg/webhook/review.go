@@ -136,48 +136,54 @@ func putBody(b *bytes.Buffer) {
 // readReview checks the transport (method, media type, size) and decodes the
 // review. It returns a requestError for anything that is not a well-formed
 // admission.k8s.io/v1 AdmissionReview holding a request with a uid.
-func readReview(w http.ResponseWriter, r *http.Request) (*admissionRequest, *requestError) {
+//
+// The body's memory is reserved from bodies (nil: no limit) until the
+// returned release is called, once the request is answered.
+func readReview(w http.ResponseWriter, r *http.Request, bodies *bodyBudget) (_ *admissionRequest, release func(), _ *requestError) {
+	release = func() {}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return nil, &requestError{code: http.StatusMethodNotAllowed, reason: reasonMethod, msg: "method " + r.Method + " not allowed: POST an AdmissionReview"}
+		return nil, release, &requestError{code: http.StatusMethodNotAllowed, reason: reasonMethod, msg: "method " + r.Method + " not allowed: POST an AdmissionReview"}
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return nil, &requestError{code: http.StatusUnsupportedMediaType, reason: reasonContentType, msg: fmt.Sprintf("content type %q: expected application/json", ct)}
+			return nil, release, &requestError{code: http.StatusUnsupportedMediaType, reason: reasonContentType, msg: fmt.Sprintf("content type %q: expected application/json", ct)}
 		}
 	}
 	if r.ContentLength > MaxBodyBytes {
-		return nil, tooLarge()
+		return nil, release, tooLarge()
 	}
 	buf := bodyPool.Get().(*bytes.Buffer)
 	defer putBody(buf)
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes)); err != nil {
+	reserved, err := readBody(buf, http.MaxBytesReader(w, r.Body, MaxBodyBytes), bodies)
+	release = func() { bodies.release(reserved) }
+	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, tooLarge()
+			return nil, release, tooLarge()
 		}
-		return nil, &requestError{code: http.StatusBadRequest, reason: reasonBody, msg: "reading the request body: " + err.Error()}
+		if errors.Is(err, errBudget) {
+			return nil, release, overloaded(fmt.Sprintf("request bodies held over %d bytes", bodies.limit))
+		}
+		return nil, release, &requestError{code: http.StatusBadRequest, reason: reasonBody, msg: "reading the request body: " + err.Error()}
 	}
 
 	var fast podReview
 	if decodeFast(buf.Bytes(), &fast) == nil {
 		if rerr := checkReview(fast.APIVersion, fast.Kind, fast.Request == nil, fast.Request != nil && fast.Request.UID == ""); rerr != nil {
-			return nil, rerr
+			return nil, release, rerr
 		}
 		req := &admissionRequest{requestMeta: fast.Request.requestMeta}
 		if fast.Request.Object != nil {
 			req.Pod, req.PodErr = fast.Request.Object.pod()
 		}
-		return req, nil
+		return req, release, nil
 	}
 	var rev rawReview
 	if err := decode(buf.Bytes(), &rev); err != nil {
-		return nil, badRequest(reasonJSON, "decoding the AdmissionReview: %v", err)
+		return nil, release, badRequest(reasonJSON, "decoding the AdmissionReview: %v", err)
 	}
 	if rerr := checkReview(rev.APIVersion, rev.Kind, rev.Request == nil, rev.Request != nil && rev.Request.UID == ""); rerr != nil {
-		return nil, rerr
+		return nil, release, rerr
 	}
 	req := &admissionRequest{requestMeta: rev.Request.requestMeta}
 	if len(rev.Request.Object) > 0 && string(rev.Request.Object) != "null" {
@@ -188,7 +194,7 @@ func readReview(w http.ResponseWriter, r *http.Request) (*admissionRequest, *req
 			req.Pod, req.PodErr = obj.pod()
 		}
 	}
-	return req, nil
+	return req, release, nil
 }
 
 // checkReview rejects what is not an admission.k8s.io/v1 review of a request with a uid.

@@ -85,6 +85,14 @@ type Options struct {
 	// Namespace is the one podgrace runs in; hookAction auto dry-run
 	// creates its probe pod there ("default" when empty).
 	Namespace string
+	// Limits bound connections, admissions in flight, body memory and
+	// read time; zero fields take the defaults (DefaultMaxConnections …).
+	Limits Limits
+	// WebhookTimeout is the MutatingWebhookConfiguration's timeoutSeconds
+	// (the chart passes it): no admission works past it, and NewServer
+	// refuses an image inspection timeout that does not fit below it
+	// (policy.CheckWebhookTimeout). Zero: unknown, not checked.
+	WebhookTimeout time.Duration
 }
 
 // Server is a configured, not yet started, podgrace webhook.
@@ -95,6 +103,15 @@ type Server struct {
 	decision HookDecision
 	draining atomic.Bool
 	log      logr.Logger
+	server   *webhookServer
+}
+
+// Addr is the address the webhook listens on, once serving ("" before).
+func (s *Server) Addr() string {
+	if a := s.server.addr.Load(); a != nil {
+		return *a
+	}
+	return ""
 }
 
 // Run builds the server and serves until ctx ends, then drains.
@@ -130,6 +147,13 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 	if o.MetricsBindAddress == "" {
 		o.MetricsBindAddress = "0"
 	}
+	o.Limits = o.Limits.withDefaults()
+	if err := o.Limits.validate(); err != nil {
+		return nil, err
+	}
+	if err := policy.CheckWebhookTimeout(o.Config, o.WebhookTimeout); err != nil {
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
 	log := ctrl.Log.WithName("podgrace")
 	if o.Logger != nil {
 		log = *o.Logger
@@ -149,14 +173,15 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 	if err := corev1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
-	whs := ctrlwebhook.NewServer(ctrlwebhook.Options{
+	whs := newWebhookServer(ctrlwebhook.Options{
 		Host:     o.Host,
 		Port:     o.Port,
 		CertDir:  o.CertDir,
 		CertName: o.CertName,
 		KeyName:  o.KeyName,
 		TLSOpts:  []func(*tls.Config){secureTLS},
-	})
+	}, o.Limits, log.WithName("server"))
+	s.server = whs
 	mgr, err := ctrl.NewManager(o.RESTConfig, ctrl.Options{
 		Scheme:                 scheme,
 		Logger:                 log,
@@ -173,7 +198,7 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 	s.mgr = mgr
 	// Asking the manager for its webhook server is what adds it to the
 	// manager's runnables.
-	whs = mgr.GetWebhookServer()
+	_ = mgr.GetWebhookServer()
 
 	// Registering the informer now makes it start, and be waited for, with
 	// the manager's cache instead of lazily on the first admission.
@@ -198,10 +223,13 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		Images:     o.Images,
 		Namespaces: namespaces.lookup,
 		Log:        log.WithName("admission"),
+		Timeout:    o.WebhookTimeout,
+		bodies:     &bodyBudget{limit: o.Limits.MaxBodyMemory},
 	}
 	// Registered on controller-runtime's server, the handler is wrapped in
-	// its request metrics (controller_runtime_webhook_requests_total …).
-	whs.Register(Path, s.closeWhenDraining(handler))
+	// its request metrics (controller_runtime_webhook_requests_total …),
+	// which so count the 503s of the in-flight limit too.
+	whs.Register(Path, limitInFlight(o.Limits.MaxInFlight, s.closeWhenDraining(handler)))
 
 	checks := []struct {
 		name  string

@@ -122,6 +122,15 @@ func checkDeployment(t *testing.T, r *chart.Rendered, c chartCase) {
 	if grace := *ps.TerminationGracePeriodSeconds; time.Duration(grace)*time.Second <= time.Duration(sleep)*time.Second+drain {
 		t.Errorf("terminationGracePeriodSeconds %d does not cover the preStop sleep %ds + drain delay %v", grace, sleep, drain)
 	}
+	// One source: the binary's deadline is the webhook configuration's timeoutSeconds.
+	var mwcT admissionregistrationv1.MutatingWebhookConfiguration
+	if err := chart.Into(r.Find("MutatingWebhookConfiguration", "podgrace"), &mwcT); err == nil && len(mwcT.Webhooks) > 0 && mwcT.Webhooks[0].TimeoutSeconds != nil {
+		if got := flagDuration(t, ctr.Args, "--webhook-timeout"); got != time.Duration(*mwcT.Webhooks[0].TimeoutSeconds)*time.Second {
+			t.Errorf("--webhook-timeout %v, the webhook's timeoutSeconds %d", got, *mwcT.Webhooks[0].TimeoutSeconds)
+		}
+	} else {
+		t.Errorf("no MutatingWebhookConfiguration timeoutSeconds to compare --webhook-timeout with: %v", err)
+	}
 	if ctr.Args[0] != "webhook" {
 		t.Errorf("args %v do not start with the webhook command", ctr.Args)
 	}
@@ -307,6 +316,7 @@ func checkPrometheusRule(t *testing.T, r *chart.Rendered, c chartCase) {
 		"PodgraceWebhookFailOpen":    `apiserver_admission_webhook_fail_open_count{name="` + mwc.Webhooks[0].Name + `",type="admit"}`,
 		"PodgraceRequestsNotHandled": `podgrace_requests_not_handled_total{` + job + `}`,
 		"PodgraceWebhookErrors":      `controller_runtime_webhook_requests_total{` + job + `,webhook="` + webhook.Path + `",code=~"5.."}`,
+		"PodgraceOverloaded":         `podgrace_connections_rejected_total{` + job + `}`,
 		"PodgraceNoReadyReplica":     fmt.Sprintf(`kube_deployment_status_replicas_available{namespace=%q,deployment="podgrace"}`, rel.Namespace),
 	}
 	wantFor := "5m"
@@ -645,6 +655,10 @@ func TestSchemaRejects(t *testing.T) {
 		"PrometheusRule for":      {"metrics": map[string]any{"prometheusRule": map[string]any{"for": "soon"}}},
 		"PrometheusRule enabled":  {"metrics": map[string]any{"prometheusRule": map[string]any{"enabled": "yes"}}},
 		"enforcement":             {"config": map[string]any{"enforcement": "audit"}},
+		// The inspection deadline must fit 1s below the webhook's timeout
+		// (the binary's policy.CheckWebhookTimeout; issue 23).
+		"inspection over timeout": {"config": map[string]any{"imageInspection": map[string]any{"timeout": "8s"}}, "webhook": map[string]any{"timeoutSeconds": 5}},
+		"inspection at timeout":   {"config": map[string]any{"imageInspection": map[string]any{"timeout": "4500ms"}}, "webhook": map[string]any{"timeoutSeconds": 5}},
 	}
 	for name, values := range bad {
 		t.Run(name, func(t *testing.T) {

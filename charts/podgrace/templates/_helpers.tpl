@@ -87,3 +87,32 @@ app.kubernetes.io/component: metrics
 {{- define "podgrace.gracePeriod" -}}
 {{- add .Values.shutdown.preStopSleepSeconds .Values.shutdown.drainDelaySeconds .Values.shutdown.extraGraceSeconds }}
 {{- end }}
+
+{{/*
+podgrace.checkDeadlines fails when config.imageInspection.timeout does not
+fit 1s below webhook.timeoutSeconds: the API server would give up first and
+admit the pods unmutated. The binary refuses the same
+(policy.CheckWebhookTimeout, --webhook-timeout); this fails helm first.
+*/}}
+{{- define "podgrace.checkDeadlines" -}}
+{{- $ii := .Values.config.imageInspection | default dict -}}
+{{- if and $ii.enabled $ii.timeout -}}
+{{- $ms := include "podgrace.durationMs" $ii.timeout | float64 -}}
+{{- if gt (addf $ms 1000.0) (mulf .Values.webhook.timeoutSeconds 1000.0) -}}
+{{- fail (printf "config.imageInspection.timeout (%s) does not fit webhook.timeoutSeconds (%v): it must be at most timeoutSeconds - 1s, or the API server gives up first and admits pods unmutated" $ii.timeout .Values.webhook.timeoutSeconds) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+podgrace.durationMs renders a Go duration string ("2s", "1m30s", "500ms") in milliseconds.
+*/}}
+{{- define "podgrace.durationMs" -}}
+{{- $units := dict "ns" 0.000001 "us" 0.001 "µs" 0.001 "ms" 1.0 "s" 1000.0 "m" 60000.0 "h" 3600000.0 -}}
+{{- $total := 0.0 -}}
+{{- range regexFindAll "[0-9.]+(ns|us|µs|ms|s|m|h)" (toString .) -1 -}}
+{{- $num := regexFind "^[0-9.]+" . -}}
+{{- $total = addf $total (mulf ($num | float64) (get $units (trimPrefix $num .))) -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
