@@ -26,10 +26,10 @@ func (s *scan) ingresses() []*networkingv1.Ingress {
 	return out
 }
 
-// routes indexes the routes of a live cluster. A BackendConfig is read when
+// routeIndex indexes the routes of a live cluster. A BackendConfig is read when
 // a Service names it, once (with LiveOptions.Dynamic; a cluster without the
 // CRD answers NotFound, reported on the workload as unchecked).
-func (s *scan) routes(svcs []*corev1.Service, ings []*networkingv1.Ingress) *routeIndex {
+func (s *scan) routeIndex(svcs []*corev1.Service, ings []*networkingv1.Ingress) *routeIndex {
 	type got struct {
 		obj map[string]any
 		err error
@@ -55,8 +55,8 @@ func (s *scan) routes(svcs []*corev1.Service, ings []*networkingv1.Ingress) *rou
 }
 
 // path is the path check of a live workload.
-func (s *scan) path(ix *routeIndex, w *Workload, tmpl *corev1.Pod, out outcome) *Path {
-	p := ix.path(w.Namespace, tmpl, effectivePod(tmpl, out, w.Served), s.o.Config, s.o.Path)
+func (s *scan) path(w *Workload, tmpl *corev1.Pod, out outcome) *Path {
+	p := s.routes.path(w.Namespace, tmpl, effectivePod(tmpl, out, w.Served), s.o.Config, s.o.Path)
 	if p != nil {
 		if err := s.listErr("ingresses", w.Namespace); err != nil {
 			p.Unchecked = append(p.Unchecked, "ingresses unreadable: "+err.Error())

@@ -67,7 +67,8 @@ func newAuditCommand() *cobra.Command {
 		Use:   "audit [-n NAMESPACE | -A] | -f FILE|DIR|-",
 		Short: "Report what podgrace does, would do and cannot fix, per workload (read-only)",
 		Long: `audit reports, per workload (Deployment, StatefulSet, DaemonSet, ReplicaSet not
-owned by a Deployment, Job not owned by a CronJob, CronJob, bare Pod):
+owned by a Deployment, ReplicationController, CronJob, Job not owned by a CronJob,
+bare Pod):
 whether podgrace's webhook serves it, what podgrace would change in a pod
 created now (the same core as the webhook), how many of its running pods
 carry podgrace's status annotation, and the termination risks it can see:
