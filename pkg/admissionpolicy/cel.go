@@ -29,7 +29,12 @@ const (
 	durationRE    = `^[-+]?(([0-9]{1,6}(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`
 	maxDurationSz = 20
 	dnsLabelRE    = `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	statusRE      = `^\{"v":1,"graceBefore":[0-9]{1,18},"graceAfter":[0-9]{1,18},"containers":\[`
+	// settingDurationRE is durationRE without a sign: a negative setting
+	// counts as 0.
+	settingDurationRE = `^(([0-9]{1,6}(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`
+	// ratioRE bounds the ratio setting's text so that double() accepts it.
+	ratioRE  = `^[0-9]{1,3}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?$`
+	statusRE = `^\{"v":1,"graceBefore":[0-9]{1,18},"graceAfter":[0-9]{1,18},"containers":\[`
 )
 
 // raw quotes a regular expression as a CEL raw string.
@@ -76,12 +81,13 @@ func over(below, code, level, id string) string {
 	return sub(`cel.bind(x{id}, {code}, x{id} >= -1 ? [x{id}, {level}] : {below})`, "id", id, "code", code, "level", level, "below", below)
 }
 
-// durationParam reads a duration parameter as whole seconds. Parameters come
-// from `podgrace generate policy` or the chart (whose schema checks the
-// format); the guard keeps a malformed one from raising: it counts as 0.
-func durationParam(key string) string {
-	return sub(`(params.data[?{lk}].orValue('').size() <= 40 && params.data[{lk}].matches({re}) ? duration(params.data[{lk}]).getSeconds() : 0)`,
-		"lk", lit(key), "re", raw(`^(([0-9]{1,6}(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`))
+// durationSetting reads a compiled-in duration setting (a CEL string
+// literal) as whole seconds. Settings come from `podgrace generate policy`
+// or the chart (whose schema checks the format); the guard keeps a malformed
+// one from raising: it counts as 0.
+func durationSetting(v string) string {
+	return sub(`({v}.size() <= 40 && {v}.matches({re}) ? duration({v}).getSeconds() : 0)`,
+		"v", v, "re", raw(settingDurationRE))
 }
 
 // expandBind rewrites every cel.bind(x, e, body) into [e].map(x, body)[0]:

@@ -30,28 +30,33 @@ func commonVariables() []variable {
 // pkg/inject's placeSleeps does: for each container podgrace's status does
 // not list yet, the sleep it gets or why none; then the grace period and the
 // status.
-func mutationVariables() []variable {
+func mutationVariables(s Settings) []variable {
+	set := func(key string) string { return "'" + s[key] + "'" }
+	def := policy.Default()
 	sleepKey := lit(policy.AnnotationPreStopSleep)
 	egKey := lit(policy.AnnotationExtendGrace)
 	vars := commonVariables()
 	vars = append(vars, []variable{
 		{"T", `int(has(object.spec.terminationGracePeriodSeconds) ? object.spec.terminationGracePeriodSeconds : 30)`},
 		{"rtc", `object.spec.?restartPolicy.orValue('Always') in ['Never', 'OnFailure']`},
-		{"sleepRTC", `params.data[?'sleepRunToCompletion'].orValue('false') == 'true'`},
-		{"sidecars", `params.data[?'sidecars'].orValue('').split(',').map(s, s.trim()).filter(s, s != '')`},
-		{"ratio", `params.data[?'ratio'].orValue('').matches(r'^[0-9]{1,3}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?$') ? double(params.data['ratio']) : 0.5`},
-		{"minS", durationParam("min")},
-		{"maxS", durationParam("max")},
-		{"budget", durationParam("shutdownBudget")},
-		{"sbDefault", durationParam("sidecarShutdownBudget")},
-		{"cap", durationParam("maxGracePeriod")},
-		{"hook", `params.data[?'hookAction'].orValue('sleep') == 'exec' ? 'exec' : 'sleep'`},
+		// The cluster config, compiled in (Settings); a value that does not
+		// parse counts as 0 (durations) or the default (the rest).
+		{"sleepRTC", set("sleepRunToCompletion") + ` == 'true'`},
+		{"sidecars", set("sidecars") + `.split(',').map(s, s.trim()).filter(s, s != '')`},
+		{"ratio", sub(`{v}.matches({re}) ? double({v}) : {def}`, "v", set("ratio"), "re", raw(ratioRE), "def", strconv.FormatFloat(def.Ratio, 'f', -1, 64))},
+		{"minS", durationSetting(set("min"))},
+		{"maxS", durationSetting(set("max"))},
+		{"budget", durationSetting(set("shutdownBudget"))},
+		{"sbDefault", durationSetting(set("sidecarShutdownBudget"))},
+		{"cap", durationSetting(set("maxGracePeriod"))},
+		{"hook", sub(`{v} == {exec} ? {exec} : {sleep}`, "v", set("hookAction"), "exec", lit(string(policy.HookExec)), "sleep", lit(string(policy.HookSleep)))},
 		// extend-grace: cluster < namespace < pod.
-		{"extend", sub(`cel.bind(c, params.data[?'extendGrace'].orValue('true') == 'true' ? 1 : 0,
+		{"extend", sub(`cel.bind(c, {cluster},
   cel.bind(n, {ns}, cel.bind(p, {pod}, p >= 0 ? p == 1 : n >= 0 ? n == 1 : c == 1)))`,
+			"cluster", sub(`({v} == 'true' ? 1 : {v} == 'false' ? 0 : {def})`, "v", set("extendGrace"), "def", map[bool]string{true: "1", false: "0"}[def.ExtendGrace]),
 			"ns", lookup(v("nsAnn"), egKey, func(x string) string { return parseBool(x, "true", "false") }),
 			"pod", lookup(v("ann"), egKey, func(x string) string { return parseBool(x, "true", "false") }))},
-		{"clusterSleep", sub(`cel.bind(c, {p}, c == -2 ? -1 : c)`, "p", parseSleep(`params.data[?'preStopSleep'].orValue('auto')`, "C"))},
+		{"clusterSleep", sub(`cel.bind(c, {p}, c == -2 ? -1 : c)`, "p", parseSleep(set("preStopSleep"), "C"))},
 		// [value, level]: level 0 cluster, 1 namespace, 2 pod, 3 container.
 		{"podSleep", over(over(`[variables.clusterSleep, 0]`, lookup(v("nsAnn"), sleepKey, func(x string) string { return parseSleep(x, "N") }), "1", "N"),
 			lookup(v("ann"), sleepKey, func(x string) string { return parseSleep(x, "P") }), "2", "P")},

@@ -163,9 +163,6 @@ func setUp() (func(), error) {
 	if _, err := admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
-	if err := keepParamInformer(ctx); err != nil {
-		return nil, err
-	}
 	ns, err := createNamespace(ctx, map[string]string{policy.LabelInject: policy.InjectEnabled},
 		map[string]string{policy.AnnotationPreStopSleep: "7s"})
 	if err != nil {
