@@ -302,7 +302,7 @@ func build(s Settings, o Options) (*Objects, error) {
 func matchConditions() []admissionregistrationv1.MatchCondition {
 	return []admissionregistrationv1.MatchCondition{{
 		Name:       "not-a-mirror-pod",
-		Expression: "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)",
+		Expression: "!has(object.metadata.annotations) || !(" + lit(corev1.MirrorPodAnnotationKey) + " in object.metadata.annotations)",
 	}}
 }
 
