@@ -3,6 +3,10 @@ package admissionpolicy
 import (
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/podgrace/podgrace/pkg/inject"
+	"github.com/podgrace/podgrace/pkg/policy"
 )
 
 // The CEL below is built from small Go functions so that every parser is
@@ -28,9 +32,26 @@ const (
 	longIntRE     = `^[+-]?[0-9]+$`
 	durationRE    = `^[-+]?(([0-9]{1,6}(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`
 	maxDurationSz = 20
-	dnsLabelRE    = `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	statusRE      = `^\{"v":1,"graceBefore":[0-9]{1,18},"graceAfter":[0-9]{1,18},"containers":\[`
+	// maxSettingDurationSz bounds a duration setting's text the same way:
+	// with 6 integer digits per element, 40 characters cannot overflow.
+	maxSettingDurationSz = 40
+	dnsLabelRE           = `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// settingDurationRE is durationRE without a sign: a negative setting
+	// counts as 0.
+	settingDurationRE = `^(([0-9]{1,6}(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`
+	// ratioRE bounds the ratio setting's text so that double() accepts it.
+	ratioRE = `^[0-9]{1,3}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?$`
 )
+
+// statusRE matches the opening of a status annotation of this format
+// version (inject.StatusVersion), as inject.Status marshals it.
+var statusRE = `^\{"v":` + strconv.Itoa(inject.StatusVersion) + `,"graceBefore":[0-9]{1,18},"graceAfter":[0-9]{1,18},"containers":\[`
+
+// seconds writes a bound of pkg/policy as a CEL int and as a CEL duration.
+func seconds(d time.Duration) (n, dur string) {
+	s := strconv.FormatInt(int64(d/time.Second), 10)
+	return s, "duration('" + s + "s')"
+}
 
 // raw quotes a regular expression as a CEL raw string.
 func raw(re string) string { return "r'" + re + "'" }
@@ -51,13 +72,15 @@ func sub(tmpl string, kv ...string) string {
 // an int code (above).
 // Each call gets its own variable names (id) so that snippets nest.
 func parseSleep(v, id string) string {
+	maxN, maxD := seconds(policy.MaxSleep)
 	return sub(`cel.bind(t{id}, ({v}).trim(), cel.bind(l{id}, t{id}.lowerAscii(),
-  l{id} == 'auto' ? -1 : l{id} == 'off' ? 0 :
-  t{id}.matches({int}) ? (int(t{id}) >= 0 && int(t{id}) <= 3600 ? int(t{id}) : -2) :
+  l{id} == {auto} ? -1 : l{id} == {off} ? 0 :
+  t{id}.matches({int}) ? (int(t{id}) >= 0 && int(t{id}) <= {maxN} ? int(t{id}) : -2) :
   t{id}.matches({long}) ? -2 :
   t{id}.size() <= {dsz} && t{id}.matches({dur}) ? cel.bind(d{id}, duration(t{id}),
-    d{id} >= duration('0s') && d{id} <= duration('1h') && d{id} == duration(string(d{id}.getSeconds()) + 's') ? d{id}.getSeconds() : -2) :
-  -2))`, "id", id, "v", v, "int", raw(intRE), "long", raw(longIntRE), "dsz", strconv.Itoa(maxDurationSz), "dur", raw(durationRE))
+    d{id} >= duration('0s') && d{id} <= {maxD} && d{id} == duration(string(d{id}.getSeconds()) + 's') ? d{id}.getSeconds() : -2) :
+  -2))`, "id", id, "v", v, "int", raw(intRE), "long", raw(longIntRE), "dsz", strconv.Itoa(maxDurationSz), "dur", raw(durationRE),
+		"auto", lit(policy.SleepAuto), "off", lit(policy.SleepOff), "maxN", maxN, "maxD", maxD)
 }
 
 // parseBool is ParseBool (and ParseSwitch with on/off) in CEL: 1, 0 or -2 (invalid).
@@ -76,12 +99,13 @@ func over(below, code, level, id string) string {
 	return sub(`cel.bind(x{id}, {code}, x{id} >= -1 ? [x{id}, {level}] : {below})`, "id", id, "code", code, "level", level, "below", below)
 }
 
-// durationParam reads a duration parameter as whole seconds. Parameters come
-// from `podgrace generate policy` or the chart (whose schema checks the
-// format); the guard keeps a malformed one from raising: it counts as 0.
-func durationParam(key string) string {
-	return sub(`(params.data[?{lk}].orValue('').size() <= 40 && params.data[{lk}].matches({re}) ? duration(params.data[{lk}]).getSeconds() : 0)`,
-		"lk", lit(key), "re", raw(`^(([0-9]{1,6}(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`))
+// durationSetting reads a compiled-in duration setting (a CEL string
+// literal) as whole seconds. Settings come from `podgrace generate policy`
+// or the chart (whose schema checks the format); the guard keeps a malformed
+// one from raising: it counts as 0.
+func durationSetting(v string) string {
+	return sub(`({v}.size() <= {sz} && {v}.matches({re}) ? duration({v}).getSeconds() : 0)`,
+		"v", v, "re", raw(settingDurationRE), "sz", strconv.Itoa(maxSettingDurationSz))
 }
 
 // expandBind rewrites every cel.bind(x, e, body) into [e].map(x, body)[0]:

@@ -2,16 +2,18 @@
 // policies (docs/design.md §10): a MutatingAdmissionPolicy whose CEL adds the
 // preStop sleeps, raises the grace period and writes the status annotation,
 // and a ValidatingAdmissionPolicy that names invalid settings as warnings (or
-// denies them in strict mode). The CEL text is static; the cluster config
-// reaches it as the parameters, a ConfigMap named by the bindings' paramRef,
-// so the chart installs the generated policies as they are and renders only
-// the parameters and the bindings.
+// denies them in strict mode). The cluster config is compiled into the CEL:
+// each setting is a string literal of the expressions (Settings), so no
+// parameter object exists (docs/policy.md says why). The chart cannot run
+// this generator: it installs the text PoliciesYAML writes, whose literals
+// are placeholders it replaces with the same strings from its values.
 package admissionpolicy
 
 import (
 	"bytes"
-	"cmp"
+	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,10 +33,13 @@ const (
 	MutatingName = "podgrace"
 	// ValidatingName names the ValidatingAdmissionPolicy and its binding.
 	ValidatingName = "podgrace-warnings"
-	// ParamsName names the parameter ConfigMap.
-	ParamsName = "podgrace-policy-params"
-	// DefaultNamespace holds the parameter ConfigMap unless told otherwise.
+	// DefaultNamespace is podgrace's own namespace unless told otherwise
+	// (never selected, like the webhook's).
 	DefaultNamespace = "podgrace"
+	// AnnotationConfig, on the MutatingAdmissionPolicy, holds the Settings
+	// compiled into its CEL as JSON, for the CLIs (ConfigOf reads it); the
+	// CEL never reads it.
+	AnnotationConfig = policy.Prefix + "/config"
 )
 
 // SystemNamespaces are never selected, as by the webhook: their pods (DNS,
@@ -54,14 +59,11 @@ var NotDone = []string{
 
 // Options place the generated objects.
 type Options struct {
-	// Namespace holds the parameter ConfigMap; podgrace's own namespace,
-	// excluded from the selection like the webhook's.
+	// Namespace is podgrace's own namespace, excluded from the selection
+	// like the webhook's.
 	Namespace string
 	// NamePrefix is prepended to every object name (tests install several).
 	NamePrefix string
-	// ParamsName names the parameter ConfigMap (ParamsName when empty; the
-	// chart names it after the release).
-	ParamsName string
 	// ClusterWide selects every namespace not labeled podgrace.dev/inject=disabled.
 	ClusterWide bool
 	// ExtraNamespaceSelector is ANDed with podgrace's own namespace expressions.
@@ -77,7 +79,6 @@ func (o *Options) namespace() string {
 
 // Objects is the generated set, in the order it is applied.
 type Objects struct {
-	Params            *corev1.ConfigMap
 	Mutating          *admissionregistrationv1.MutatingAdmissionPolicy
 	MutatingBinding   *admissionregistrationv1.MutatingAdmissionPolicyBinding
 	Validating        *admissionregistrationv1.ValidatingAdmissionPolicy
@@ -91,21 +92,41 @@ func CheckConfig(cfg *policy.Config) error {
 	}
 	for _, s := range cfg.Sidecars {
 		if errs := validation.IsDNS1123Label(s); len(errs) > 0 {
-			return fmt.Errorf("sidecars: %q is not a container name, so no pod can have it (the policy passes the list as a comma-separated parameter)", s)
+			return fmt.Errorf("sidecars: %q is not a container name, so no pod can have it (the policy compiles the list in as one comma-separated string)", s)
 		}
 	}
 	return nil
 }
 
-// Params is the parameter ConfigMap's data for a cluster config: every
-// value as the chart renders it from the same Helm values.
-func Params(cfg *policy.Config) map[string]string {
+// Settings are the cluster config as the policies compile it in: one string
+// per SettingKeys entry, embedded as a CEL string literal wherever the
+// expressions use it. The chart builds the same strings from its values.
+type Settings map[string]string
+
+// SettingKeys are the Settings' keys: the cluster config fields
+// (policy.ConfigFields) the policies read, and strict, which only picks the
+// validating binding's action.
+var SettingKeys = []string{"preStopSleep", "execForm", "extendGrace", "ratio", "min", "max", "shutdownBudget",
+	"sidecarShutdownBudget", "maxGracePeriod", "sleepRunToCompletion", "hookAction", "sidecars", "strict"}
+
+// settingText is what a setting may hold: the CEL embeds it between single
+// quotes and the chart substitutes it into YAML, so no quote, backslash,
+// space or newline may reach either. The chart refuses other values.
+var settingText = regexp.MustCompile(`^[-+.,0-9A-Za-zµμ]*$`)
+
+// SettingTextRE is settingText's pattern, for the chart's check.
+const SettingTextRE = `^[-+.,0-9A-Za-zµμ]*$`
+
+// SettingsOf is the Settings of a cluster config: every value as the chart
+// renders it from the same Helm values.
+func SettingsOf(cfg *policy.Config) Settings {
 	hook := string(cfg.HookAction)
 	if cfg.HookAction == policy.HookAuto {
 		hook = string(policy.HookSleep)
 	}
-	return map[string]string{
+	return Settings{
 		"preStopSleep":          cfg.PreStopSleep,
+		"execForm":              strconv.FormatBool(cfg.ExecForm),
 		"extendGrace":           strconv.FormatBool(cfg.ExtendGrace),
 		"ratio":                 strconv.FormatFloat(cfg.Ratio, 'f', -1, 64),
 		"min":                   cfg.Min.Duration.String(),
@@ -114,21 +135,91 @@ func Params(cfg *policy.Config) map[string]string {
 		"sidecarShutdownBudget": cfg.SidecarShutdownBudget.Duration.String(),
 		"maxGracePeriod":        cfg.MaxGracePeriod.Duration.String(),
 		"sleepRunToCompletion":  strconv.FormatBool(cfg.SleepRunToCompletion),
-		"sidecars":              strings.Join(cfg.Sidecars, ","),
 		"hookAction":            hook,
+		"sidecars":              strings.Join(cfg.Sidecars, ","),
+		"strict":                strconv.FormatBool(cfg.Strict),
 	}
 }
 
-// Generate builds the policies, their bindings and the parameters.
+// check reports a setting the CEL cannot embed; any value of the allowed
+// text is safe: the CEL guards every parse (docs/policy.md).
+func (s Settings) check() error {
+	for _, k := range SettingKeys {
+		v, ok := s[k]
+		if !ok {
+			return fmt.Errorf("setting %s is missing", k)
+		}
+		if !settingText.MatchString(v) {
+			return fmt.Errorf("%s: %q cannot be compiled into the admission policy (letters, digits and . + - , only)", k, v)
+		}
+	}
+	return nil
+}
+
+// ConfigOf reads the cluster config back from a MutatingAdmissionPolicy's
+// AnnotationConfig, for the CLIs: the fields the policy carries, the
+// defaults for the others.
+func ConfigOf(mp *admissionregistrationv1.MutatingAdmissionPolicy) (policy.Config, error) {
+	raw, ok := mp.Annotations[AnnotationConfig]
+	if !ok {
+		return policy.Config{}, fmt.Errorf("MutatingAdmissionPolicy %s has no %s annotation", mp.Name, AnnotationConfig)
+	}
+	var s Settings
+	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+		return policy.Config{}, fmt.Errorf("%s of MutatingAdmissionPolicy %s: %w", AnnotationConfig, mp.Name, err)
+	}
+	doc := map[string]any{}
+	for k, v := range s {
+		switch k {
+		case "execForm", "extendGrace", "sleepRunToCompletion", "strict":
+			doc[k] = v == "true"
+		case "ratio":
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return policy.Config{}, fmt.Errorf("%s of MutatingAdmissionPolicy %s: ratio %q: %w", AnnotationConfig, mp.Name, v, err)
+			}
+			doc[k] = f
+		case "sidecars":
+			doc[k] = strings.FieldsFunc(v, func(r rune) bool { return r == ',' })
+		default:
+			doc[k] = v
+		}
+	}
+	text, err := json.Marshal(doc)
+	if err != nil {
+		return policy.Config{}, err
+	}
+	return policy.ParseConfig(text)
+}
+
+// Generate builds the policies, with the cluster config compiled in, and
+// their bindings.
 func Generate(cfg *policy.Config, o Options) (*Objects, error) {
 	if err := CheckConfig(cfg); err != nil {
 		return nil, fmt.Errorf("cluster config: %w", err)
 	}
+	return GenerateSettings(SettingsOf(cfg), o)
+}
+
+// GenerateSettings builds the objects from Settings as they are, in range
+// or not (the chart's values, which its schema bounds; tests): the CEL stays
+// safe whatever they hold.
+func GenerateSettings(s Settings, o Options) (*Objects, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	return build(s, o)
+}
+
+// placeholder is a setting's stand-in in the chart's copy of the policies.
+func placeholder(key string) string { return "@" + key + "@" }
+
+// build builds the objects with s embedded as it is.
+func build(s Settings, o Options) (*Objects, error) {
 	ns := o.namespace()
-	params := &corev1.ConfigMap{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + cmp.Or(o.ParamsName, ParamsName), Namespace: ns},
-		Data:       Params(cfg),
+	config, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
 	}
 	// The same selection as the webhook's (the chart's
 	// mutatingwebhookconfiguration.yaml; test/chart checks that the chart
@@ -154,19 +245,15 @@ func Generate(cfg *policy.Config, o Options) (*Objects, error) {
 			Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
 		},
 	}}}
-	paramKind := &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"}
-	allow := admissionregistrationv1.AllowAction
-	paramRef := &admissionregistrationv1.ParamRef{Name: params.Name, Namespace: ns, ParameterNotFoundAction: &allow}
 	ignore := admissionregistrationv1.Ignore
 
 	mp := &admissionregistrationv1.MutatingAdmissionPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + MutatingName},
+		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + MutatingName, Annotations: map[string]string{AnnotationConfig: string(config)}},
 		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
-			ParamKind:        paramKind,
 			MatchConstraints: podCreate.DeepCopy(),
 			MatchConditions:  matchConditions(),
-			Variables:        mutatingVars(mutationVariables()),
+			Variables:        mutatingVars(mutationVariables(s)),
 			Mutations: []admissionregistrationv1.Mutation{{
 				PatchType: admissionregistrationv1.PatchTypeJSONPatch,
 				JSONPatch: &admissionregistrationv1.JSONPatch{Expression: expandBind(mutationExpression)},
@@ -179,7 +266,7 @@ func Generate(cfg *policy.Config, o Options) (*Objects, error) {
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingAdmissionPolicyBinding"},
 		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + MutatingName},
 		Spec: admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{
-			PolicyName: mp.Name, ParamRef: paramRef, MatchResources: match.DeepCopy(),
+			PolicyName: mp.Name, MatchResources: match.DeepCopy(),
 		},
 	}
 	vp := &admissionregistrationv1.ValidatingAdmissionPolicy{
@@ -197,7 +284,7 @@ func Generate(cfg *policy.Config, o Options) (*Objects, error) {
 		},
 	}
 	actions := []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}
-	if cfg.Strict {
+	if s["strict"] == "true" {
 		actions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
 	}
 	vb := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
@@ -207,7 +294,7 @@ func Generate(cfg *policy.Config, o Options) (*Objects, error) {
 			PolicyName: vp.Name, MatchResources: match.DeepCopy(), ValidationActions: actions,
 		},
 	}
-	return &Objects{Params: params, Mutating: mp, MutatingBinding: mb, Validating: vp, ValidatingBinding: vb}, nil
+	return &Objects{Mutating: mp, MutatingBinding: mb, Validating: vp, ValidatingBinding: vb}, nil
 }
 
 // matchConditions are the webhook's: mirror pods reflect static pod files on
@@ -215,7 +302,7 @@ func Generate(cfg *policy.Config, o Options) (*Objects, error) {
 func matchConditions() []admissionregistrationv1.MatchCondition {
 	return []admissionregistrationv1.MatchCondition{{
 		Name:       "not-a-mirror-pod",
-		Expression: "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)",
+		Expression: "!has(object.metadata.annotations) || !(" + lit(corev1.MirrorPodAnnotationKey) + " in object.metadata.annotations)",
 	}}
 }
 
@@ -243,18 +330,23 @@ func Header() string {
 
 // YAML renders the objects as one multi-document stream with the header.
 func (o *Objects) YAML() ([]byte, error) {
-	return toYAML(o.Params, o.Mutating, o.MutatingBinding, o.Validating, o.ValidatingBinding)
+	return toYAML(o.Mutating, o.MutatingBinding, o.Validating, o.ValidatingBinding)
 }
 
-// PoliciesYAML renders only the two policies, which do not depend on the
-// cluster config: the chart installs this text as it is (files/policy.yaml)
-// and renders the parameters and the bindings from its values.
+// PoliciesYAML renders the two policies with a placeholder (@KEY@) for
+// each setting and @config@ for AnnotationConfig: the chart's
+// files/policy.yaml, which its template fills from the values (Helm cannot
+// run this generator) and test/chart compares with Generate.
 func PoliciesYAML() ([]byte, error) {
-	cfg := policy.Default()
-	objs, err := Generate(&cfg, Options{})
+	s := Settings{}
+	for _, k := range SettingKeys {
+		s[k] = placeholder(k)
+	}
+	objs, err := build(s, Options{})
 	if err != nil {
 		return nil, err
 	}
+	objs.Mutating.Annotations[AnnotationConfig] = placeholder("config")
 	return toYAML(objs.Mutating, objs.Validating)
 }
 

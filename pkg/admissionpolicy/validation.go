@@ -1,6 +1,8 @@
 package admissionpolicy
 
 import (
+	corev1 "k8s.io/api/core/v1"
+	"strconv"
 	"strings"
 
 	"github.com/podgrace/podgrace/pkg/policy"
@@ -15,7 +17,7 @@ func validationVariables() []variable {
 	sleepMsg := `is not a duration, "auto" or "off"`
 	vars := commonVariables()
 	vars = append(vars, []variable{
-		{"resolved", `object.spec.containers.map(c, c.name) + object.spec.?initContainers.orValue([]).filter(c, c.?restartPolicy.orValue('') == 'Always').map(c, c.name)`},
+		{"resolved", `object.spec.containers.map(c, c.name) + object.spec.?initContainers.orValue([]).filter(c, c.?restartPolicy.orValue('') == ` + lit(string(corev1.ContainerRestartPolicyAlways)) + `).map(c, c.name)`},
 		{"known", `object.spec.containers.map(c, c.name) + object.spec.?initContainers.orValue([]).map(c, c.name)`},
 	}...)
 	var parts []string
@@ -26,8 +28,8 @@ func validationVariables() []variable {
 	}
 	checks := []check{
 		{policy.AnnotationPreStopSleep, func(x string) string { return parseSleep(x, "V") }, sleepMsg},
-		{policy.AnnotationExecForm, func(x string) string { return parseBool(x, "on", "off") }, `is not "on" or "off"`},
-		{policy.AnnotationExtendGrace, func(x string) string { return parseBool(x, "true", "false") }, `is not "true" or "false"`},
+		{policy.AnnotationExecForm, func(x string) string { return parseBool(x, policy.SwitchOn, policy.SwitchOff) }, `is not "on" or "off"`},
+		{policy.AnnotationExtendGrace, func(x string) string { return parseBool(x, strconv.FormatBool(true), strconv.FormatBool(false)) }, `is not "true" or "false"`},
 	}
 	for _, m := range []string{v("nsAnn"), v("ann")} {
 		for _, c := range checks {
@@ -47,22 +49,35 @@ func validationVariables() []variable {
 			"msg", problem(contAnn("c", c.key), "variables.ann["+contAnn("c", c.key)+"]", c.msg)))
 	}
 	pf := lit(policy.Prefix + "/")
-	onPodOnly := "[" + lit(policy.AnnotationContainers) + ", " + lit(policy.AnnotationStatus) + "]"
-	everywhere := "[" + lit(policy.AnnotationPreStopSleep) + ", " + lit(policy.AnnotationExecForm) + ", " + lit(policy.AnnotationExtendGrace) + "]"
-	perContainer := "[" + lit("."+policy.AnnotationPreStopSleep) + ", " + lit("."+policy.AnnotationExecForm) + "]"
+	// The levels of each annotation, from policy.Keys: valid on the
+	// namespace too, on pods only, and per container.
+	var onPodOnly, everywhere, perContainer []string
+	for _, k := range policy.Keys {
+		switch {
+		case k.Label:
+		case k.Levels&policy.OnNamespace != 0:
+			everywhere = append(everywhere, lit(k.Name))
+		case k.Levels&policy.OnPod != 0:
+			onPodOnly = append(onPodOnly, lit(k.Name))
+		}
+		if !k.Label && k.Levels&policy.PerContainer != 0 {
+			perContainer = append(perContainer, lit("."+k.Name))
+		}
+	}
+	list := func(xs []string) string { return "[" + strings.Join(xs, ", ") + "]" }
 	sfx := lit(perContainerSuffix)
 	parts = append(parts,
 		// Unknown keys on the pod.
-		sub(`variables.ann.filter(k, k.startsWith({pf}) && !(k in {all}) && !(k in {pod})).map(k, {msg})`, "pf", pf, "all", everywhere, "pod", onPodOnly,
+		sub(`variables.ann.filter(k, k.startsWith({pf}) && !(k in {all}) && !(k in {pod})).map(k, {msg})`, "pf", pf, "all", list(everywhere), "pod", list(onPodOnly),
 			"msg", problem("k", "variables.ann[k]", "is not a podgrace key; ignored")),
 		sub(`variables.ann.filter(k, k.contains('/') && k.split('/')[0].endsWith({sfx})).map(k,
   cel.bind(rest, k.substring(k.indexOf('/') - {n}), cel.bind(cn, k.substring(0, k.indexOf('/') - {n}),
     !(rest in {pc}) ? [{notPC}] : !(cn in variables.known) ? [{noC}] : [])))`,
-			"sfx", sfx, "n", "13", "pc", perContainer,
+			"sfx", sfx, "n", strconv.Itoa(len(perContainerSuffix)), "pc", list(perContainer),
 			"notPC", problem("k", "variables.ann[k]", "is not a per-container podgrace key; ignored"),
 			"noC", problem("k", "variables.ann[k]", `names no container \"' + cn + '\"; ignored`)),
 		// Keys on the namespace.
-		sub(`variables.nsAnn.filter(k, k.startsWith({pf}) && !(k in {all})).map(k, k in {pod} ? {only} : {unknown})`, "pf", pf, "all", everywhere, "pod", onPodOnly,
+		sub(`variables.nsAnn.filter(k, k.startsWith({pf}) && !(k in {all})).map(k, k in {pod} ? {only} : {unknown})`, "pf", pf, "all", list(everywhere), "pod", list(onPodOnly),
 			"only", problem("k", "variables.nsAnn[k]", "is only read on pods; ignored"), "unknown", problem("k", "variables.nsAnn[k]", "is not a podgrace key; ignored")),
 		sub(`variables.nsAnn.filter(k, k.contains('/') && k.split('/')[0].endsWith({sfx})).map(k, {only})`, "sfx", sfx,
 			"only", problem("k", "variables.nsAnn[k]", "is only read on pods; ignored")),

@@ -25,14 +25,15 @@ func newGeneratePolicyCommand() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "policy [--config FILE]",
-		Short: "Print podgrace's policy as a MutatingAdmissionPolicy, a ValidatingAdmissionPolicy, their bindings and parameters (Kubernetes >= 1.36)",
+		Short: "Print podgrace's policy as a MutatingAdmissionPolicy, a ValidatingAdmissionPolicy and their bindings (Kubernetes >= 1.36)",
 		Long: `policy prints, instead of the webhook, the part of podgrace's mutation CEL can
 express, evaluated inside the API server: the preStop sleeps, the grace period
 raise and the status annotation (a MutatingAdmissionPolicy), the warnings
 about invalid settings (a ValidatingAdmissionPolicy; denials in strict mode),
-their bindings (the webhook's namespace selection) and the parameter
-ConfigMap built from the cluster config. The output begins with what the
-policy does not do (docs/operate/policy.md).`,
+and their bindings (the webhook's namespace selection). The cluster config
+is compiled into the CEL (no parameter object) and kept, for the CLIs, in
+the MutatingAdmissionPolicy's podgrace.dev/config annotation. The output
+begins with what the policy does not do (docs/operate/policy.md).`,
 		Example: `  podgrace generate policy | kubectl apply -f -
   podgrace generate policy --config config.yaml --namespace podgrace`,
 		Args: cobra.NoArgs,
@@ -56,7 +57,7 @@ policy does not do (docs/operate/policy.md).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&configPath, "config", "", "cluster config file (the chart's config.yaml); defaults when unset")
-	f.StringVarP(&o.Namespace, "namespace", "n", admissionpolicy.DefaultNamespace, "namespace of the parameter ConfigMap (podgrace's own, never selected)")
+	f.StringVarP(&o.Namespace, "namespace", "n", admissionpolicy.DefaultNamespace, "podgrace's own namespace, never selected")
 	f.BoolVar(&clusterWide, "cluster-wide", false, "select every namespace not labeled podgrace.dev/inject=disabled (default: only namespaces labeled podgrace.dev/inject=enabled)")
 	return cmd
 }

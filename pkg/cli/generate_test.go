@@ -1,17 +1,20 @@
 package cli
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/podgrace/podgrace/pkg/admissionpolicy"
 )
 
 // TestGeneratePolicy: the output opens with what the policy does not do,
-// then the five objects, the parameters carrying the --config file's values.
+// then the four objects, the --config file's values compiled into the CEL.
 // (test/integration creates them on the API server and proves them
 // equivalent to the webhook; test/chart compares them with the chart's.)
 func TestGeneratePolicy(t *testing.T) {
@@ -38,13 +41,25 @@ func TestGeneratePolicy(t *testing.T) {
 		kinds = append(kinds, u.GetKind())
 		byKind[u.GetKind()] = &u
 	}
-	want := "ConfigMap MutatingAdmissionPolicy MutatingAdmissionPolicyBinding ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding"
+	want := "MutatingAdmissionPolicy MutatingAdmissionPolicyBinding ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding"
 	if strings.Join(kinds, " ") != want {
-		t.Fatalf("kinds %v, want %s", kinds, want)
+		t.Fatalf("kinds %v, want %s (no parameter object)", kinds, want)
 	}
-	data, _, _ := unstructured.NestedStringMap(byKind["ConfigMap"].Object, "data")
-	if data["preStopSleep"] != "20s" || data["sidecars"] != "envoy" || byKind["ConfigMap"].GetNamespace() != "platform" {
-		t.Errorf("parameters %v in %s", data, byKind["ConfigMap"].GetNamespace())
+	// The config is compiled into the CEL, and readable from the annotation.
+	var mp admissionregistrationv1.MutatingAdmissionPolicy
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(byKind["MutatingAdmissionPolicy"].Object, &mp); err != nil {
+		t.Fatal(err)
+	}
+	back, err := admissionpolicy.ConfigOf(&mp)
+	if err != nil || back.PreStopSleep != "20s" || strings.Join(back.Sidecars, ",") != "envoy" || !back.Strict {
+		t.Errorf("config read back from %s: %+v, %v", admissionpolicy.AnnotationConfig, back, err)
+	}
+	if !strings.Contains(out, "'20s'") || !strings.Contains(out, "'envoy'") {
+		t.Errorf("the settings are not compiled into the CEL:\n%.3000s", out)
+	}
+	exclude, _, _ := unstructured.NestedSlice(byKind["MutatingAdmissionPolicyBinding"].Object, "spec", "matchResources", "namespaceSelector", "matchExpressions")
+	if !strings.Contains(fmt.Sprint(exclude), "platform") {
+		t.Errorf("-n platform is not excluded: %v", exclude)
 	}
 	actions, _, _ := unstructured.NestedStringSlice(byKind["ValidatingAdmissionPolicyBinding"].Object, "spec", "validationActions")
 	if strings.Join(actions, ",") != "Deny" {

@@ -13,6 +13,9 @@ import (
 // maxDrain bounds a declared drain, like an explicit sleep: more is a typo.
 const maxDrain = time.Hour
 
+// MaxDrain is maxDrain for the generated admission policy's parsers.
+const MaxDrain = maxDrain
+
 // DeclaredDrain reads the drain a pod declares for its mesh proxy: Istio's
 // terminationDrainDuration (in the proxy.istio.io/config annotation, YAML or
 // JSON) and Linkerd's proxy-wait-before-exit-seconds. It returns the longer,

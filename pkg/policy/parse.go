@@ -42,6 +42,9 @@ func (s Sleep) String() string {
 // maxSleep bounds an explicit sleep: anything longer is a typo, not a drain.
 const maxSleep = time.Hour
 
+// MaxSleep is maxSleep for the generated admission policy's parsers.
+const MaxSleep = maxSleep
+
 // ParseSleep parses `auto`, `off`, a Go duration (`15s`, `1m30s`) or a bare
 // number of seconds (`20`). The preStop sleep action counts whole seconds, so a
 // duration that is not a whole number of seconds is rejected rather than

@@ -29,7 +29,7 @@ const policyLabel = "bench.podgrace.dev/policy"
 const variantLabel = "bench.podgrace.dev/variant"
 
 // installPolicy creates what `podgrace generate policy` prints for the
-// default cluster config (its parameters in their own namespace), bound to
+// default cluster config (podgrace's namespace excluded), bound to
 // the namespaces labeled policyLabel only: cluster-wide selection ANDed with
 // that label, so the webhook's opt-in namespace is not the policy's.
 func installPolicy(ctx context.Context, b *testing.B) {
@@ -47,9 +47,6 @@ func installPolicy(ctx context.Context, b *testing.B) {
 		b.Fatal(err)
 	}
 	ar := kube.AdmissionregistrationV1()
-	if _, err := kube.CoreV1().ConfigMaps(paramsNS.Name).Create(ctx, objs.Params, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
 	if _, err := ar.MutatingAdmissionPolicies().Create(ctx, objs.Mutating, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}

@@ -43,9 +43,10 @@ func policyCases() map[string]map[string]any {
 }
 
 // TestPolicyModeRender: with admission: policy the chart renders the
-// generated policies (files/policy.yaml) and, from its values, exactly the
-// parameters and bindings `podgrace generate policy` prints for the same
-// cluster config; no Deployment, Service, certificate, RBAC or webhook.
+// generated policies (files/policy.yaml) with its values compiled in, and
+// the bindings, exactly as `podgrace generate policy` prints them for the
+// same cluster config; no parameter object, Deployment, Service,
+// certificate, RBAC or webhook.
 func TestPolicyModeRender(t *testing.T) {
 	t.Parallel()
 	for name, values := range policyCases() {
@@ -58,10 +59,10 @@ func TestPolicyModeRender(t *testing.T) {
 			}
 			r := render(t, rel, values)
 			got := kinds(r)
-			want := []string{"ConfigMap/podgrace-policy-params", "MutatingAdmissionPolicy/podgrace", "MutatingAdmissionPolicyBinding/podgrace", "ValidatingAdmissionPolicy/podgrace-warnings", "ValidatingAdmissionPolicyBinding/podgrace-warnings"}
+			want := []string{"MutatingAdmissionPolicy/podgrace", "MutatingAdmissionPolicyBinding/podgrace", "ValidatingAdmissionPolicy/podgrace-warnings", "ValidatingAdmissionPolicyBinding/podgrace-warnings"}
 			slices.Sort(got)
 			if !slices.Equal(got, want) {
-				t.Fatalf("rendered %v, want exactly %v", got, want)
+				t.Fatalf("rendered %v, want exactly %v (no parameter object)", got, want)
 			}
 			// The cluster config the webhook would read from the same values.
 			webhookValues := map[string]any{}
@@ -81,29 +82,41 @@ func TestPolicyModeRender(t *testing.T) {
 				t.Fatal(err)
 			}
 			wh, _ := values["webhook"].(map[string]any)
-			o := admissionpolicy.Options{Namespace: rel.Namespace, ParamsName: "podgrace-policy-params", ClusterWide: wh["mode"] == "cluster-wide"}
+			o := admissionpolicy.Options{Namespace: rel.Namespace, ClusterWide: wh["mode"] == "cluster-wide"}
 			for _, e := range asList(wh["namespaceSelectorExpressions"]) {
 				m := e.(map[string]any)
 				o.ExtraNamespaceSelector = append(o.ExtraNamespaceSelector, metav1.LabelSelectorRequirement{Key: m["key"].(string), Operator: metav1.LabelSelectorOperator(m["operator"].(string))})
 			}
-			gen, err := admissionpolicy.Generate(&cfg, o)
-			if err != nil {
-				t.Fatal(err)
-			}
 			var (
-				params corev1.ConfigMap
-				mp     admissionregistrationv1.MutatingAdmissionPolicy
-				mb     admissionregistrationv1.MutatingAdmissionPolicyBinding
-				vp     admissionregistrationv1.ValidatingAdmissionPolicy
-				vb     admissionregistrationv1.ValidatingAdmissionPolicyBinding
+				mp admissionregistrationv1.MutatingAdmissionPolicy
+				mb admissionregistrationv1.MutatingAdmissionPolicyBinding
+				vp admissionregistrationv1.ValidatingAdmissionPolicy
+				vb admissionregistrationv1.ValidatingAdmissionPolicyBinding
 			)
-			for obj, kind := range map[any]string{&params: "ConfigMap", &mp: "MutatingAdmissionPolicy", &mb: "MutatingAdmissionPolicyBinding", &vp: "ValidatingAdmissionPolicy", &vb: "ValidatingAdmissionPolicyBinding"} {
+			for obj, kind := range map[any]string{&mp: "MutatingAdmissionPolicy", &mb: "MutatingAdmissionPolicyBinding", &vp: "ValidatingAdmissionPolicy", &vb: "ValidatingAdmissionPolicyBinding"} {
 				if err := chart.Into(r.OfKind(kind)[0], obj); err != nil {
 					t.Fatal(err)
 				}
 			}
-			same(t, "parameters", durationsNormalized(t, params.Data), durationsNormalized(t, gen.Params.Data))
-			same(t, "parameter ConfigMap name", params.Name, gen.Params.Name)
+			// The settings the chart compiled in (its podgrace.dev/config
+			// annotation) are the webhook's config: Helm passes durations
+			// on as written (90s), Go prints them as time.Duration does.
+			var settings admissionpolicy.Settings
+			if err := json.Unmarshal([]byte(mp.Annotations[admissionpolicy.AnnotationConfig]), &settings); err != nil {
+				t.Fatalf("%s: %v", admissionpolicy.AnnotationConfig, err)
+			}
+			same(t, "compiled-in settings", durationsNormalized(t, settings), durationsNormalized(t, admissionpolicy.SettingsOf(&cfg)))
+			back, err := admissionpolicy.ConfigOf(&mp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			same(t, "config read back from the policy", admissionpolicy.SettingsOf(&back), admissionpolicy.SettingsOf(&cfg))
+			// The chart's substitution is the generator's for the same strings.
+			gen, err := admissionpolicy.GenerateSettings(settings, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			same(t, "MutatingAdmissionPolicy annotations", mp.Annotations, gen.Mutating.Annotations)
 			same(t, "MutatingAdmissionPolicy", mp.Spec, gen.Mutating.Spec)
 			same(t, "MutatingAdmissionPolicyBinding", mb.Spec, gen.MutatingBinding.Spec)
 			same(t, "ValidatingAdmissionPolicy", vp.Spec, gen.Validating.Spec)
@@ -114,7 +127,7 @@ func TestPolicyModeRender(t *testing.T) {
 
 // durationsNormalized writes every duration parameter as time.Duration
 // prints it: Helm passes `90s` on as written, Go prints `1m30s`.
-func durationsNormalized(t *testing.T, data map[string]string) map[string]string {
+func durationsNormalized(t *testing.T, data admissionpolicy.Settings) admissionpolicy.Settings {
 	t.Helper()
 	out := maps.Clone(data)
 	for _, k := range []string{"min", "max", "shutdownBudget", "sidecarShutdownBudget", "maxGracePeriod"} {

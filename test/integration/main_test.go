@@ -187,11 +187,6 @@ func setUp() (teardown func(), err error) {
 	if _, err := admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
 		return nil, err
 	}
-	if policyAPI {
-		if err := keepParamInformer(ctx); err != nil {
-			return nil, err
-		}
-	}
 	ns, err := createNamespace(ctx, map[string]string{policy.LabelInject: policy.InjectEnabled},
 		map[string]string{policy.AnnotationPreStopSleep: "7s"})
 	if err != nil {

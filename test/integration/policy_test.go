@@ -37,70 +37,26 @@ import (
 // podgrace and the policy are both reinvoked for it.
 const meshLabel = "podgrace-test/mesh"
 
-// keepParamInformer installs, for the whole suite, one generated policy set
-// whose bindings select no namespace. The API server stops its informer of
-// a paramKind for good (until it restarts) as soon as no binding names that
-// kind for one refresh tick (kubernetes/kubernetes#130887): without a binding
-// that outlives every test, one test's cleanup would leave every later
-// policy without its parameters, so unapplied (parameterNotFoundAction Allow).
-func keepParamInformer(ctx context.Context) error {
-	cfg := baseConfig()
-	paramsNS, err := createNamespace(ctx, nil, nil)
-	if err != nil {
-		return err
-	}
-	objs, err := admissionpolicy.Generate(&cfg, admissionpolicy.Options{
-		Namespace: paramsNS, NamePrefix: "zz-keeper-", ExtraNamespaceSelector: instanceSelector("zz-keeper-selects-nothing"),
-	})
-	if err != nil {
-		return err
-	}
-	ar := admin.AdmissionregistrationV1()
-	for _, create := range []func() error{
-		func() error {
-			_, err := admin.CoreV1().ConfigMaps(paramsNS).Create(ctx, objs.Params, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			_, err := ar.MutatingAdmissionPolicies().Create(ctx, objs.Mutating, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			_, err := ar.MutatingAdmissionPolicyBindings().Create(ctx, objs.MutatingBinding, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			_, err := ar.ValidatingAdmissionPolicies().Create(ctx, objs.Validating, metav1.CreateOptions{})
-			return err
-		},
-		func() error {
-			_, err := ar.ValidatingAdmissionPolicyBindings().Create(ctx, objs.ValidatingBinding, metav1.CreateOptions{})
-			return err
-		},
-	} {
-		if err := create(); err != nil {
-			return fmt.Errorf("param informer keeper: %w", err)
-		}
-	}
-	return nil
-}
-
 // installPolicy creates the generated objects for cfg, selecting the
 // namespaces labeled for instance name; a policy the API server rejects
 // fails the test. It returns the objects.
 func installPolicy(t *testing.T, name string, cfg *policy.Config) *admissionpolicy.Objects {
 	t.Helper()
-	ctx := t.Context()
-	paramsNS := namespace(t, nil, nil)
 	objs, err := admissionpolicy.Generate(cfg, admissionpolicy.Options{
-		Namespace: paramsNS, NamePrefix: name + "-", ExtraNamespaceSelector: instanceSelector(name),
+		Namespace: namespace(t, nil, nil), NamePrefix: name + "-", ExtraNamespaceSelector: instanceSelector(name),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.CoreV1().ConfigMaps(paramsNS).Create(ctx, objs.Params, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	installObjects(t, objs)
+	return objs
+}
+
+// installObjects creates generated objects; a policy the API server rejects
+// fails the test.
+func installObjects(t *testing.T, objs *admissionpolicy.Objects) {
+	t.Helper()
+	ctx := t.Context()
 	ar := admin.AdmissionregistrationV1()
 	if _, err := ar.MutatingAdmissionPolicies().Create(ctx, objs.Mutating, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("the API server rejects the generated MutatingAdmissionPolicy: %v", err)
@@ -121,7 +77,6 @@ func installPolicy(t *testing.T, name string, cfg *policy.Config) *admissionpoli
 		_ = ar.ValidatingAdmissionPolicyBindings().Delete(ctx, objs.ValidatingBinding.Name, metav1.DeleteOptions{})
 		_ = ar.ValidatingAdmissionPolicies().Delete(ctx, objs.Validating.Name, metav1.DeleteOptions{})
 	})
-	return objs
 }
 
 // meshInjector registers a webhook that appends an istio-proxy container
@@ -660,55 +615,59 @@ func genPod(rng *rand.Rand, i int) *corev1.Pod {
 	return p
 }
 
-// TestPolicyBadParameters: whatever happens to the parameter ConfigMap (a
-// hand edit with values that do not parse, or its deletion), the policies
-// never block a pod: bad values fall back to 0 or the defaults, a missing
-// ConfigMap leaves pods unmutated (parameterNotFoundAction Allow).
-func TestPolicyBadParameters(t *testing.T) {
+// TestPolicyOutOfRange: settings the chart's schema refuses and the Go
+// config check rejects (a ratio of 50, a minimum above the maximum, negative
+// and huge durations, no grace cap, an unknown hook action), compiled into
+// the policy as they are, never block a pod: every sleep still fits the
+// grace period the policy writes (a longer one would fail pod validation
+// whatever the failurePolicy), and a pod with 50 containers stays within
+// the API server's CEL cost budgets.
+func TestPolicyOutOfRange(t *testing.T) {
 	needsPolicyAPI(t)
 	t.Parallel()
-	cfg := baseConfig()
 	run := equivRuns.Add(1)
-	name := fmt.Sprintf("eq%d-badparams", run)
-	objs := installPolicy(t, name, &cfg)
+	name := fmt.Sprintf("eq%d-outofrange", run)
+	cfg := baseConfig()
+	s := admissionpolicy.SettingsOf(&cfg)
+	s["preStopSleep"], s["ratio"], s["min"], s["max"] = "99999h", "50", "3h", "2h"
+	s["shutdownBudget"], s["sidecarShutdownBudget"], s["maxGracePeriod"] = "999999h", "1.5s", "0s"
+	s["extendGrace"], s["hookAction"], s["sidecars"] = "maybe", "curl", ",,app,"
+	objs, err := admissionpolicy.GenerateSettings(s, admissionpolicy.Options{
+		Namespace: namespace(t, nil, nil), NamePrefix: name + "-", ExtraNamespaceSelector: instanceSelector(name),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	installObjects(t, objs)
 	ns := namespace(t, forInstance(name), nil)
-	cms := admin.CoreV1().ConfigMaps(objs.Params.Namespace)
-	// until waits for the pod the policies make to satisfy cond; every pod
-	// created meanwhile must be admitted.
-	until := func(what string, cond func(*corev1.Pod) bool) {
-		t.Helper()
-		var last *corev1.Pod
-		err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-			p, err := admin.CoreV1().Pods(ns).Create(ctx, pod("web", 30), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	big := pod("big", 45)
+	big.Spec.Containers = nil
+	for i := range 50 {
+		big.Spec.Containers = append(big.Spec.Containers, shellContainer(fmt.Sprintf("c%02d", i), "bundle exec puma"))
+	}
+	var last *corev1.Pod
+	for _, p := range []*corev1.Pod{pod("web", 30), pod("zero", 0), pod("long", 7200), big} {
+		err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+			got, err := admin.CoreV1().Pods(ns).Create(ctx, p.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			if err != nil {
-				return false, fmt.Errorf("%s: the pod is rejected: %w", what, err)
+				return false, fmt.Errorf("pod %s is rejected: %w", p.Name, err)
 			}
-			last = p
-			return cond(p), nil
+			last = got
+			_, ok := got.Annotations[policy.AnnotationStatus]
+			return ok, nil
 		})
 		if err != nil {
-			t.Fatalf("%s: %v (last pod: annotations %v, lifecycle %+v)", what, err, last.Annotations, last.Spec.Containers[0].Lifecycle)
+			t.Fatalf("pod %s: %v (last: %v)", p.Name, err, last)
+		}
+		g := *last.Spec.TerminationGracePeriodSeconds
+		for _, c := range last.Spec.Containers {
+			// An unknown hook action counts as the native sleep action.
+			if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil && c.Lifecycle.PreStop.Sleep.Seconds > g {
+				t.Errorf("pod %s container %s sleeps %d s with a grace period of %d s", p.Name, c.Name, c.Lifecycle.PreStop.Sleep.Seconds, g)
+			}
+		}
+		if p.Name == "web" && sleepOf(&last.Spec.Containers[0]) <= 0 {
+			t.Errorf("pod web: no sleep (lifecycle %+v): the out-of-range policy does nothing", last.Spec.Containers[0].Lifecycle)
 		}
 	}
-	until("valid parameters", func(p *corev1.Pod) bool { return sleepOf(&p.Spec.Containers[0]) == 15 })
-
-	bad := objs.Params.DeepCopy()
-	bad.Data = map[string]string{"preStopSleep": "zz", "ratio": "half", "min": "five", "max": "", "shutdownBudget": "5 s",
-		"maxGracePeriod": strings.Repeat("9", 50) + "h", "sidecars": ",,", "extendGrace": "maybe", "hookAction": "curl"}
-	if _, err := cms.Update(t.Context(), bad, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	// auto with min and max unreadable (0) sizes a 0 s sleep: none is added,
-	// as the webhook does with max 0, and the pod is admitted.
-	until("unreadable parameters", func(p *corev1.Pod) bool {
-		return sleepOf(&p.Spec.Containers[0]) == -1 && strings.Contains(p.Annotations[policy.AnnotationStatus], `"containers":[{"name":"app"}]`)
-	})
-
-	if err := cms.Delete(t.Context(), bad.Name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	until("no parameters", func(p *corev1.Pod) bool {
-		_, ok := p.Annotations[policy.AnnotationStatus]
-		return !ok && sleepOf(&p.Spec.Containers[0]) == -1
-	})
 }
