@@ -80,6 +80,10 @@ type Options struct {
 	// (NewImageLookup); with inspection disabled argvs that come from the
 	// image are left alone.
 	Images inject.ImageLookup
+	// TestLoopbackRegistries lets the image inspection NewServer builds reach
+	// these in-process registries on loopback ("127.0.0.1:port"), which it
+	// refuses otherwise. Tests only: no flag or config key sets it.
+	TestLoopbackRegistries []string
 	// Logger is podgrace's logger; controller-runtime's global one when unset.
 	Logger *logr.Logger
 	// Namespace is the one podgrace runs in; hookAction auto dry-run
@@ -190,7 +194,7 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 	if o.Images == nil && o.Config.ImageInspection.Enabled {
 		// Pull secrets are read live (never listed or watched), and only
 		// when the cluster config allows it; the chart grants the RBAC then.
-		o.Images = NewImageLookup(&o.Config.ImageInspection, mgr.GetAPIReader())
+		o.Images = NewImageLookup(&o.Config.ImageInspection, mgr.GetAPIReader(), o.TestLoopbackRegistries)
 	}
 	handler := &Handler{
 		Config:     o.Config,
