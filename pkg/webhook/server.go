@@ -80,6 +80,10 @@ type Options struct {
 	// (NewImageLookup); with inspection disabled argvs that come from the
 	// image are left alone.
 	Images inject.ImageLookup
+	// ClientCAFile, when set, makes the webhook port require a client
+	// certificate signed by a CA of this PEM file (ClientCertAuth): the API
+	// server's, so that forged reviews are refused (docs/security.md).
+	ClientCAFile string
 	// TestLoopbackRegistries lets the image inspection NewServer builds reach
 	// these in-process registries on loopback ("127.0.0.1:port"), which it
 	// refuses otherwise. Tests only: no flag or config key sets it.
@@ -153,13 +157,21 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 	if err := corev1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
+	tlsOpts := []func(*tls.Config){secureTLS}
+	if o.ClientCAFile != "" {
+		clientAuth, err := ClientCertAuth(o.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("webhook: %w", err)
+		}
+		tlsOpts = append(tlsOpts, clientAuth)
+	}
 	whs := ctrlwebhook.NewServer(ctrlwebhook.Options{
 		Host:     o.Host,
 		Port:     o.Port,
 		CertDir:  o.CertDir,
 		CertName: o.CertName,
 		KeyName:  o.KeyName,
-		TLSOpts:  []func(*tls.Config){secureTLS},
+		TLSOpts:  tlsOpts,
 	})
 	mgr, err := ctrl.NewManager(o.RESTConfig, ctrl.Options{
 		Scheme:                 scheme,
