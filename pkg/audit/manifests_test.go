@@ -206,8 +206,9 @@ metadata: {name: own-command}
 spec: {containers: [{name: app, image: ` + addr + `/shop/web:1, command: [sh, -c, "exec /app"]}]}
 `)}
 	cfg := policy.Default()
-	cfg.ImageInspection.Insecure = true
-	images := imageconfig.New(imageconfig.OptionsFrom(cfg.ImageInspection)).Lookup(
+	o := imageconfig.OptionsFrom(cfg.ImageInspection)
+	o.LoopbackRegistries = []string{addr} // the tests' way to reach loopback
+	images := imageconfig.New(o).Lookup(
 		func(context.Context, *corev1.Pod) (authn.Keychain, error) { return authn.DefaultKeychain, nil })
 	rep := Manifests(context.Background(), []Source{src}, ManifestOptions{Env: Env{Config: &cfg, HookAction: policy.HookSleep, Images: images}})
 	got := byName(rep)
@@ -305,7 +306,9 @@ metadata: {name: ruby}
 spec: {containers: [{name: app, image: ` + reg.Ref("shop/ruby:2.4") + `}]}
 `)}
 	cfg := policy.Default()
-	lookup := imageconfig.New(imageconfig.OptionsFrom(cfg.ImageInspection)).Lookup(nil)
+	o := imageconfig.OptionsFrom(cfg.ImageInspection)
+	o.LoopbackRegistries = []string{reg.Host} // the tests' way to reach loopback
+	lookup := imageconfig.New(o).Lookup(nil)
 	rep := Manifests(context.Background(), []Source{src}, ManifestOptions{Env: Env{Config: &cfg, HookAction: policy.HookSleep, Images: lookup}})
 	w := byName(rep)["default/Pod/ruby"]
 	if w == nil {

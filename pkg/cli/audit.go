@@ -21,7 +21,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podgrace/podgrace/pkg/audit"
-	"github.com/podgrace/podgrace/pkg/imageconfig"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/webhook"
 )
@@ -188,7 +187,7 @@ func (o *auditOptions) env(cfg *policy.Config) (audit.Env, error) {
 	}
 	env := audit.Env{Config: cfg, HookAction: hook, Path: path}
 	if o.inspect {
-		env.Images = imageconfig.New(imageconfig.OptionsFrom(cfg.ImageInspection)).Lookup(
+		env.Images = newInspector(cfg.ImageInspection).Lookup(
 			func(context.Context, *corev1.Pod) (authn.Keychain, error) { return authn.DefaultKeychain, nil })
 	}
 	return env, nil

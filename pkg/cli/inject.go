@@ -83,7 +83,7 @@ func (o *injectOptions) run(cmd *cobra.Command) error {
 	if o.inspect {
 		// The same inspector the webhook uses; credentials are the user's
 		// own (docker/podman config, credential helpers) instead of pull secrets.
-		opts.Images = imageconfig.New(imageconfig.OptionsFrom(cfg.ImageInspection)).Lookup(
+		opts.Images = newInspector(cfg.ImageInspection).Lookup(
 			func(context.Context, *corev1.Pod) (authn.Keychain, error) { return authn.DefaultKeychain, nil })
 	}
 	out, docs, err := manifest.Inject(cmd.Context(), bytes.NewReader(src), opts)
@@ -111,4 +111,17 @@ func (o *injectOptions) run(cmd *cobra.Command) error {
 	}
 	_, err = cmd.OutOrStdout().Write(out)
 	return err
+}
+
+// testLoopbackRegistries are the tests' in-process registries on loopback,
+// which image inspection refuses otherwise (imageconfig.Options.
+// LoopbackRegistries). Only tests set it, before they run in parallel.
+var testLoopbackRegistries []string
+
+// newInspector is the inspector of --inspect-images: the cluster config's
+// rules, as in the webhook.
+func newInspector(c policy.ImageInspection) *imageconfig.Inspector {
+	o := imageconfig.OptionsFrom(c)
+	o.LoopbackRegistries = testLoopbackRegistries
+	return imageconfig.New(o)
 }

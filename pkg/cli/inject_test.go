@@ -180,8 +180,10 @@ func TestVersion(t *testing.T) {
 // loopback by go-containerregistry's registry) and rewrites the inherited
 // shell-form CMD, pinning the image to the inspected digest.
 func TestInjectInspectImages(t *testing.T) {
-	t.Parallel()
 	reg := imagetest.NewRegistry(t)
+	// Set before the parallel phase; no other test inspects images.
+	testLoopbackRegistries = []string{reg.Host}
+	t.Parallel()
 	digest := reg.Push(t, "shop/ruby", "1.2", imagetest.Image{Cmd: []string{"/bin/sh", "-c", "ruby server.rb --port $PORT"}})
 	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - name: web\n    image: " + reg.Ref("shop/ruby:1.2") + "\n"
 

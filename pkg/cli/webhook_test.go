@@ -11,7 +11,7 @@ func TestWebhookCommandFlags(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	for _, flag := range []string{"--cert-dir", "--port", "--config", "--metrics-bind-address", "--health-probe-bind-address",
-		"--metrics-secure", "--drain-delay", "--pprof-bind-address", "--kubeconfig", "--zap-log-level", "--selfcert-secret"} {
+		"--metrics-secure", "--drain-delay", "--pprof-bind-address", "--kubeconfig", "--zap-log-level", "--selfcert-secret", "--client-ca-file"} {
 		if !strings.Contains(out, flag) {
 			t.Errorf("webhook --help does not list %s", flag)
 		}

@@ -30,6 +30,9 @@ var (
 	ErrNotLinux = errors.New("image has no linux platform")
 	// ErrInvalidReference: Request.Image is not a valid image reference.
 	ErrInvalidReference = errors.New("invalid image reference")
+	// ErrTooLarge: the image's argv exceeds MaxArgvBytes, or its index
+	// lists more manifests than podgrace considers: left alone.
+	ErrTooLarge = errors.New("image config too large")
 	// ErrRegistry: anything else that went wrong talking to the registry
 	// (connection refused, 5xx, a malformed manifest, an oversized config).
 	ErrRegistry = errors.New("registry error")
@@ -44,6 +47,8 @@ const (
 	KindNotLinux          = "not-linux"
 	KindInvalidReference  = "invalid-reference"
 	KindRegistry          = "registry"
+	KindTooLarge          = "too-large"
+	KindRefused           = "refused"
 	// KindCanceled is the caller's own context being canceled (not our
 	// deadline): the admission request went away.
 	KindCanceled = "canceled"
@@ -67,6 +72,10 @@ func ErrorKind(err error) string {
 		return KindNotLinux
 	case errors.Is(err, ErrInvalidReference):
 		return KindInvalidReference
+	case errors.Is(err, ErrTooLarge):
+		return KindTooLarge
+	case errors.Is(err, ErrRefused):
+		return KindRefused
 	case errors.Is(err, context.Canceled):
 		return KindCanceled
 	default:
@@ -76,7 +85,7 @@ func ErrorKind(err error) string {
 
 // kinded reports whether err already carries one of our sentinels.
 func kinded(err error) bool {
-	for _, s := range []error{ErrTimeout, ErrNotFound, ErrUnauthorized, ErrPlatformsDisagree, ErrNotLinux, ErrInvalidReference, ErrRegistry} {
+	for _, s := range []error{ErrTimeout, ErrNotFound, ErrUnauthorized, ErrPlatformsDisagree, ErrNotLinux, ErrInvalidReference, ErrTooLarge, ErrRefused, ErrRegistry} {
 		if errors.Is(err, s) {
 			return true
 		}
@@ -124,7 +133,7 @@ func classify(ctx context.Context, err error) error {
 // (platforms disagree, not linux) are recomputed for free instead.
 func cacheable(err error) bool {
 	switch ErrorKind(err) {
-	case KindTimeout, KindNotFound, KindUnauthorized, KindRegistry:
+	case KindTimeout, KindNotFound, KindUnauthorized, KindRegistry, KindRefused, KindTooLarge:
 		return true
 	}
 	return false

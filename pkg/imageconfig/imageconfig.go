@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -22,12 +24,32 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// Config is the part of an OCI/Docker image config podgrace needs.
+// Config is the part of an OCI/Docker image config podgrace reads: what
+// runs (Entrypoint, Cmd) and Docker's SHELL, which multi-arch platforms must
+// agree on too. Nothing else of the config is kept, cached or returned.
 type Config struct {
 	Entrypoint []string
 	Cmd        []string
-	Shell      []string // Docker's SHELL (informational)
-	User       string   // informational
+	Shell      []string
+}
+
+// MaxArgvBytes bounds the argv podgrace copies from an image into a pod:
+// Entrypoint, Cmd and Shell together, each string counted with one byte
+// for its terminating NUL as the kernel counts argv. Real commands are a
+// few hundred bytes; an image beyond it is left alone with ErrTooLarge
+// (a warning), so that a hostile config cannot blow up the cache or the
+// admission response (docs/security.md).
+const MaxArgvBytes = 16 << 10
+
+// argvBytes is the size MaxArgvBytes bounds.
+func (c *Config) argvBytes() int64 {
+	var n int64
+	for _, l := range [][]string{c.Entrypoint, c.Cmd, c.Shell} {
+		for _, s := range l {
+			n += int64(len(s)) + 1
+		}
+	}
+	return n
 }
 
 // Result is what an inspection found. Its slices belong to the caller.
@@ -64,12 +86,32 @@ type Options struct {
 	// MaxEntries bounds each cache (digest→config, tag→digest, errors).
 	// Default 1000.
 	MaxEntries int
-	// Transport carries the registry requests (tests, metrics, proxies).
-	// Default: go-containerregistry's remote.DefaultTransport.
+	// CacheBytes bounds the memory the digest cache's configs and indexes
+	// hold (an estimate: strings, slices and per-entry overhead). Default
+	// DefaultCacheBytes.
+	CacheBytes int64
+	// Transport carries the registry requests (tests, metrics). Default:
+	// go-containerregistry's remote.DefaultTransport dialing through the
+	// network rules (guard.go). A Transport given here is still wrapped in
+	// the per-request rules (scheme, metadata names, literal addresses,
+	// error bodies, response size) but dials as it likes.
 	Transport http.RoundTripper
-	// Insecure lets references use plain HTTP (name.Insecure). Registries on
-	// loopback and private addresses are tried over HTTP anyway.
-	Insecure bool
+	// AllowedRegistries and DeniedRegistries pick the registries an image
+	// may name (host, host:port or *.domain; see matchRegistry). Empty
+	// AllowedRegistries allows any registry not denied.
+	AllowedRegistries, DeniedRegistries []string
+	// InsecureRegistries are spoken to over plain HTTP (host or host:port
+	// as references write it); every other registry is HTTPS only.
+	InsecureRegistries []string
+	// DeniedNetworks are refused on top of the loopback, link-local and
+	// metadata addresses that are always refused.
+	DeniedNetworks []netip.Prefix
+	// LoopbackRegistries are loopback registries ("127.0.0.1:port") that
+	// may be reached, over plain HTTP: that address and port only, any
+	// other loopback address or port stays refused. It exists for tests,
+	// whose registries run in-process on loopback; no config key or flag
+	// sets it, so a deployed podgrace always refuses loopback.
+	LoopbackRegistries []string
 	// Metrics receives lookups, cache hits and errors. Default: none.
 	Metrics Metrics
 }
@@ -80,12 +122,18 @@ const (
 	DefaultTagTTL     = time.Minute
 	DefaultErrorTTL   = 10 * time.Second
 	DefaultMaxEntries = 1000
+	DefaultCacheBytes = 16 << 20
 )
 
 // maxConfigSize bounds the config blob we are willing to read. Real configs
 // are a few KiB (tens with a long history); the manifest states the size,
-// so a hostile one is refused before any byte is read.
+// so a hostile one is refused before any byte is read. Every other
+// response is bounded by it too (maxResponseBytes).
 const maxConfigSize = 4 << 20
+
+// maxIndexChildren bounds the manifests of an index podgrace considers:
+// real multi-arch images have a few platforms and as many attestations.
+const maxIndexChildren = 256
 
 // Request says what to inspect.
 type Request struct {
@@ -105,7 +153,7 @@ type Request struct {
 type Inspector struct {
 	opts       Options
 	metrics    Metrics
-	nameOpts   []name.Option
+	guard      *guard
 	remoteOpts []remote.Option
 	now        func() time.Time // the caches' clock; tests replace it
 	credKey    []byte           // HMAC key for credential identities
@@ -135,6 +183,37 @@ type node struct {
 	children []child     // index
 	config   Config      // image
 	platform v1.Platform // image: from its config
+	// argvBytes is set, and config empty, for an image whose argv exceeds
+	// MaxArgvBytes: what is remembered of it is that it is too large.
+	argvBytes int64
+}
+
+// tooLarge is ErrTooLarge for an image whose argv exceeds MaxArgvBytes.
+func (n *node) tooLarge() error {
+	if n.argvBytes == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: Entrypoint, Cmd and Shell hold %d bytes, more than the %d podgrace copies into a pod", ErrTooLarge, n.argvBytes, MaxArgvBytes)
+}
+
+// size estimates the memory a node holds, for the digest cache's byte bound.
+func (n *node) size() int64 {
+	const str, slice = 16, 24 // string and slice headers
+	sz := int64(unsafe.Sizeof(node{}))
+	for _, l := range [][]string{n.config.Entrypoint, n.config.Cmd, n.config.Shell} {
+		sz += slice
+		for _, s := range l {
+			sz += str + int64(len(s))
+		}
+	}
+	sz += int64(len(n.platform.OS) + len(n.platform.Architecture) + len(n.platform.Variant))
+	for _, c := range n.children {
+		sz += int64(unsafe.Sizeof(c)) + int64(len(c.digest))
+		if c.platform != nil {
+			sz += int64(unsafe.Sizeof(*c.platform)) + int64(len(c.platform.OS)+len(c.platform.Architecture)+len(c.platform.Variant))
+		}
+	}
+	return sz
 }
 
 // child is one entry of an index, reduced to what platform selection needs.
@@ -159,15 +238,17 @@ func New(o Options) *Inspector {
 	if o.MaxEntries <= 0 {
 		o.MaxEntries = DefaultMaxEntries
 	}
-	if o.Transport == nil {
-		o.Transport = remote.DefaultTransport
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = DefaultCacheBytes
 	}
+	g := newGuard(&o)
 	i := &Inspector{
 		opts:    o,
 		metrics: o.Metrics,
 		now:     time.Now,
 		credKey: make([]byte, 32),
-		nodes:   newLRU[*node](o.MaxEntries),
+		guard:   g,
+		nodes:   newSizedLRU(o.MaxEntries, o.CacheBytes, (*node).size),
 		tags:    newLRU[tagEntry](o.MaxEntries),
 		errs:    newLRU[errEntry](o.MaxEntries),
 	}
@@ -175,11 +256,8 @@ func New(o Options) *Inspector {
 		i.metrics = nopMetrics{}
 	}
 	_, _ = rand.Read(i.credKey) // never fails (crypto/rand panics rather than return an error)
-	if o.Insecure {
-		i.nameOpts = []name.Option{name.Insecure}
-	}
 	i.remoteOpts = []remote.Option{
-		remote.WithTransport(o.Transport),
+		remote.WithTransport(g.transport(o.Transport)),
 		remote.WithUserAgent("podgrace"),
 		// At most one quick retry: the whole inspection has Timeout, and a
 		// failure is remembered for ErrorTTL anyway. 429 is not retried:
@@ -228,16 +306,15 @@ func (i *Inspector) Inspect(ctx context.Context, r Request) (Result, error) {
 		Entrypoint: slices.Clone(res.Config.Entrypoint),
 		Cmd:        slices.Clone(res.Config.Cmd),
 		Shell:      slices.Clone(res.Config.Shell),
-		User:       res.Config.User,
 	}
 	res.Pinned = pin(r.Image, res.Digest)
 	return res, nil
 }
 
 func (i *Inspector) inspect(ctx context.Context, r Request) (Result, error) {
-	ref, err := name.ParseReference(r.Image, i.nameOpts...)
+	ref, err := i.parse(r.Image)
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: %w", ErrInvalidReference, err)
+		return Result{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, i.opts.Timeout)
 	defer cancel()
@@ -299,6 +376,23 @@ func (i *Inspector) lookup(ctx context.Context, q *query, auth authn.Authenticat
 		}
 	}
 	return res, err
+}
+
+// parse reads an image reference and applies the registry rules: the
+// allow and deny lists, and plain HTTP only for the registries named.
+func (i *Inspector) parse(image string) (name.Reference, error) {
+	ref, err := name.ParseReference(image)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidReference, err)
+	}
+	reg := ref.Context().RegistryStr()
+	if err := i.guard.checkRegistry(reg); err != nil {
+		return nil, err
+	}
+	if i.guard.insecure[reg] {
+		return name.ParseReference(image, name.Insecure)
+	}
+	return ref, nil
 }
 
 const anonymous = "anonymous"

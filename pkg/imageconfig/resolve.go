@@ -50,6 +50,9 @@ func (s *session) evaluate() (Result, error) {
 		if !isLinux(n.platform.OS) {
 			return Result{}, fmt.Errorf("%w: the image is for %s", ErrNotLinux, platformString(&n.platform))
 		}
+		if err := n.tooLarge(); err != nil {
+			return Result{}, err
+		}
 		return Result{Config: n.config, Digest: digest}, nil
 	}
 	cfg, err := s.agree(n.children)
@@ -142,6 +145,9 @@ func (s *session) fetchNode(digest string) (*node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: reading index %s: %w", ErrRegistry, digest, err)
 		}
+		if len(im.Manifests) > maxIndexChildren {
+			return nil, fmt.Errorf("%w: index %s lists %d manifests, more than the %d podgrace considers", ErrTooLarge, digest, len(im.Manifests), maxIndexChildren)
+		}
 		n := &node{index: true, children: make([]child, 0, len(im.Manifests))}
 		for _, m := range im.Manifests {
 			c := child{
@@ -150,7 +156,7 @@ func (s *session) fetchNode(digest string) (*node, error) {
 				attestation: m.Annotations[attestationAnnotation] == "attestation-manifest",
 			}
 			if m.Platform != nil {
-				c.platform = &v1.Platform{OS: m.Platform.OS, Architecture: m.Platform.Architecture, Variant: m.Platform.Variant}
+				c.platform = &v1.Platform{OS: short(m.Platform.OS), Architecture: short(m.Platform.Architecture), Variant: short(m.Platform.Variant)}
 			}
 			n.children = append(n.children, c)
 		}
@@ -171,17 +177,24 @@ func (s *session) fetchNode(digest string) (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &node{
+		// Only the fields podgrace reads are kept (the parsed config, its
+		// history, env and labels are garbage once this returns), and an
+		// argv beyond MaxArgvBytes only as its size.
+		n := &node{
 			config: Config{
 				Entrypoint: cf.Config.Entrypoint,
 				Cmd:        cf.Config.Cmd,
 				Shell:      cf.Config.Shell,
-				User:       cf.Config.User,
 			},
 			platform: v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant},
-		}, nil
+		}
+		if b := n.config.argvBytes(); b > MaxArgvBytes {
+			n.config, n.argvBytes = Config{}, b
+		}
+		n.platform = v1.Platform{OS: short(n.platform.OS), Architecture: short(n.platform.Architecture), Variant: short(n.platform.Variant)}
+		return n, nil
 	default:
-		return nil, fmt.Errorf("%w: %s is a %q, not an image or an index", ErrRegistry, digest, desc.MediaType)
+		return nil, fmt.Errorf("%w: %s is a %q, not an image or an index", ErrRegistry, digest, short(string(desc.MediaType)))
 	}
 }
 
@@ -234,6 +247,9 @@ func (s *session) agree(children []child) (Config, error) {
 			if want != nil && !platformMatches(p, *want) {
 				continue
 			}
+		}
+		if err := nodes[k].tooLarge(); err != nil {
+			return Config{}, err
 		}
 		picks = append(picks, pick{platform: p, config: nodes[k].config})
 	}
@@ -307,4 +323,14 @@ func variant(p v1.Platform) string {
 		return "v8"
 	}
 	return p.Variant
+}
+
+// short cuts a string a registry chose (a platform, a media type) to a
+// length that fits an error text and a cache entry.
+func short(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return s
+	}
+	return s[:limit] + "…"
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	yamlv3 "go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
@@ -75,7 +76,16 @@ type ImageInspection struct {
 	TagTTL      metav1.Duration `json:"tagTTL"`
 	ErrorTTL    metav1.Duration `json:"errorTTL"`
 	CacheSize   int             `json:"cacheSize"`
-	Insecure    bool            `json:"insecure"`
+	// CacheBytes bounds the memory the cached configs hold.
+	CacheBytes resource.Quantity `json:"cacheBytes"`
+	// The network rules of docs/security.md: which registries may be asked
+	// (empty: any), which never, which over plain HTTP, and which private
+	// networks are refused on top of the always refused loopback,
+	// link-local and metadata addresses.
+	AllowedRegistries  []string `json:"allowedRegistries"`
+	DeniedRegistries   []string `json:"deniedRegistries"`
+	InsecureRegistries []string `json:"insecureRegistries"`
+	DeniedNetworks     []string `json:"deniedNetworks"`
 }
 
 // DefaultSidecars is the one list of the default sidecars (docs/design.md
@@ -100,12 +110,18 @@ func Default() Config {
 		Enforcement:    EnforcementMutate,
 		Sidecars:       append([]string(nil), DefaultSidecars...),
 		ImageInspection: ImageInspection{
-			Enabled:   true,
-			Timeout:   metav1.Duration{Duration: 2 * time.Second},
-			PinDigest: true,
-			TagTTL:    metav1.Duration{Duration: time.Minute},
-			ErrorTTL:  metav1.Duration{Duration: 10 * time.Second},
-			CacheSize: 1000,
+			Enabled:    true,
+			Timeout:    metav1.Duration{Duration: 2 * time.Second},
+			PinDigest:  true,
+			TagTTL:     metav1.Duration{Duration: time.Minute},
+			ErrorTTL:   metav1.Duration{Duration: 10 * time.Second},
+			CacheSize:  1000,
+			CacheBytes: resource.MustParse("16Mi"),
+			// Empty, not nil: the chart's values show `[]`.
+			AllowedRegistries:  []string{},
+			DeniedRegistries:   []string{},
+			InsecureRegistries: []string{},
+			DeniedNetworks:     []string{},
 		},
 	}
 }
@@ -339,6 +355,7 @@ func (c *Config) Validate() error {
 	if c.ImageInspection.CacheSize < 1 {
 		errs = append(errs, errors.New("imageInspection.cacheSize: must be at least 1"))
 	}
+	errs = append(errs, c.ImageInspection.validateNetwork()...)
 	return errors.Join(errs...)
 }
 

@@ -202,6 +202,10 @@ func TestParseConfig(t *testing.T) {
 		"bad sleep":          {in: "preStopSleep: later\n", wantErr: "preStopSleep"},
 		"ratio out of range": {in: "ratio: -1\n", wantErr: "ratio"},
 		"zero timeout":       {in: "imageInspection:\n  timeout: 0s\n", wantErr: "imageInspection.timeout: 0s is outside (0s, 30s]"},
+		"cacheBytes small":   {in: "imageInspection:\n  cacheBytes: 64Ki\n", wantErr: "imageInspection.cacheBytes: 64Ki is outside [1Mi, 1Gi]"},
+		"insecure URL":       {in: "imageInspection:\n  insecureRegistries: [\"http://reg:5000\"]\n", wantErr: `imageInspection.insecureRegistries[0]: "http://reg:5000" is not a registry`},
+		"insecure wildcard":  {in: "imageInspection:\n  insecureRegistries: [\"*.corp\"]\n", wantErr: `imageInspection.insecureRegistries[0]: "*.corp" is not a registry`},
+		"denied network":     {in: "imageInspection:\n  deniedNetworks: [10.0.0.0]\n", wantErr: `imageInspection.deniedNetworks[0]: "10.0.0.0" is not a CIDR`},
 		"bad enforcement":    {in: "enforcement: audit\n", wantErr: `enforcement: "audit" is not mutate or warn`},
 		"warn mode": {in: "enforcement: warn\n", check: func(t *testing.T, c Config) {
 			t.Helper()

@@ -56,10 +56,12 @@ func (imageMetrics) Error(kind string)    { imageErrorsTotal.WithLabelValues(kin
 // one process-wide inspector with its caches, anonymous unless the cluster
 // config allows reading pull secrets, in which case reader (a live, uncached
 // reader: podgrace never lists or watches Secrets) fetches the pod's and its
-// ServiceAccount's imagePullSecrets.
-func NewImageLookup(cfg *policy.ImageInspection, reader client.Reader) inject.ImageLookup {
+// ServiceAccount's imagePullSecrets. loopback is for tests only
+// (imageconfig.Options.LoopbackRegistries): nil in a deployed podgrace.
+func NewImageLookup(cfg *policy.ImageInspection, reader client.Reader, loopback []string) inject.ImageLookup {
 	o := imageconfig.OptionsFrom(*cfg)
 	o.Metrics = imageMetrics{}
+	o.LoopbackRegistries = loopback
 	var kc imageconfig.KeychainFunc
 	if cfg.PullSecrets && reader != nil {
 		kc = pullSecrets(reader)

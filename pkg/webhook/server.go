@@ -80,6 +80,14 @@ type Options struct {
 	// (NewImageLookup); with inspection disabled argvs that come from the
 	// image are left alone.
 	Images inject.ImageLookup
+	// ClientCAFile, when set, makes the webhook port require a client
+	// certificate signed by a CA of this PEM file (ClientCertAuth): the API
+	// server's, so that forged reviews are refused (docs/security.md).
+	ClientCAFile string
+	// TestLoopbackRegistries lets the image inspection NewServer builds reach
+	// these in-process registries on loopback ("127.0.0.1:port"), which it
+	// refuses otherwise. Tests only: no flag or config key sets it.
+	TestLoopbackRegistries []string
 	// Logger is podgrace's logger; controller-runtime's global one when unset.
 	Logger *logr.Logger
 	// Namespace is the one podgrace runs in; hookAction auto dry-run
@@ -173,13 +181,21 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 	if err := corev1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
+	tlsOpts := []func(*tls.Config){secureTLS}
+	if o.ClientCAFile != "" {
+		clientAuth, err := ClientCertAuth(o.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("webhook: %w", err)
+		}
+		tlsOpts = append(tlsOpts, clientAuth)
+	}
 	whs := newWebhookServer(ctrlwebhook.Options{
 		Host:     o.Host,
 		Port:     o.Port,
 		CertDir:  o.CertDir,
 		CertName: o.CertName,
 		KeyName:  o.KeyName,
-		TLSOpts:  []func(*tls.Config){secureTLS},
+		TLSOpts:  tlsOpts,
 	}, o.Limits, log.WithName("server"))
 	s.server = whs
 	mgr, err := ctrl.NewManager(o.RESTConfig, ctrl.Options{
@@ -215,7 +231,7 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 	if o.Images == nil && o.Config.ImageInspection.Enabled {
 		// Pull secrets are read live (never listed or watched), and only
 		// when the cluster config allows it; the chart grants the RBAC then.
-		o.Images = NewImageLookup(&o.Config.ImageInspection, mgr.GetAPIReader())
+		o.Images = NewImageLookup(&o.Config.ImageInspection, mgr.GetAPIReader(), o.TestLoopbackRegistries)
 	}
 	handler := &Handler{
 		Config:     o.Config,

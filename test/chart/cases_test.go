@@ -33,13 +33,22 @@ func cases() []chartCase {
 				if cw {
 					mode = "cluster-wide"
 				}
+				values := map[string]any{
+					"certManager": map[string]any{"enabled": cm},
+					"webhook":     map[string]any{"mode": mode},
+					"config":      map[string]any{"imageInspection": map[string]any{"pullSecrets": ps}},
+				}
+				// pullSecrets needs proof that only the API server calls
+				// (TestPullSecretsNeedTrustedCaller): a client certificate
+				// with cert-manager, the acknowledgement without.
+				if ps && cm {
+					values["webhook"] = map[string]any{"mode": mode, "clientAuth": map[string]any{"enabled": true, "caSecret": "apiserver-webhook-client-ca"}}
+				} else if ps {
+					values["imageInspection"] = map[string]any{"pullSecretsAllowForgedReviews": true}
+				}
 				out = append(out, chartCase{
-					name: fmt.Sprintf("certmanager-%t-%s-pullsecrets-%t", cm, mode, ps),
-					values: map[string]any{
-						"certManager": map[string]any{"enabled": cm},
-						"webhook":     map[string]any{"mode": mode},
-						"config":      map[string]any{"imageInspection": map[string]any{"pullSecrets": ps}},
-					},
+					name:        fmt.Sprintf("certmanager-%t-%s-pullsecrets-%t", cm, mode, ps),
+					values:      values,
 					certManager: cm, clusterWide: cw, pullSecrets: ps,
 				})
 			}

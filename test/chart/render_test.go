@@ -659,6 +659,9 @@ func TestSchemaRejects(t *testing.T) {
 		// (the binary's policy.CheckWebhookTimeout; issue 23).
 		"inspection over timeout": {"config": map[string]any{"imageInspection": map[string]any{"timeout": "8s"}}, "webhook": map[string]any{"timeoutSeconds": 5}},
 		"inspection at timeout":   {"config": map[string]any{"imageInspection": map[string]any{"timeout": "4500ms"}}, "webhook": map[string]any{"timeoutSeconds": 5}},
+		"insecure registry URL":   {"config": map[string]any{"imageInspection": map[string]any{"insecureRegistries": []any{"http://10.0.0.5:5000"}}}},
+		"cacheBytes unit":         {"config": map[string]any{"imageInspection": map[string]any{"cacheBytes": "16MB"}}},
+		"forged reviews type":     {"imageInspection": map[string]any{"pullSecretsAllowForgedReviews": "yes"}},
 	}
 	for name, values := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -667,6 +670,50 @@ func TestSchemaRejects(t *testing.T) {
 				t.Errorf("values %v were accepted", values)
 			} else {
 				t.Logf("rejected: %v", err)
+			}
+		})
+	}
+}
+
+// TestPullSecretsNeedTrustedCaller: with pullSecrets a forged review could
+// read any namespace's pull secrets (issue 23), so the chart renders it only
+// with a client certificate, a NetworkPolicy admitting only the control
+// plane, or the acknowledgement that names the risk.
+func TestPullSecretsNeedTrustedCaller(t *testing.T) {
+	t.Parallel()
+	ps := map[string]any{"imageInspection": map[string]any{"pullSecrets": true}}
+	apiServer := []any{map[string]any{"ipBlock": map[string]any{"cidr": "10.0.0.10/32"}}}
+	for name, tc := range map[string]struct {
+		values map[string]any
+		ok     bool
+	}{
+		"alone":                  {map[string]any{"config": ps}, false},
+		"network policy, anyone": {map[string]any{"config": ps, "networkPolicy": map[string]any{"enabled": true}}, false},
+		"client auth without CA": {map[string]any{"config": ps, "webhook": map[string]any{"clientAuth": map[string]any{"enabled": true}}}, false},
+		"client auth":            {map[string]any{"config": ps, "webhook": map[string]any{"clientAuth": map[string]any{"enabled": true, "caSecret": "ca"}}}, true},
+		"control-plane policy":   {map[string]any{"config": ps, "networkPolicy": map[string]any{"enabled": true, "webhookFrom": apiServer}}, true},
+		"acknowledged":           {map[string]any{"config": ps, "imageInspection": map[string]any{"pullSecretsAllowForgedReviews": true}}, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r, err := chart.Render(chartDir(t), rel, tc.values)
+			if tc.ok != (err == nil) {
+				t.Fatalf("rendered %t, want %t: %v", err == nil, tc.ok, err)
+			}
+			if err != nil && !strings.Contains(err.Error(), "pullSecretsAllowForgedReviews") && !strings.Contains(err.Error(), "caSecret") {
+				t.Errorf("the refusal does not say what to do: %v", err)
+			}
+			if name != "client auth" {
+				return
+			}
+			var d appsv1.Deployment
+			if err := chart.Into(r.Find("Deployment", "podgrace"), &d); err != nil {
+				t.Fatal(err)
+			}
+			c := d.Spec.Template.Spec.Containers[0]
+			if !slices.Contains(c.Args, "--client-ca-file=/etc/podgrace/client-ca/ca.crt") ||
+				!slices.ContainsFunc(d.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == "ca" }) {
+				t.Errorf("client auth: args %q volumes %+v", c.Args, d.Spec.Template.Spec.Volumes)
 			}
 		})
 	}

@@ -66,8 +66,9 @@ func installPodgrace(ctx context.Context) (*podgraceInstall, error) {
 	values := map[string]any{
 		"image": map[string]any{"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"},
 		"config": map[string]any{"imageInspection": map[string]any{
-			// The e2e registry is plain HTTP on the node address.
-			"insecure": true,
+			// The e2e registry is plain HTTP on the node address: named,
+			// since every other registry is HTTPS only.
+			"insecureRegistries": []string{env.Registry},
 		}},
 		// Metrics as a security-minded cluster runs them (TestSecureMetrics).
 		"metrics": map[string]any{"secure": true, "service": true},

@@ -12,6 +12,7 @@ import (
 	"github.com/podgrace/podgrace/internal/imagetest"
 	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/webhook"
 )
 
 // baseConfig is the cluster config of the instances that do not test image
@@ -22,6 +23,17 @@ func baseConfig() policy.Config {
 	cfg := policy.Default()
 	cfg.ImageInspection.Enabled = false
 	return cfg
+}
+
+// serveRegistries serves an instance whose image inspection may reach regs,
+// in-process registries on loopback, which a deployed podgrace refuses.
+func serveRegistries(t *testing.T, name string, cfg *policy.Config, regs ...*imagetest.Registry) *instance {
+	t.Helper()
+	o := webhook.Options{Config: cfg, CertDir: certDir}
+	for _, r := range regs {
+		o.TestLoopbackRegistries = append(o.TestLoopbackRegistries, r.Host)
+	}
+	return serveWith(t, name, o)
 }
 
 // TestImageInheritedShellForm is the case the original write-up is about: a
@@ -38,7 +50,7 @@ func TestImageInheritedShellForm(t *testing.T) {
 	reg.Reset()
 
 	cfg := policy.Default() // image inspection on, anonymous, pinDigest
-	in := serve(t, "images", &cfg, 0)
+	in := serveRegistries(t, "images", &cfg, reg)
 	ns := namespace(t, forInstance("images"), nil)
 	if err := waitForMutation(t.Context(), ns); err != nil {
 		t.Fatal(err)
@@ -125,7 +137,7 @@ func TestImagePullSecrets(t *testing.T) {
 
 	cfg := policy.Default()
 	cfg.ImageInspection.PullSecrets = true
-	serve(t, "pullsecrets", &cfg, 0)
+	serveRegistries(t, "pullsecrets", &cfg, reg)
 	ns := namespace(t, forInstance("pullsecrets"), nil)
 	if err := waitForMutation(t.Context(), ns); err != nil {
 		t.Fatal(err)

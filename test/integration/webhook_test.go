@@ -401,7 +401,13 @@ func TestInvalidAnnotation(t *testing.T) {
 // serve starts an instance that selects the namespaces labeled for it.
 func serve(t *testing.T, name string, cfg *policy.Config, drain time.Duration) *instance {
 	t.Helper()
-	in, err := startInstance(t.Context(), name, cfg, certDir, drain)
+	return serveWith(t, name, webhook.Options{Config: cfg, CertDir: certDir, DrainDelay: drain})
+}
+
+// serveWith is serve with more of the server's options.
+func serveWith(t *testing.T, name string, o webhook.Options) *instance {
+	t.Helper()
+	in, err := startInstanceWith(t.Context(), name, o)
 	if err != nil {
 		t.Fatal(err)
 	}
