@@ -193,12 +193,7 @@ func serviceBounds(route string, ann map[string]string) ([]PathBound, []string) 
 	} else if ok {
 		out = append(out, PathBound{Route: route, Setting: setting, Seconds: hc, Bounds: BoundsSleep})
 	}
-	if d, ok, err := deregistrationDelay(ann[annNLBTGAttrs]); err != nil {
-		bad = append(bad, route+": "+annNLBTGAttrs+": "+err.Error())
-	} else if ok {
-		out = append(out, PathBound{Route: route, Setting: annNLBTGAttrs + " " + attrDeregistrationDelay, Seconds: d, Bounds: BoundsGracePeriod})
-	}
-	return out, bad
+	return delayBound(route, annNLBTGAttrs, ann[annNLBTGAttrs], out, bad)
 }
 
 // albBounds reads the ALB settings of an Ingress route: each annotation on
@@ -216,10 +211,16 @@ func albBounds(route string, ingAnn, svcAnn map[string]string) ([]PathBound, []s
 	if !ok {
 		attrs = ingAnn[annALBTGAttrs]
 	}
+	return delayBound(route, annALBTGAttrs, attrs, out, bad)
+}
+
+// delayBound adds the deregistration delay of a target-group-attributes
+// annotation (key, value attrs) to out, or its error to bad.
+func delayBound(route, key, attrs string, out []PathBound, bad []string) ([]PathBound, []string) {
 	if d, ok, err := deregistrationDelay(attrs); err != nil {
-		bad = append(bad, route+": "+annALBTGAttrs+": "+err.Error())
+		bad = append(bad, route+": "+key+": "+err.Error())
 	} else if ok {
-		out = append(out, PathBound{Route: route, Setting: annALBTGAttrs + " " + attrDeregistrationDelay, Seconds: d, Bounds: BoundsGracePeriod})
+		out = append(out, PathBound{Route: route, Setting: key + " " + attrDeregistrationDelay, Seconds: d, Bounds: BoundsGracePeriod})
 	}
 	return out, bad
 }

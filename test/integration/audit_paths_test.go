@@ -165,7 +165,24 @@ func TestAuditPaths(t *testing.T) {
 // cluster and returns the user's name.
 func bindAuditRole(t *testing.T, suffix string) string {
 	t.Helper()
-	ctx := t.Context()
+	role := createAuditRole(t, "podgrace-audit-"+suffix)
+	user := "auditor-" + suffix
+	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, Name: user, APIGroup: rbacv1.GroupName}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name}}
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(t.Context(), crb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), crb.Name, metav1.DeleteOptions{})
+	})
+	return user
+}
+
+// createAuditRole creates docs/operate/audit-clusterrole.yaml under another name,
+// deleted when the test ends.
+func createAuditRole(t *testing.T, name string) *rbacv1.ClusterRole {
+	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", "operate", "audit-clusterrole.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -174,22 +191,14 @@ func bindAuditRole(t *testing.T, suffix string) string {
 	if err := sigsyaml.UnmarshalStrict(raw, &role); err != nil {
 		t.Fatal(err)
 	}
-	role.Name = "podgrace-audit-" + suffix
-	user := "auditor-" + suffix
-	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, Name: user, APIGroup: rbacv1.GroupName}},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name}}
-	if _, err := admin.RbacV1().ClusterRoles().Create(ctx, &role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+	role.Name = name
+	if _, err := admin.RbacV1().ClusterRoles().Create(t.Context(), &role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), crb.Name, metav1.DeleteOptions{})
 		_ = admin.RbacV1().ClusterRoles().Delete(context.Background(), role.Name, metav1.DeleteOptions{})
 	})
-	return user
+	return &role
 }
 
 // backendConfigCRD is GKE's BackendConfig CRD as far as the audit depends on
