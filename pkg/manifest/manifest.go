@@ -93,6 +93,14 @@ var podPath = map[schema.GroupVersionKind][]string{
 	{Group: "batch", Version: "v1", Kind: "CronJob"}:    {"spec", "jobTemplate", "spec", "template"},
 }
 
+// PodTemplatePath says where the pod template sits in an object of a
+// workload kind podgrace knows (nil for a Pod itself), and whether the kind
+// is one of them.
+func PodTemplatePath(gvk schema.GroupVersionKind) ([]string, bool) {
+	p, ok := podPath[gvk]
+	return p, ok
+}
+
 // workloadKinds are the kinds of podPath, to report a same-named kind of
 // another apiVersion.
 var workloadKinds = func() map[string]string {

@@ -131,29 +131,11 @@ func putBody(b *bytes.Buffer) {
 // review. It returns a requestError for anything that is not a well-formed
 // admission.k8s.io/v1 AdmissionReview holding a request with a uid.
 func readReview(w http.ResponseWriter, r *http.Request) (*admissionRequest, *requestError) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return nil, &requestError{code: http.StatusMethodNotAllowed, reason: reasonMethod, msg: "method " + r.Method + " not allowed: POST an AdmissionReview"}
+	buf, rerr := readBody(w, r)
+	if rerr != nil {
+		return nil, rerr
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return nil, &requestError{code: http.StatusUnsupportedMediaType, reason: reasonContentType, msg: fmt.Sprintf("content type %q: expected application/json", ct)}
-		}
-	}
-	if r.ContentLength > MaxBodyBytes {
-		return nil, tooLarge()
-	}
-	buf := bodyPool.Get().(*bytes.Buffer)
 	defer putBody(buf)
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes)); err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, tooLarge()
-		}
-		return nil, &requestError{code: http.StatusBadRequest, reason: reasonBody, msg: "reading the request body: " + err.Error()}
-	}
 
 	var fast podReview
 	if decodeFast(buf.Bytes(), &fast) == nil {
@@ -183,6 +165,35 @@ func readReview(w http.ResponseWriter, r *http.Request) (*admissionRequest, *req
 		}
 	}
 	return req, nil
+}
+
+// readBody checks the transport (method, media type, size) and reads the
+// body into a pooled buffer the caller returns with putBody.
+func readBody(w http.ResponseWriter, r *http.Request) (*bytes.Buffer, *requestError) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return nil, &requestError{code: http.StatusMethodNotAllowed, reason: reasonMethod, msg: "method " + r.Method + " not allowed: POST an AdmissionReview"}
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return nil, &requestError{code: http.StatusUnsupportedMediaType, reason: reasonContentType, msg: fmt.Sprintf("content type %q: expected application/json", ct)}
+		}
+	}
+	if r.ContentLength > MaxBodyBytes {
+		return nil, tooLarge()
+	}
+	buf := bodyPool.Get().(*bytes.Buffer)
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes)); err != nil {
+		putBody(buf)
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, tooLarge()
+		}
+		return nil, &requestError{code: http.StatusBadRequest, reason: reasonBody, msg: "reading the request body: " + err.Error()}
+	}
+	return buf, nil
 }
 
 // checkReview rejects what is not an admission.k8s.io/v1 review of a request with a uid.

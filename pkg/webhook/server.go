@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -82,6 +83,11 @@ type Options struct {
 	Images inject.ImageLookup
 	// Logger is podgrace's logger; controller-runtime's global one when unset.
 	Logger *logr.Logger
+	// NoEvents turns off the Kubernetes Events podgrace records on a pod's
+	// top-level controller (events.go). With events on, the RESTConfig's
+	// user needs create and patch on events and get, list and watch on
+	// replicasets and jobs.
+	NoEvents bool
 	// Namespace is the one podgrace runs in; hookAction auto dry-run
 	// creates its probe pod there ("default" when empty).
 	Namespace string
@@ -199,9 +205,17 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		Namespaces: namespaces.lookup,
 		Log:        log.WithName("admission"),
 	}
+	if !o.NoEvents {
+		if handler.Events, err = s.events(ctx, mgr); err != nil {
+			return nil, err
+		}
+	}
 	// Registered on controller-runtime's server, the handler is wrapped in
 	// its request metrics (controller_runtime_webhook_requests_total …).
 	whs.Register(Path, s.closeWhenDraining(handler))
+	// The workload check is a separate path (and webhook entry): pods never
+	// reach it, so the pod path's cost is unchanged.
+	whs.Register(WorkloadPath, s.closeWhenDraining(&WorkloadHandler{Pods: handler}))
 
 	checks := []struct {
 		name  string
@@ -234,6 +248,25 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// events starts the metadata-only owner caches (ReplicaSets, Jobs; not waited
+// for: a miss is read from the API server) and the event queue.
+func (s *Server) events(ctx context.Context, mgr manager.Manager) (*Events, error) {
+	for _, gvk := range []metav1.TypeMeta{{APIVersion: "apps/v1", Kind: "ReplicaSet"}, {APIVersion: "batch/v1", Kind: "Job"}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, &metav1.PartialObjectMetadata{TypeMeta: gvk}, cache.BlockUntilSynced(false)); err != nil {
+			return nil, fmt.Errorf("webhook: %s metadata informer: %w", gvk.Kind, err)
+		}
+	}
+	cs, err := kubernetes.NewForConfig(s.opts.RESTConfig)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: events client: %w", err)
+	}
+	ev := NewEvents(cs, mgr.GetCache(), mgr.GetAPIReader(), s.log.WithName("events"))
+	if err := mgr.Add(ev); err != nil {
+		return nil, err
+	}
+	return ev, nil
 }
 
 // HookAction is the preStop action this server applies (sleep or exec).
