@@ -10,17 +10,18 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/pager"
 
 	"github.com/podgrace/podgrace/pkg/webhook"
+	"github.com/podgrace/podgrace/pkg/workload"
 )
 
 // LiveOptions configure a scan of a live cluster.
@@ -50,6 +51,9 @@ type scan struct {
 	nsList   []string // namespaces known to exist (for the per-namespace fallback)
 	ns       map[string]*namespaceInfo
 	listErrs map[string]map[string]error // resource → namespace ("" = all) → error
+	byKey    map[string]*entry           // "Kind/namespace/name" → workload
+	order    []string                    // keys in the order listed
+	owner    map[string]string           // key of a controlled workload → key of its controller
 }
 
 // Scan audits a live cluster with list calls only, page by page: a cluster of
@@ -62,179 +66,17 @@ func Scan(ctx context.Context, cs kubernetes.Interface, o LiveOptions) *Report {
 		o.WebhookName = webhook.WebhookName
 	}
 	s := &scan{ctx: ctx, cs: cs, o: &o, rep: &Report{APIVersion: APIVersion, Kind: Kind, Source: "cluster"},
-		ns: map[string]*namespaceInfo{}, listErrs: map[string]map[string]error{}}
+		ns: map[string]*namespaceInfo{}, listErrs: map[string]map[string]error{}, byKey: map[string]*entry{}, owner: map[string]string{}}
 	stop := s.progress()
 	defer stop()
 
 	matchers, mwcErr := s.webhooks()
 	s.namespaces()
-
-	var deps []*appsv1.Deployment
-	var stss []*appsv1.StatefulSet
-	var dss []*appsv1.DaemonSet
-	var rss []*appsv1.ReplicaSet
-	var jobs []*batchv1.Job
-	var cjs []*batchv1.CronJob
-	var pods []*corev1.Pod
-	var svcs []*corev1.Service
-	s.list("deployments", func(ns string) pager.ListPageFunc {
-		return func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			return cs.AppsV1().Deployments(ns).List(ctx, opts)
-		}
-	}, func(o runtime.Object) { deps = append(deps, o.(*appsv1.Deployment)) })
-	s.list("statefulsets", func(ns string) pager.ListPageFunc {
-		return func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			return cs.AppsV1().StatefulSets(ns).List(ctx, opts)
-		}
-	}, func(o runtime.Object) { stss = append(stss, o.(*appsv1.StatefulSet)) })
-	s.list("daemonsets", func(ns string) pager.ListPageFunc {
-		return func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			return cs.AppsV1().DaemonSets(ns).List(ctx, opts)
-		}
-	}, func(o runtime.Object) { dss = append(dss, o.(*appsv1.DaemonSet)) })
-	s.list("replicasets", func(ns string) pager.ListPageFunc {
-		return func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			return cs.AppsV1().ReplicaSets(ns).List(ctx, opts)
-		}
-	}, func(o runtime.Object) { rss = append(rss, o.(*appsv1.ReplicaSet)) })
-	s.list("jobs", func(ns string) pager.ListPageFunc {
-		return func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			return cs.BatchV1().Jobs(ns).List(ctx, opts)
-		}
-	}, func(o runtime.Object) { jobs = append(jobs, o.(*batchv1.Job)) })
-	s.list("cronjobs", func(ns string) pager.ListPageFunc {
-		return func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			return cs.BatchV1().CronJobs(ns).List(ctx, opts)
-		}
-	}, func(o runtime.Object) { cjs = append(cjs, o.(*batchv1.CronJob)) })
-	s.list("services", func(ns string) pager.ListPageFunc {
-		return func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			return cs.CoreV1().Services(ns).List(ctx, opts)
-		}
-	}, func(o runtime.Object) { svcs = append(svcs, o.(*corev1.Service)) })
-	s.list("pods", func(ns string) pager.ListPageFunc {
-		return func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-			return cs.CoreV1().Pods(ns).List(ctx, opts)
-		}
-	}, func(o runtime.Object) { pods = append(pods, o.(*corev1.Pod)) })
-
-	selectors := map[string][]labels.Selector{}
-	for _, svc := range svcs {
-		if len(svc.Spec.Selector) > 0 {
-			selectors[svc.Namespace] = append(selectors[svc.Namespace], labels.SelectorFromSet(svc.Spec.Selector))
-		}
-	}
-	byKey := map[string]*entry{}
-	var order []string
-	add := func(kind string, meta *metav1.ObjectMeta, tmpl *corev1.PodTemplateSpec) {
-		key := kind + "/" + meta.Namespace + "/" + meta.Name
-		var p *corev1.Pod
-		if tmpl != nil {
-			p = &corev1.Pod{ObjectMeta: *tmpl.ObjectMeta.DeepCopy(), Spec: *tmpl.Spec.DeepCopy()}
-			p.Namespace = meta.Namespace
-		}
-		byKey[key] = &entry{w: Workload{Kind: kind, Namespace: meta.Namespace, Name: meta.Name}, tmpl: p}
-		order = append(order, key)
-	}
-	rsOwner := map[string]string{}  // ns/rs → Deployment key
-	jobOwner := map[string]string{} // ns/job → CronJob key
-	for _, d := range deps {
-		add("Deployment", &d.ObjectMeta, &d.Spec.Template)
-	}
-	for _, x := range stss {
-		add("StatefulSet", &x.ObjectMeta, &x.Spec.Template)
-	}
-	for _, x := range dss {
-		add("DaemonSet", &x.ObjectMeta, &x.Spec.Template)
-	}
-	for _, x := range rss {
-		if ref := metav1.GetControllerOf(x); ref != nil && ref.Kind == "Deployment" {
-			rsOwner[x.Namespace+"/"+x.Name] = "Deployment/" + x.Namespace + "/" + ref.Name
-			continue
-		}
-		add("ReplicaSet", &x.ObjectMeta, &x.Spec.Template)
-	}
-	for _, x := range cjs {
-		add("CronJob", &x.ObjectMeta, &x.Spec.JobTemplate.Spec.Template)
-	}
-	for _, x := range jobs {
-		if ref := metav1.GetControllerOf(x); ref != nil && ref.Kind == "CronJob" {
-			jobOwner[x.Namespace+"/"+x.Name] = "CronJob/" + x.Namespace + "/" + ref.Name
-			continue
-		}
-		add("Job", &x.ObjectMeta, &x.Spec.Template)
-	}
-	for _, p := range pods {
-		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-			continue
-		}
-		key := ""
-		if ref := metav1.GetControllerOf(p); ref != nil {
-			switch ref.Kind {
-			case "ReplicaSet":
-				key = rsOwner[p.Namespace+"/"+ref.Name]
-				if key == "" {
-					key = "ReplicaSet/" + p.Namespace + "/" + ref.Name
-				}
-			case "Job":
-				key = jobOwner[p.Namespace+"/"+ref.Name]
-				if key == "" {
-					key = "Job/" + p.Namespace + "/" + ref.Name
-				}
-			case "StatefulSet", "DaemonSet":
-				key = ref.Kind + "/" + p.Namespace + "/" + ref.Name
-			}
-		}
-		e := byKey[key]
-		if e == nil {
-			// A bare pod, or one whose controller the audit does not
-			// know (or could not read): the pod is its own template.
-			add("Pod", &p.ObjectMeta, nil)
-			e = byKey[order[len(order)-1]]
-			e.tmpl = p.DeepCopy()
-			if ref := metav1.GetControllerOf(p); ref != nil {
-				e.w.ServedReason = "controlled by " + ref.Kind + "/" + ref.Name
-			}
-		}
-		e.pods = append(e.pods, p)
-	}
-
-	for _, key := range order {
-		e := byKey[key]
-		w := &e.w
-		info := s.ns[w.Namespace]
-		var nsLabels, nsAnn map[string]string
-		if info != nil {
-			nsLabels, nsAnn = info.labels, info.annotations
-		}
-		switch {
-		case mwcErr != nil:
-			w.Served, w.ServedReason = ServedUnknown, "webhook configurations unreadable"
-		default:
-			owner := w.ServedReason
-			w.Served, w.ServedReason = servedBy(matchers, e.tmpl, nsLabels)
-			if owner != "" {
-				w.ServedReason = owner + "; " + w.ServedReason
-			}
-		}
-		if info == nil {
-			w.Errors = append(w.Errors, "namespace "+w.Namespace+" unreadable: its labels and annotations are unknown")
-		}
-		selected := slices.ContainsFunc(selectors[w.Namespace], func(sel labels.Selector) bool { return sel.Matches(labels.Set(e.tmpl.Labels)) })
-		analyze(ctx, &o.Env, w, e.tmpl, mutate(ctx, &o.Env, e.tmpl, nsAnn), selected)
-		if err := s.listErr("pods", w.Namespace); err != nil {
-			w.Errors = append(w.Errors, "pods: "+err.Error())
-		} else {
-			w.Pods = &Pods{}
-			for _, p := range e.pods {
-				podSummary(ctx, &o.Env, w.Pods, p, nsAnn)
-			}
-			sortUnmutated(w.Pods)
-		}
-		if err := s.listErr("services", w.Namespace); err != nil {
-			w.Errors = append(w.Errors, "services unreadable, Service-selected risks unchecked: "+err.Error())
-		}
-		s.rep.Workloads = append(s.rep.Workloads, *w)
+	s.workloads()
+	selectors := s.serviceSelectors()
+	s.pods()
+	for _, key := range s.order {
+		s.rep.Workloads = append(s.rep.Workloads, s.audit(s.byKey[key], matchers, mwcErr, selectors))
 	}
 	sort.SliceStable(s.rep.Workloads, func(i, j int) bool {
 		a, b := &s.rep.Workloads[i], &s.rep.Workloads[j]
@@ -242,7 +84,7 @@ func Scan(ctx context.Context, cs kubernetes.Interface, o LiveOptions) *Report {
 			return a.Namespace < b.Namespace
 		}
 		if a.Kind != b.Kind {
-			return kindOrder(a.Kind) < kindOrder(b.Kind)
+			return workload.Order(a.Kind) < workload.Order(b.Kind)
 		}
 		return a.Name < b.Name
 	})
@@ -256,12 +98,174 @@ type entry struct {
 	pods []*corev1.Pod
 }
 
-func kindOrder(k string) int {
-	i := slices.Index([]string{"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "CronJob", "Job", "Pod"}, k)
-	if i < 0 {
-		return 99
+// listPages is a typed List call as a pager's page function.
+func listPages[L runtime.Object](list func(context.Context, metav1.ListOptions) (L, error)) pager.ListPageFunc {
+	return func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) { return list(ctx, opts) }
+}
+
+// listers lists each kind of the workload table in a namespace ("" for all)
+// with the typed clients; TestScanCoversEveryKind checks that every row has one.
+func listers(cs kubernetes.Interface) map[string]func(ns string) pager.ListPageFunc {
+	return map[string]func(ns string) pager.ListPageFunc{
+		"deployments":            func(ns string) pager.ListPageFunc { return listPages(cs.AppsV1().Deployments(ns).List) },
+		"statefulsets":           func(ns string) pager.ListPageFunc { return listPages(cs.AppsV1().StatefulSets(ns).List) },
+		"daemonsets":             func(ns string) pager.ListPageFunc { return listPages(cs.AppsV1().DaemonSets(ns).List) },
+		"replicasets":            func(ns string) pager.ListPageFunc { return listPages(cs.AppsV1().ReplicaSets(ns).List) },
+		"replicationcontrollers": func(ns string) pager.ListPageFunc { return listPages(cs.CoreV1().ReplicationControllers(ns).List) },
+		"cronjobs":               func(ns string) pager.ListPageFunc { return listPages(cs.BatchV1().CronJobs(ns).List) },
+		"jobs":                   func(ns string) pager.ListPageFunc { return listPages(cs.BatchV1().Jobs(ns).List) },
+		"pods":                   func(ns string) pager.ListPageFunc { return listPages(cs.CoreV1().Pods(ns).List) },
+		"services":               func(ns string) pager.ListPageFunc { return listPages(cs.CoreV1().Services(ns).List) },
 	}
-	return i
+}
+
+// add records a workload and its pod template (nil for a bare pod).
+func (s *scan) add(kind string, meta metav1.Object, tmpl *corev1.PodTemplateSpec) *entry {
+	key := kind + "/" + meta.GetNamespace() + "/" + meta.GetName()
+	var p *corev1.Pod
+	if tmpl != nil {
+		p = &corev1.Pod{ObjectMeta: *tmpl.ObjectMeta.DeepCopy(), Spec: *tmpl.Spec.DeepCopy()}
+		p.Namespace = meta.GetNamespace()
+	}
+	e := &entry{w: Workload{Kind: kind, Namespace: meta.GetNamespace(), Name: meta.GetName()}, tmpl: p}
+	s.byKey[key] = e
+	s.order = append(s.order, key)
+	return e
+}
+
+// workloads lists every kind of the workload table but pods. An object a
+// workload controls (a Deployment's ReplicaSet, a CronJob's Job) is audited
+// through its controller: its pods count for the controller.
+func (s *scan) workloads() {
+	list := listers(s.cs)
+	for _, k := range workload.Kinds {
+		if len(k.Template) == 0 {
+			continue // pods are listed as the workloads' pods
+		}
+		s.list(k.Resource, list[k.Resource], func(o runtime.Object) {
+			meta, tmpl, err := templateOfTyped(o, k)
+			if err != nil {
+				s.rep.Errors = append(s.rep.Errors, ScanError{Resource: k.Resource, Message: err.Error()})
+				return
+			}
+			key := k.Kind + "/" + meta.GetNamespace() + "/" + meta.GetName()
+			if ref := metav1.GetControllerOfNoCopy(meta); ref != nil {
+				if owner, ok := workload.Owner(ref); ok {
+					s.owner[key] = owner.Kind + "/" + meta.GetNamespace() + "/" + ref.Name
+					return
+				}
+			}
+			s.add(k.Kind, meta, tmpl)
+		})
+	}
+}
+
+// templateOfTyped reads a typed workload's metadata and pod template at the
+// table's path.
+func templateOfTyped(o runtime.Object, k workload.Kind) (metav1.Object, *corev1.PodTemplateSpec, error) {
+	meta, err := apimeta.Accessor(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	var tmpl corev1.PodTemplateSpec
+	if m, found, err := unstructured.NestedMap(u, k.Template...); err != nil || !found {
+		return nil, nil, fmt.Errorf("%s %s/%s: no pod template at %s", k.Kind, meta.GetNamespace(), meta.GetName(), k.TemplatePath())
+	} else if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &tmpl); err != nil {
+		return nil, nil, err
+	}
+	return meta, &tmpl, nil
+}
+
+// resolve follows controllers up to the workload that is audited.
+func (s *scan) resolve(key string) string {
+	for range 4 { // Pod → ReplicaSet → Deployment is the longest chain
+		o, ok := s.owner[key]
+		if !ok {
+			break
+		}
+		key = o
+	}
+	return key
+}
+
+// serviceSelectors lists the Services, for the risks of pods a Service selects.
+func (s *scan) serviceSelectors() map[string][]labels.Selector {
+	selectors := map[string][]labels.Selector{}
+	s.list("services", listers(s.cs)["services"], func(o runtime.Object) {
+		svc := o.(*corev1.Service)
+		if len(svc.Spec.Selector) > 0 {
+			selectors[svc.Namespace] = append(selectors[svc.Namespace], labels.SelectorFromSet(svc.Spec.Selector))
+		}
+	})
+	return selectors
+}
+
+// pods lists the running pods and files each under the workload that
+// controls it; a bare pod, or one whose controller the audit does not know
+// (or could not read), is its own template.
+func (s *scan) pods() {
+	s.list("pods", listers(s.cs)["pods"], func(o runtime.Object) {
+		p := o.(*corev1.Pod)
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			return
+		}
+		key := ""
+		ref := metav1.GetControllerOfNoCopy(p)
+		if owner, ok := workload.Owner(ref); ok {
+			key = s.resolve(owner.Kind + "/" + p.Namespace + "/" + ref.Name)
+		}
+		e := s.byKey[key]
+		if e == nil {
+			e = s.add("Pod", p, nil)
+			e.tmpl = p.DeepCopy()
+			if ref != nil {
+				e.w.ServedReason = "controlled by " + ref.Kind + "/" + ref.Name
+			}
+		}
+		e.pods = append(e.pods, p)
+	})
+}
+
+// audit decides whether a workload is served and analyzes its template and
+// its pods.
+func (s *scan) audit(e *entry, matchers []*matcher, mwcErr error, selectors map[string][]labels.Selector) Workload {
+	w := &e.w
+	info := s.ns[w.Namespace]
+	var nsLabels, nsAnn map[string]string
+	if info != nil {
+		nsLabels, nsAnn = info.labels, info.annotations
+	}
+	if mwcErr != nil {
+		w.Served, w.ServedReason = ServedUnknown, "webhook configurations unreadable"
+	} else {
+		owner := w.ServedReason
+		w.Served, w.ServedReason = servedBy(matchers, e.tmpl, nsLabels)
+		if owner != "" {
+			w.ServedReason = owner + "; " + w.ServedReason
+		}
+	}
+	if info == nil {
+		w.Errors = append(w.Errors, "namespace "+w.Namespace+" unreadable: its labels and annotations are unknown")
+	}
+	selected := slices.ContainsFunc(selectors[w.Namespace], func(sel labels.Selector) bool { return sel.Matches(labels.Set(e.tmpl.Labels)) })
+	analyze(s.ctx, &s.o.Env, w, e.tmpl, mutate(s.ctx, &s.o.Env, e.tmpl, nsAnn), selected)
+	if err := s.listErr("pods", w.Namespace); err != nil {
+		w.Errors = append(w.Errors, "pods: "+err.Error())
+	} else {
+		w.Pods = &Pods{}
+		for _, p := range e.pods {
+			podSummary(s.ctx, &s.o.Env, w.Pods, p, nsAnn)
+		}
+		sortUnmutated(w.Pods)
+	}
+	if err := s.listErr("services", w.Namespace); err != nil {
+		w.Errors = append(w.Errors, "services unreadable, Service-selected risks unchecked: "+err.Error())
+	}
+	return *w
 }
 
 // webhooks reads podgrace's webhooks from every MutatingWebhookConfiguration.

@@ -11,17 +11,18 @@ import (
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/podgrace/podgrace/pkg/manifest"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/webhook"
+	"github.com/podgrace/podgrace/pkg/workload"
 )
 
 // Source is one manifest stream.
@@ -208,7 +209,7 @@ func Manifests(ctx context.Context, sources []Source, o ManifestOptions) *Report
 			continue
 		}
 		tmpl.Namespace = ns
-		if kind == "ReplicaSet" && ownedBy(md, "Deployment") || kind == "Job" && ownedBy(md, "CronJob") {
+		if kind != "Pod" && controlledByWorkload(md) {
 			continue // its owner's template is audited
 		}
 		// The same entry point as `podgrace inject`, on this object alone.
@@ -331,67 +332,49 @@ func kindOf(obj map[string]any) string {
 	return k
 }
 
-func ownedBy(md map[string]any, kind string) bool {
+// controlledByWorkload says whether a controller of the table (a
+// Deployment's ReplicaSet, a CronJob's Job) owns the object: its controller's
+// template is what is audited. A pod keeps its own entry.
+func controlledByWorkload(md map[string]any) bool {
 	refs, _ := md["ownerReferences"].([]any)
 	for _, r := range refs {
 		m, _ := r.(map[string]any)
-		if ctrl, _ := m["controller"].(bool); m["kind"] == kind && ctrl {
-			return true
+		api, _ := m["apiVersion"].(string)
+		kind, _ := m["kind"].(string)
+		if ctrl, _ := m["controller"].(bool); ctrl {
+			if _, ok := workload.Owner(&metav1.OwnerReference{APIVersion: api, Kind: kind}); ok {
+				return true
+			}
 		}
 	}
 	return false
 }
 
 // templateOf returns a workload's pod template as a pod (nil, nil when the
-// object is not a workload the audit knows).
+// object is not a workload of the table). The whole object must decode as
+// its kind, as the API server would decode it.
 func templateOf(obj map[string]any) (*corev1.Pod, error) {
 	api, _ := obj["apiVersion"].(string)
-	var tmpl *corev1.PodTemplateSpec
-	switch kind := kindOf(obj); {
-	case kind == "Pod" && api == "v1":
-		var p corev1.Pod
-		if err := convert(obj, &p); err != nil {
-			return nil, err
-		}
-		return &p, nil
-	case api == "apps/v1" && kind == "Deployment":
-		var x appsv1.Deployment
-		if err := convert(obj, &x); err != nil {
-			return nil, err
-		}
-		tmpl = &x.Spec.Template
-	case api == "apps/v1" && kind == "StatefulSet":
-		var x appsv1.StatefulSet
-		if err := convert(obj, &x); err != nil {
-			return nil, err
-		}
-		tmpl = &x.Spec.Template
-	case api == "apps/v1" && kind == "DaemonSet":
-		var x appsv1.DaemonSet
-		if err := convert(obj, &x); err != nil {
-			return nil, err
-		}
-		tmpl = &x.Spec.Template
-	case api == "apps/v1" && kind == "ReplicaSet":
-		var x appsv1.ReplicaSet
-		if err := convert(obj, &x); err != nil {
-			return nil, err
-		}
-		tmpl = &x.Spec.Template
-	case api == "batch/v1" && kind == "Job":
-		var x batchv1.Job
-		if err := convert(obj, &x); err != nil {
-			return nil, err
-		}
-		tmpl = &x.Spec.Template
-	case api == "batch/v1" && kind == "CronJob":
-		var x batchv1.CronJob
-		if err := convert(obj, &x); err != nil {
-			return nil, err
-		}
-		tmpl = &x.Spec.JobTemplate.Spec.Template
-	default:
+	k, ok := workload.Lookup(api, kindOf(obj))
+	if !ok {
 		return nil, nil
+	}
+	typed, err := clientgoscheme.Scheme.New(k.GroupVersionKind())
+	if err != nil {
+		return nil, err
+	}
+	if err := convert(obj, typed); err != nil {
+		return nil, err
+	}
+	if p, ok := typed.(*corev1.Pod); ok {
+		return p, nil
+	}
+	var tmpl corev1.PodTemplateSpec
+	if raw, _, _ := unstructured.NestedFieldNoCopy(obj, k.Template...); raw != nil {
+		m, _ := raw.(map[string]any)
+		if err := convert(m, &tmpl); err != nil {
+			return nil, err
+		}
 	}
 	return &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: tmpl.Spec}, nil
 }

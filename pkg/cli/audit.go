@@ -63,7 +63,8 @@ func newAuditCommand() *cobra.Command {
 		Use:   "audit [-n NAMESPACE | -A] | -f FILE|DIR|-",
 		Short: "Report what podgrace does, would do and cannot fix, per workload (read-only)",
 		Long: `audit reports, per workload (Deployment, StatefulSet, DaemonSet, ReplicaSet not
-owned by a Deployment, Job not owned by a CronJob, CronJob, bare Pod):
+owned by a Deployment, ReplicationController, CronJob, Job not owned by a CronJob,
+bare Pod):
 whether podgrace's webhook serves it, what podgrace would change in a pod
 created now (the same core as the webhook), how many of its running pods
 carry podgrace's status annotation, and the termination risks it can see:
@@ -73,7 +74,7 @@ without a readiness probe, a grace period shorter than sleep + budget.
 Without -f it reads the cluster of your kubeconfig with paginated list calls
 only (it never writes). With -f it audits manifests as 'podgrace inject' reads
 them; --values (the chart values podgrace is installed with) decides which
-are served. The schema of -o json|yaml is documented in docs/audit.md.
+are served. The schema of -o json|yaml is documented in docs/operate/audit.md.
 
 Exit codes: 0, or 2 when a --fail-on condition holds (risk: a risk that pods
 created now keep; unmutated: a served workload has pods without podgrace's

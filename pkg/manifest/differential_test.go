@@ -25,6 +25,7 @@ import (
 
 	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/workload"
 )
 
 // kubectlRead is what `kubectl apply -f -` reads from a stream: cli-runtime's
@@ -110,10 +111,11 @@ func checkInvariant(t *testing.T, src []byte, o Options) bool {
 // server applies it). pod is the core's mutated pod when it changed one.
 func expectedObject(t *testing.T, in *unstructured.Unstructured, o Options) (*unstructured.Unstructured, *corev1.Pod) {
 	t.Helper()
-	fields, ok := podPath[in.GroupVersionKind()]
+	kind, ok := workload.Lookup(in.GroupVersionKind().GroupVersion().String(), in.GetKind())
 	if !ok {
 		return in, nil
 	}
+	fields := kind.Template
 	tmpl, _, _ := unstructured.NestedFieldNoCopy(in.Object, fields...)
 	tm := tmpl.(map[string]any)
 	var pod corev1.Pod
@@ -174,8 +176,8 @@ func typedEqual(t *testing.T, got, want *unstructured.Unstructured, pod *corev1.
 	if !apiequality.Semantic.DeepEqual(g, w) {
 		t.Fatalf("typed objects differ:\n got %#v\nwant %#v", g, w)
 	}
-	fields := podPath[got.GroupVersionKind()]
-	tmpl, _, _ := unstructured.NestedFieldNoCopy(got.Object, fields...)
+	kind, _ := workload.Lookup(got.GroupVersionKind().GroupVersion().String(), got.GetKind())
+	tmpl, _, _ := unstructured.NestedFieldNoCopy(got.Object, kind.Template...)
 	js, _ := json.Marshal(tmpl)
 	var gp corev1.Pod
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(js, &gp); err != nil {
@@ -289,30 +291,42 @@ func seedStreams(tb testing.TB) [][]byte {
 	return out
 }
 
-// TestWorkloadsByAPIVersionAndKind pins the table the oracle shares with
-// Inject: the workloads of the core API groups, by apiVersion and kind, and
-// where their pod sits (a typed object's field, checked through the scheme).
-func TestWorkloadsByAPIVersionAndKind(t *testing.T) {
+// TestInjectCoversEveryKind: podgrace inject mutates the pod of every row of
+// the workload table, at the row's path, and leaves the same kind under
+// another apiVersion alone, saying so.
+func TestInjectCoversEveryKind(t *testing.T) {
 	t.Parallel()
-	want := map[string]string{
-		"v1/Pod":                   "",
-		"v1/ReplicationController": "spec.template",
-		"apps/v1/Deployment":       "spec.template",
-		"apps/v1/StatefulSet":      "spec.template",
-		"apps/v1/DaemonSet":        "spec.template",
-		"apps/v1/ReplicaSet":       "spec.template",
-		"batch/v1/Job":             "spec.template",
-		"batch/v1/CronJob":         "spec.jobTemplate.spec.template",
-	}
-	got := map[string]string{}
-	for gvk, fields := range podPath {
-		got[gvk.GroupVersion().String()+"/"+gvk.Kind] = strings.Join(fields, ".")
-		if _, err := clientgoscheme.Scheme.New(gvk); err != nil {
-			t.Errorf("%v is not a built-in type: %v", gvk, err)
+	o := fuzzOptions()[0]
+	for _, k := range workload.Kinds {
+		pod := map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "app", "image": "app"}}}}
+		obj := map[string]any{"apiVersion": k.APIVersion, "kind": k.Kind, "metadata": map[string]any{"name": "x"}}
+		if len(k.Template) == 0 {
+			obj["spec"] = pod["spec"]
+		} else if err := unstructured.SetNestedField(obj, pod, k.Template...); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("podPath = %v\nwant %v", got, want)
+		src, err := json.Marshal(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, res, err := Inject(context.Background(), bytes.NewReader(src), o)
+		if err != nil || len(res) != 1 || !res[0].Changed {
+			t.Errorf("%s %s: not mutated: %v %+v", k.APIVersion, k.Kind, err, res)
+			continue
+		}
+		var got map[string]any
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatal(err)
+		}
+		path := append(append([]string{}, k.Template...), "metadata", "annotations", policy.AnnotationStatus)
+		if _, found, _ := unstructured.NestedString(got, path...); !found {
+			t.Errorf("%s %s: no status at %v:\n%s", k.APIVersion, k.Kind, path, out)
+		}
+		obj["apiVersion"] = "example.com/v1"
+		src, _ = json.Marshal(obj)
+		if _, res, err := Inject(context.Background(), bytes.NewReader(src), o); err != nil || len(res) != 1 || res[0].Changed || res[0].NotHandled == "" {
+			t.Errorf("example.com/v1 %s: %v %+v, want left alone and reported", k.Kind, err, res)
+		}
 	}
 }
 

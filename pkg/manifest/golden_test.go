@@ -17,6 +17,7 @@ import (
 
 	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/workload"
 )
 
 // A golden case is testdata/golden/NAME.yaml → NAME.golden. The input's first
@@ -166,4 +167,39 @@ func (gc *goldenCase) options(t *testing.T) Options {
 		}
 	}
 	return o
+}
+
+// TestGoldenDocsWorkloadKinds: docs/reference/cli.md's table of the objects
+// podgrace mutates is generated from the workload table; `make golden`
+// rewrites it.
+func TestGoldenDocsWorkloadKinds(t *testing.T) {
+	const path = "../../docs/reference/cli.md"
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(raw)
+	begin, end := "<!-- BEGIN GENERATED: workload kinds -->\n", "<!-- END GENERATED: workload kinds -->"
+	i, j := strings.Index(doc, begin), strings.Index(doc, end)
+	if i < 0 || j < i {
+		t.Fatalf("%s lacks the workload kinds markers", path)
+	}
+	var b strings.Builder
+	b.WriteString("| apiVersion | kind | pod |\n|---|---|---|\n")
+	for _, k := range workload.Kinds {
+		where := "`" + k.TemplatePath() + "`"
+		if len(k.Template) == 0 {
+			where = "the object"
+		}
+		b.WriteString("| `" + k.APIVersion + "` | `" + k.Kind + "` | " + where + " |\n")
+	}
+	if doc[i+len(begin):j] == b.String() {
+		return
+	}
+	if os.Getenv("REFRESH_GOLDEN") != "true" {
+		t.Fatalf("%s's table of workload kinds is stale (run `make golden`):\n%s", path, b.String())
+	}
+	if err := os.WriteFile(path, []byte(doc[:i+len(begin)]+b.String()+doc[j:]), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

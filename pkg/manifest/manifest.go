@@ -36,6 +36,7 @@ import (
 
 	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/workload"
 )
 
 // Options configure an offline injection.
@@ -78,38 +79,6 @@ func (d *DocResult) Where() string {
 	}
 	return s
 }
-
-// podPath says where the pod sits in each workload podgrace mutates, chosen
-// by apiVersion and kind: a custom resource named Job in another group is not
-// a Job.
-var podPath = map[schema.GroupVersionKind][]string{
-	{Version: "v1", Kind: "Pod"}:                        nil,
-	{Version: "v1", Kind: "ReplicationController"}:      {"spec", "template"},
-	{Group: "apps", Version: "v1", Kind: "Deployment"}:  {"spec", "template"},
-	{Group: "apps", Version: "v1", Kind: "StatefulSet"}: {"spec", "template"},
-	{Group: "apps", Version: "v1", Kind: "DaemonSet"}:   {"spec", "template"},
-	{Group: "apps", Version: "v1", Kind: "ReplicaSet"}:  {"spec", "template"},
-	{Group: "batch", Version: "v1", Kind: "Job"}:        {"spec", "template"},
-	{Group: "batch", Version: "v1", Kind: "CronJob"}:    {"spec", "jobTemplate", "spec", "template"},
-}
-
-// PodTemplatePath says where the pod template sits in an object of a
-// workload kind podgrace knows (nil for a Pod itself), and whether the kind
-// is one of them.
-func PodTemplatePath(gvk schema.GroupVersionKind) ([]string, bool) {
-	p, ok := podPath[gvk]
-	return p, ok
-}
-
-// workloadKinds are the kinds of podPath, to report a same-named kind of
-// another apiVersion.
-var workloadKinds = func() map[string]string {
-	m := map[string]string{}
-	for gvk := range podPath {
-		m[gvk.Kind] = gvk.GroupVersion().String()
-	}
-	return m
-}()
 
 // Inject reads a stream of manifests and returns it with every pod mutated.
 // On any error nothing is returned but the error, which names the document:
@@ -212,13 +181,14 @@ func injectObject(ctx context.Context, ob object, o Options) (DocResult, []injec
 		res.Name += "/" + n
 	}
 	gvk := ob.obj.GroupVersionKind()
-	fields, ok := podPath[gvk]
+	kind, ok := workload.Lookup(gvk.GroupVersion().String(), gvk.Kind)
 	if !ok {
-		if want, same := workloadKinds[gvk.Kind]; same {
-			res.NotHandled = fmt.Sprintf("apiVersion %q is not %s: not mutated", ob.obj.GetAPIVersion(), want)
+		if want, same := workload.SameKind(gvk.Kind); same {
+			res.NotHandled = fmt.Sprintf("apiVersion %q is not %s: not mutated", ob.obj.GetAPIVersion(), want.APIVersion)
 		}
 		return res, nil, nil
 	}
+	fields := kind.Template
 	prefix := ""
 	if len(fields) > 0 {
 		prefix = "/" + strings.Join(fields, "/")

@@ -349,7 +349,7 @@ func (c *Config) IsSidecar(name string) bool {
 	return false
 }
 
-// DurationBoundsTable renders the bounds as docs/cli.md shows them.
+// DurationBoundsTable renders the bounds as docs/reference/cli.md shows them.
 func DurationBoundsTable() string {
 	var b strings.Builder
 	b.WriteString("| key | bounds |\n|---|---|\n")

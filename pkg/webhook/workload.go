@@ -15,8 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/podgrace/podgrace/pkg/inject"
-	"github.com/podgrace/podgrace/pkg/manifest"
 	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/workload"
 )
 
 // WorkloadHandler is the validating admission handler for CREATE and UPDATE
@@ -116,8 +116,9 @@ func (h *WorkloadHandler) check(ctx context.Context, req *requestMeta, object, o
 		return &admissionv1.AdmissionResponse{Allowed: true, Warnings: []string{inject.Truncate("podgrace: pod template not checked: " + msg)}}
 	}
 	gvk := schema.GroupVersionKind{Group: req.Kind.Group, Version: req.Kind.Version, Kind: req.Kind.Kind}
-	path, ok := manifest.PodTemplatePath(gvk)
-	if !ok || path == nil || req.SubResource != "" {
+	k, ok := workload.Lookup(gvk.GroupVersion().String(), gvk.Kind)
+	path := k.Template
+	if !ok || len(path) == 0 || req.SubResource != "" {
 		return notHandled(reasonNotWorkload, fmt.Sprintf("%s of %s is not a workload podgrace checks; check the webhook's rules", req.Operation, gvk.String()))
 	}
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {

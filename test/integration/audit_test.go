@@ -18,6 +18,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -28,6 +30,7 @@ import (
 	"github.com/podgrace/podgrace/pkg/audit"
 	"github.com/podgrace/podgrace/pkg/cli"
 	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/workload"
 )
 
 // TestAuditLive builds a namespace as a cluster has it when podgrace is
@@ -242,9 +245,9 @@ func TestAuditPagination(t *testing.T) {
 	if _, ok := limits.Load(fmt.Sprint(chunk)); !ok {
 		t.Errorf("pod lists did not ask for limit=%d", chunk)
 	}
-	// One list each of webhook configurations, deployments, statefulsets,
-	// daemonsets, replicasets, jobs, cronjobs and services, and the namespace.
-	if want := wantPages + 9; total.Load() != want {
+	// One list each of every workload kind but pods, of webhook
+	// configurations and services, and the namespace.
+	if want := wantPages + int64(len(workload.Kinds)-1) + 3; total.Load() != want {
 		t.Errorf("%d requests in all, want %d", total.Load(), want)
 	}
 	t.Logf("%d pods audited with %d requests (%d pod pages)", pods, total.Load(), podLists.Load())
@@ -268,7 +271,7 @@ func TestAuditForbiddenNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", "audit-clusterrole.yaml"))
+	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", "operate", "audit-clusterrole.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +294,7 @@ func TestAuditForbiddenNamespace(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// The cluster-scoped reads, as docs/audit.md says.
+	// The cluster-scoped reads, as docs/operate/audit.md says.
 	clusterReads := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: role.Name + "-cluster"}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list"}},
 		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, Verbs: []string{"list"}},
@@ -416,4 +419,66 @@ func keys(m map[string]*audit.Workload) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestAuditCoversEveryKind: `podgrace audit` of a live cluster reports one
+// object of every kind of the workload table, created on the real API server
+// from the table's own path to its pod template.
+func TestAuditCoversEveryKind(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t, nil, nil)
+	dyn := dynamic.NewForConfigOrDie(restConfig)
+	for _, k := range workload.Kinds {
+		obj := workloadObject(k, "w")
+		if _, err := dyn.Resource(k.GroupVersionResource()).Namespace(ns).Create(t.Context(), &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("%s: %v", k.Kind, err)
+		}
+	}
+	rep := audit.Scan(t.Context(), admin, audit.LiveOptions{
+		Env: audit.Env{Config: ptr.To(baseConfig()), HookAction: policy.HookSleep}, Namespace: ns,
+	})
+	got := map[string]bool{}
+	for _, w := range rep.Workloads {
+		if len(w.Changes) == 0 {
+			t.Errorf("%s/%s: no change found: %+v", w.Kind, w.Name, w)
+		}
+		got[w.Kind] = true
+	}
+	for _, k := range workload.Kinds {
+		if !got[k.Kind] {
+			t.Errorf("the audit does not report the %s %s; report %+v", k.APIVersion, k.Kind, rep)
+		}
+	}
+}
+
+// workloadObject is a valid object of a workload kind whose pod has no
+// preStop hook yet, its template at the table's path.
+func workloadObject(k workload.Kind, name string) map[string]any {
+	labels := map[string]any{"app": name}
+	pod := map[string]any{
+		"metadata": map[string]any{"labels": labels},
+		"spec": map[string]any{"restartPolicy": "Never", "containers": []any{
+			map[string]any{"name": "app", "image": "registry.example/app:1", "command": []any{"/app"}},
+		}},
+	}
+	obj := map[string]any{"apiVersion": k.APIVersion, "kind": k.Kind, "metadata": map[string]any{"name": name}}
+	switch k.Kind {
+	case "Pod":
+		obj["spec"] = pod["spec"]
+		return obj
+	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet":
+		pod["spec"].(map[string]any)["restartPolicy"] = "Always"
+		obj["spec"] = map[string]any{"selector": map[string]any{"matchLabels": labels}}
+	case "ReplicationController":
+		pod["spec"].(map[string]any)["restartPolicy"] = "Always"
+		obj["spec"] = map[string]any{"selector": labels}
+	case "CronJob":
+		obj["spec"] = map[string]any{"schedule": "0 0 * * *"}
+	default:
+		obj["spec"] = map[string]any{}
+	}
+	if err := unstructured.SetNestedField(obj, pod, k.Template...); err != nil {
+		panic(err) // a map path into maps always sets
+	}
+	return obj
 }
