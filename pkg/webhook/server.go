@@ -141,6 +141,7 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		log = *o.Logger
 	}
 	s := &Server{opts: o, log: log}
+	watchCertExpiry(o.CertDir, o.CertName)
 
 	hook, err := s.resolveHookAction(ctx)
 	if err != nil {

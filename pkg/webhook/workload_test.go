@@ -2,17 +2,28 @@ package webhook
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/podgrace/podgrace/pkg/policy"
 )
 
-// workloadReview is a review of a Deployment whose template carries
+// deploymentReview is a review of a Deployment whose template carries
 // annotations, for operation op; old, when set, is the oldObject's.
 func deploymentReview(t testing.TB, op string, ann, oldAnn map[string]string, replicas int) []byte {
 	t.Helper()
@@ -184,5 +195,29 @@ func TestEventOf(t *testing.T) {
 	ev, _ = eventOf(p, nil, nil, "podgrace: x (strict mode)")
 	if ev.reason != EventDenied {
 		t.Errorf("reason %s", ev.reason)
+	}
+}
+
+// TestCertExpiryGauge: the gauge reads the serving certificate's NotAfter.
+func TestCertExpiryGauge(t *testing.T) {
+	dir := t.TempDir()
+	watchCertExpiry(dir, "")
+	if v := testutil.ToFloat64(certExpiry); v != 0 {
+		t.Errorf("no certificate: %v, want 0", v)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notAfter := time.Unix(1900000000, 0)
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(1), NotAfter: notAfter}, &x509.Certificate{SerialNumber: big.NewInt(1)}, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if v := testutil.ToFloat64(certExpiry); v != float64(notAfter.Unix()) {
+		t.Errorf("expiry %v, want %v", v, notAfter.Unix())
 	}
 }
