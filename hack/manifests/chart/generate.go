@@ -62,6 +62,9 @@ func Kustomize(chartDir string) (map[string][]byte, error) {
 	}}
 	byKind := map[string][]*unstructured.Unstructured{"Namespace": {ns}}
 	for _, o := range r.Objects {
+		if _, hook := o.GetAnnotations()["helm.sh/hook"]; hook {
+			continue // `helm test` and other hooks are Helm's, not an install's
+		}
 		o = o.DeepCopy()
 		dropLabels(o.Object, "metadata", "labels")
 		dropLabels(o.Object, "spec", "template", "metadata", "labels")
