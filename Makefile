@@ -36,6 +36,10 @@ VULNDB ?= v0.0.0-20261105234957-e22db6528018
 GOVULNCHECK_VERSION ?= v1.9.0
 # kube-score, the third-party linter run on the rendered chart.
 KUBE_SCORE_VERSION ?= v1.20.0
+# promtool (Prometheus's cmd/promtool; the v3 line is tagged v0.3xx), which
+# unit-tests the chart's alert rules. A tool binary, never in go.mod: it
+# would pull k8s.io v0.37. About 4 minutes to build cold; cached in bin/.
+PROMTOOL_VERSION ?= v0.316.0
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -46,6 +50,8 @@ GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 GOVULNCHECK := $(BIN)/govulncheck-$(GOVULNCHECK_VERSION)-go$(GO_VERSION)
 # The chart tests run it (test/chart/kubescore_test.go); they fail without it.
 export KUBE_SCORE ?= $(BIN)/kube-score-$(KUBE_SCORE_VERSION)
+# The chart tests run it (test/chart/alerts_test.go); they fail without it.
+export PROMTOOL ?= $(BIN)/promtool-$(PROMTOOL_VERSION)
 # Directory handed to controller-runtime's envtest. A user who already has
 # envtest assets (setup-envtest) sets KUBEBUILDER_ASSETS and nothing is built.
 ENVTEST_ASSETS := $(BIN)/k8s/$(KUBE_VERSION)-linux-amd64
@@ -88,6 +94,10 @@ vulncheck: $(GOVULNCHECK) ## Fail on any known vulnerability podgrace's code rea
 kube-score: $(KUBE_SCORE) ## Run kube-score on the rendered chart; fail on a finding docs/operate/install.md does not answer.
 	$(GO) test ./test/chart/ -run '^TestKubeScore$$' -count=1 -v
 
+.PHONY: test-alerts
+test-alerts: $(PROMTOOL) ## Unit-test the chart's alert rules with promtool (make test runs it too).
+	$(GO) test ./test/chart/ -run '^TestAlertRules$$' -count=1 -v
+
 .PHONY: golden
 golden: ## Refresh the golden files of the mutation (testdata/*.golden).
 	REFRESH_GOLDEN=true $(GO) test ./pkg/manifest/ ./pkg/policy/ -run 'Golden|README' -count=1
@@ -98,7 +108,7 @@ golden: ## Refresh the golden files of the mutation (testdata/*.golden).
 CODEC_TAGS := podgrace_stdpatch,podgrace_stddecode
 
 .PHONY: test
-test: lint verify-tidy vulncheck test-deps envtest-assets $(KUBE_SCORE) ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest, kube-score), after lint, tidy and vulncheck; the API-server suites on the oldest supported Kubernetes too.
+test: lint verify-tidy vulncheck test-deps envtest-assets $(KUBE_SCORE) $(PROMTOOL) ## Run every test but the real-node ones (unit, golden, fuzz seeds, real shells, envtest, kube-score), after lint, tidy and vulncheck; the API-server suites on the oldest supported Kubernetes too.
 	$(GO) test ./... -count=1 -timeout 30m
 	$(GO) test -tags '$(CODEC_TAGS)' ./pkg/webhook/ ./pkg/inject/ -count=1
 	GO='$(GO)' hack/test-versions.sh $(OLDEST)
@@ -218,3 +228,6 @@ $(GOVULNCHECK):
 
 $(KUBE_SCORE):
 	hack/build-tool.sh github.com/zegl/kube-score/cmd/kube-score "$(KUBE_SCORE_VERSION)" "$@"
+
+$(PROMTOOL):
+	hack/build-tool.sh github.com/prometheus/prometheus/cmd/promtool "$(PROMTOOL_VERSION)" "$@"

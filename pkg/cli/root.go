@@ -49,7 +49,7 @@ func NewRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newAuditCommand(), newInjectCommand(), newWebhookCommand(), newGenerateCommand(), newVersionCommand())
+	root.AddCommand(newAuditCommand(), newExplainCommand(), newInjectCommand(), newSelftestCommand(), newWebhookCommand(), newGenerateCommand(), newVersionCommand())
 	return root
 }
 

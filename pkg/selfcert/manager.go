@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,7 +47,9 @@ type Options struct {
 	// Namespace and SecretName locate the Secret shared by every replica.
 	Namespace, SecretName string
 	// WebhookConfiguration is the MutatingWebhookConfiguration whose
-	// webhooks' caBundle is kept equal to the Secret's CAs. Empty: none.
+	// webhooks' caBundle is kept equal to the Secret's CAs, and the
+	// ValidatingWebhookConfiguration of the same name (the workload check),
+	// when it exists. Empty: none.
 	WebhookConfiguration string
 	// DNSNames of the serving certificate (the Service's names).
 	DNSNames []string
@@ -248,39 +251,75 @@ func (m *Manager) update(ctx context.Context, s *corev1.Secret, st *state) (*cor
 	return got, nil
 }
 
-// ensureCABundle sets the caBundle of every webhook of the configuration to
-// bundle, and reports whether the configuration now trusts it (true when
-// there is no configuration to keep: nothing calls the webhook then).
+// ensureCABundle sets the caBundle of every webhook of the configurations to
+// bundle, and reports whether the mutating configuration now trusts it (true
+// when there is no configuration to keep: nothing calls the webhook then).
+// The validating configuration of the same name (the workload check, which
+// only warns) is kept current too when it exists.
 func (m *Manager) ensureCABundle(ctx context.Context, bundle []byte) (bool, error) {
 	if m.o.WebhookConfiguration == "" {
 		return true, nil
 	}
-	configs := m.o.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	mwc, err := configs.Get(ctx, m.o.WebhookConfiguration, metav1.GetOptions{})
+	api := m.o.Client.AdmissionregistrationV1()
+	trusted, err := keepCABundle(ctx, m, "MutatingWebhookConfiguration", api.MutatingWebhookConfigurations(), bundle,
+		func(c *admissionregistrationv1.MutatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+			out := make([]*admissionregistrationv1.WebhookClientConfig, len(c.Webhooks))
+			for i := range c.Webhooks {
+				out[i] = &c.Webhooks[i].ClientConfig
+			}
+			return out
+		})
+	if err != nil {
+		return false, err
+	}
+	if _, err := keepCABundle(ctx, m, "ValidatingWebhookConfiguration", api.ValidatingWebhookConfigurations(), bundle,
+		func(c *admissionregistrationv1.ValidatingWebhookConfiguration) []*admissionregistrationv1.WebhookClientConfig {
+			out := make([]*admissionregistrationv1.WebhookClientConfig, len(c.Webhooks))
+			for i := range c.Webhooks {
+				out[i] = &c.Webhooks[i].ClientConfig
+			}
+			return out
+		}); err != nil {
+		return false, err
+	}
+	return trusted, nil
+}
+
+// webhookConfigs is the part of a typed client of webhook configurations
+// keepCABundle uses.
+type webhookConfigs[T any] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
+}
+
+// keepCABundle sets the caBundle of every webhook of one configuration.
+func keepCABundle[T any](ctx context.Context, m *Manager, kind string, configs webhookConfigs[T], bundle []byte, clientConfigs func(T) []*admissionregistrationv1.WebhookClientConfig) (bool, error) {
+	name := m.o.WebhookConfiguration
+	wc, err := configs.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		m.o.Log.Info("Webhook configuration not found; its caBundle will be set when it exists", "name", m.o.WebhookConfiguration)
+		m.o.Log.Info("Webhook configuration not found; its caBundle will be set when it exists", "kind", kind, "name", name)
 		return true, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("selfcert: MutatingWebhookConfiguration %s: %w", m.o.WebhookConfiguration, err)
+		return false, fmt.Errorf("selfcert: %s %s: %w", kind, name, err)
 	}
 	stale := false
-	for i := range mwc.Webhooks {
-		if !bytes.Equal(mwc.Webhooks[i].ClientConfig.CABundle, bundle) {
-			mwc.Webhooks[i].ClientConfig.CABundle = bundle
+	for _, cc := range clientConfigs(wc) {
+		if !bytes.Equal(cc.CABundle, bundle) {
+			cc.CABundle = bundle
 			stale = true
 		}
 	}
 	if !stale {
 		return true, nil
 	}
-	if _, err := configs.Update(ctx, mwc, metav1.UpdateOptions{FieldManager: "podgrace"}); err != nil {
+	if _, err := configs.Update(ctx, wc, metav1.UpdateOptions{FieldManager: "podgrace"}); err != nil {
 		if apierrors.IsConflict(err) {
 			return false, errRetry
 		}
-		return false, fmt.Errorf("selfcert: updating the caBundle of %s: %w", m.o.WebhookConfiguration, err)
+		return false, fmt.Errorf("selfcert: updating the caBundle of %s %s: %w", kind, name, err)
 	}
-	m.o.Log.Info("Updated the webhook configuration's caBundle", "name", m.o.WebhookConfiguration, "cas", strconv.Itoa(bytes.Count(bundle, []byte("BEGIN CERTIFICATE"))))
+	m.o.Log.Info("Updated the webhook configuration's caBundle", "kind", kind, "name", name, "cas", strconv.Itoa(bytes.Count(bundle, []byte("BEGIN CERTIFICATE"))))
 	return true, nil
 }
 

@@ -37,6 +37,9 @@ type Handler struct {
 	Images inject.ImageLookup
 	// Namespaces reads namespace annotations; nil means none.
 	Namespaces NamespaceLookup
+	// Events records what was not done as Kubernetes Events, off the
+	// request path; nil records none.
+	Events *Events
 	// Log is the handler's logger.
 	Log logr.Logger
 	// Timeout is the webhook's timeoutSeconds: no admission works past it
@@ -168,9 +171,12 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) (*admissionv
 		return nil, &requestError{code: http.StatusServiceUnavailable, reason: reasonDeadline, msg: "admission abandoned: " + res.Err.Error()}
 	}
 	if h.Config.Enforcement == policy.EnforcementWarn {
-		return h.warnOnly(req, name, pod, &res, warnings), nil
+		resp := h.warnOnly(req, name, pod, &res, warnings)
+		h.recordEvents(req, pod, resp.Warnings, "")
+		return resp, nil
 	}
 	observe(&res)
+	h.recordEvents(req, pod, res.Warnings, res.Denied)
 
 	if res.Denied != "" {
 		h.Log.Info("Denied pod: invalid podgrace setting in strict mode", append(requestKV(req, name), "reason", res.Denied)...)
@@ -204,6 +210,17 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) (*admissionv
 	}
 	pt := admissionv1.PatchTypeJSONPatch
 	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt, Warnings: warnings}, nil
+}
+
+// recordEvents queues the Events of an admission that has something to
+// report; dry runs record none (the webhook's sideEffects: NoneOnDryRun).
+func (h *Handler) recordEvents(req *admissionRequest, pod *corev1.Pod, warnings []string, denied string) {
+	if h.Events == nil || (req.DryRun != nil && *req.DryRun) || (len(warnings) == 0 && denied == "") {
+		return
+	}
+	if ev, ok := eventOf(pod, metav1.GetControllerOfNoCopy(pod), warnings, denied); ok {
+		h.Events.Enqueue(ev)
+	}
 }
 
 // warnModeMaxLen bounds the warn-mode summary, which lists every change of

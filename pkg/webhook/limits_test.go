@@ -52,7 +52,7 @@ func serveTLS(t *testing.T, limits Limits, h *Handler) string {
 	}
 	s := newWebhookServer(ctrlwebhook.Options{Host: "127.0.0.1", CertDir: dir, TLSOpts: []func(*tls.Config){secureTLS}}, limits, logr.Discard())
 	h.bodies = &bodyBudget{limit: limits.MaxBodyMemory}
-	s.Register(Path, limitInFlight(limits.MaxInFlight, h))
+	s.Register(Path, limitInFlight(limits.MaxInFlight)(h))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Start(ctx) }()
@@ -257,7 +257,7 @@ func padded(t *testing.T, n int) any {
 func TestInFlightLimit(t *testing.T) {
 	block := make(chan struct{})
 	entered := make(chan struct{}, 2)
-	h := limitInFlight(2, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	h := limitInFlight(2)(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		entered <- struct{}{}
 		<-block
 		w.WriteHeader(http.StatusOK)

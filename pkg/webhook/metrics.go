@@ -40,6 +40,10 @@ var (
 		Name: "podgrace_warn_mode_pods_total",
 		Help: "Pod CREATE requests answered in warn mode (enforcement: warn), by namespace and outcome (would-mutate, would-deny, unchanged); nothing was patched.",
 	}, []string{"namespace", "outcome"})
+	workloadChecksTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "podgrace_workload_checks_total",
+		Help: "Workload CREATE/UPDATE reviews (the validating workload webhook) by result: clean, warned, denied (strict mode), template-unchanged, not-handled.",
+	}, []string{"result"})
 	namespaceLookupsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "podgrace_namespace_lookups_total",
 		Help: "Namespace annotation lookups by source: cache, api (not cached yet, read from the API server) or failed.",
@@ -51,7 +55,7 @@ var namespaceLookupsFromCache = namespaceLookupsTotal.WithLabelValues("cache")
 
 func init() {
 	ctrlmetrics.Registry.MustRegister(podsMutatedTotal, podsDeniedTotal, containersSkippedTotal,
-		warningsTotal, notHandledTotal, namespaceLookupsTotal, warnModePodsTotal)
+		warningsTotal, notHandledTotal, namespaceLookupsTotal, warnModePodsTotal, workloadChecksTotal)
 }
 
 // Kinds of warnings (podgrace_warnings_total).

@@ -25,10 +25,11 @@ type admissionPod struct {
 	Status          skipped       `json:"status"`
 }
 
+// admissionMeta keeps ownerReferences: the Events of a pod go on its
+// top-level controller (events.go).
 type admissionMeta struct {
 	metav1.ObjectMeta
-	ManagedFields   skipped `json:"managedFields"`
-	OwnerReferences skipped `json:"ownerReferences"`
+	ManagedFields skipped `json:"managedFields"`
 }
 
 type admissionSpec struct {

@@ -140,32 +140,11 @@ func putBody(b *bytes.Buffer) {
 // The body's memory is reserved from bodies (nil: no limit) until the
 // returned release is called, once the request is answered.
 func readReview(w http.ResponseWriter, r *http.Request, bodies *bodyBudget) (_ *admissionRequest, release func(), _ *requestError) {
-	release = func() {}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return nil, release, &requestError{code: http.StatusMethodNotAllowed, reason: reasonMethod, msg: "method " + r.Method + " not allowed: POST an AdmissionReview"}
+	buf, release, rerr := readRequestBody(w, r, bodies)
+	if rerr != nil {
+		return nil, release, rerr
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return nil, release, &requestError{code: http.StatusUnsupportedMediaType, reason: reasonContentType, msg: fmt.Sprintf("content type %q: expected application/json", ct)}
-		}
-	}
-	if r.ContentLength > MaxBodyBytes {
-		return nil, release, tooLarge()
-	}
-	buf := bodyPool.Get().(*bytes.Buffer)
 	defer putBody(buf)
-	reserved, err := readBody(buf, http.MaxBytesReader(w, r.Body, MaxBodyBytes), bodies)
-	release = func() { bodies.release(reserved) }
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, release, tooLarge()
-		}
-		if errors.Is(err, errBudget) {
-			return nil, release, overloaded(fmt.Sprintf("request bodies held over %d bytes", bodies.limit))
-		}
-		return nil, release, &requestError{code: http.StatusBadRequest, reason: reasonBody, msg: "reading the request body: " + err.Error()}
-	}
 
 	var fast podReview
 	if decodeFast(buf.Bytes(), &fast) == nil {
@@ -195,6 +174,40 @@ func readReview(w http.ResponseWriter, r *http.Request, bodies *bodyBudget) (_ *
 		}
 	}
 	return req, release, nil
+}
+
+// readRequestBody checks the transport (method, media type, size) and reads
+// the body as it arrives into a pooled buffer the caller returns with
+// putBody. Its memory is reserved from bodies (nil: no limit) until release
+// is called, once the request is answered; release is never nil.
+func readRequestBody(w http.ResponseWriter, r *http.Request, bodies *bodyBudget) (_ *bytes.Buffer, release func(), _ *requestError) {
+	release = func() {}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return nil, release, &requestError{code: http.StatusMethodNotAllowed, reason: reasonMethod, msg: "method " + r.Method + " not allowed: POST an AdmissionReview"}
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return nil, release, &requestError{code: http.StatusUnsupportedMediaType, reason: reasonContentType, msg: fmt.Sprintf("content type %q: expected application/json", ct)}
+		}
+	}
+	if r.ContentLength > MaxBodyBytes {
+		return nil, release, tooLarge()
+	}
+	buf := bodyPool.Get().(*bytes.Buffer)
+	reserved, err := readBody(buf, http.MaxBytesReader(w, r.Body, MaxBodyBytes), bodies)
+	release = func() { bodies.release(reserved) }
+	if err != nil {
+		putBody(buf)
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, release, tooLarge()
+		}
+		if errors.Is(err, errBudget) {
+			return nil, release, overloaded(fmt.Sprintf("request bodies held over %d bytes", bodies.limit))
+		}
+		return nil, release, &requestError{code: http.StatusBadRequest, reason: reasonBody, msg: "reading the request body: " + err.Error()}
+	}
+	return buf, release, nil
 }
 
 // checkReview rejects what is not an admission.k8s.io/v1 review of a request with a uid.

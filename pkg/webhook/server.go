@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -90,6 +91,11 @@ type Options struct {
 	TestLoopbackRegistries []string
 	// Logger is podgrace's logger; controller-runtime's global one when unset.
 	Logger *logr.Logger
+	// NoEvents turns off the Kubernetes Events podgrace records on a pod's
+	// top-level controller (events.go). With events on, the RESTConfig's
+	// user needs create and patch on events and get, list and watch on
+	// replicasets and jobs.
+	NoEvents bool
 	// Namespace is the one podgrace runs in; hookAction auto dry-run
 	// creates its probe pod there ("default" when empty).
 	Namespace string
@@ -167,6 +173,7 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		log = *o.Logger
 	}
 	s := &Server{opts: o, log: log}
+	watchCertExpiry(o.CertDir, o.CertName)
 
 	hook, err := s.resolveHookAction(ctx)
 	if err != nil {
@@ -242,10 +249,19 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		Timeout:    o.WebhookTimeout,
 		bodies:     &bodyBudget{limit: o.Limits.MaxBodyMemory},
 	}
+	if !o.NoEvents {
+		if handler.Events, err = s.events(ctx, mgr); err != nil {
+			return nil, err
+		}
+	}
 	// Registered on controller-runtime's server, the handler is wrapped in
 	// its request metrics (controller_runtime_webhook_requests_total …),
 	// which so count the 503s of the in-flight limit too.
-	whs.Register(Path, limitInFlight(o.Limits.MaxInFlight, s.closeWhenDraining(handler)))
+	inFlight := limitInFlight(o.Limits.MaxInFlight)
+	whs.Register(Path, inFlight(s.closeWhenDraining(handler)))
+	// The workload check is a separate path (and webhook entry): pods never
+	// reach it, so the pod path's cost is unchanged. It shares the limits.
+	whs.Register(WorkloadPath, inFlight(s.closeWhenDraining(&WorkloadHandler{Pods: handler})))
 
 	checks := []struct {
 		name  string
@@ -278,6 +294,25 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// events starts the metadata-only owner caches (ReplicaSets, Jobs; not waited
+// for: a miss is read from the API server) and the event queue.
+func (s *Server) events(ctx context.Context, mgr manager.Manager) (*Events, error) {
+	for _, gvk := range []metav1.TypeMeta{{APIVersion: "apps/v1", Kind: "ReplicaSet"}, {APIVersion: "batch/v1", Kind: "Job"}} {
+		if _, err := mgr.GetCache().GetInformer(ctx, &metav1.PartialObjectMetadata{TypeMeta: gvk}, cache.BlockUntilSynced(false)); err != nil {
+			return nil, fmt.Errorf("webhook: %s metadata informer: %w", gvk.Kind, err)
+		}
+	}
+	cs, err := kubernetes.NewForConfig(s.opts.RESTConfig)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: events client: %w", err)
+	}
+	ev := NewEvents(cs, mgr.GetCache(), mgr.GetAPIReader(), s.log.WithName("events"))
+	if err := mgr.Add(ev); err != nil {
+		return nil, err
+	}
+	return ev, nil
 }
 
 // HookAction is the preStop action this server applies (sleep or exec).

@@ -378,7 +378,7 @@ func checkWebhookConfiguration(t *testing.T, r *chart.Rendered, c chartCase) {
 	if c.name == "extras" {
 		wantFailure, wantTimeout = admissionregistrationv1.Fail, 10
 	}
-	if *w.FailurePolicy != wantFailure || *w.TimeoutSeconds != wantTimeout || *w.SideEffects != admissionregistrationv1.SideEffectClassNone ||
+	if *w.FailurePolicy != wantFailure || *w.TimeoutSeconds != wantTimeout || *w.SideEffects != admissionregistrationv1.SideEffectClassNoneOnDryRun ||
 		*w.ReinvocationPolicy != admissionregistrationv1.IfNeededReinvocationPolicy || !slices.Equal(w.AdmissionReviewVersions, []string{"v1"}) {
 		t.Errorf("webhook policy differs from docs/design.md §7: failurePolicy %s timeout %d sideEffects %s reinvocation %s versions %v",
 			*w.FailurePolicy, *w.TimeoutSeconds, *w.SideEffects, *w.ReinvocationPolicy, w.AdmissionReviewVersions)

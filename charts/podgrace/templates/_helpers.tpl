@@ -116,3 +116,31 @@ podgrace.durationMs renders a Go duration string ("2s", "1m30s", "500ms") in mil
 {{- end -}}
 {{- $total -}}
 {{- end -}}
+
+{{/*
+The namespaces podgrace serves (docs/design.md §7), shared by the pod webhook
+and the workload check so that both select the same namespaces.
+*/}}
+{{- define "podgrace.namespaceSelector" -}}
+matchExpressions:
+  {{- if eq .Values.webhook.mode "cluster-wide" }}
+  - key: podgrace.dev/inject
+    operator: NotIn
+    values: ["disabled"]
+  {{- else }}
+  - key: podgrace.dev/inject
+    operator: In
+    values: ["enabled"]
+  {{- end }}
+  # Never the system namespaces nor podgrace's own (its pods must start
+  # without it). kubernetes.io/metadata.name is set on every namespace.
+  - key: kubernetes.io/metadata.name
+    operator: NotIn
+    values:
+      {{- range concat (list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace) .Values.webhook.excludeNamespaces | uniq }}
+      - {{ . }}
+      {{- end }}
+  {{- with .Values.webhook.namespaceSelectorExpressions }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}

@@ -27,6 +27,50 @@ type WebhookOptions struct {
 // definition of podgrace's registration, for a podgrace reached at a URL:
 // tests register exactly what `helm install` does, but for their own server.
 func Webhook(chartDir string, o WebhookOptions) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	r, err := renderWebhooks(chartDir, o)
+	if err != nil {
+		return nil, err
+	}
+	objs := r.OfKind("MutatingWebhookConfiguration")
+	if len(objs) != 1 {
+		return nil, fmt.Errorf("the chart renders %d MutatingWebhookConfigurations", len(objs))
+	}
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := Into(objs[0], &mwc); err != nil {
+		return nil, err
+	}
+	for i := range mwc.Webhooks {
+		url := o.URL
+		mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: o.CABundle}
+	}
+	return &mwc, nil
+}
+
+// WorkloadWebhook renders the chart's ValidatingWebhookConfiguration (the
+// workload check) for a podgrace reached at a URL, as Webhook does for the
+// pod webhook: o.URL is the workload check's URL.
+func WorkloadWebhook(chartDir string, o WebhookOptions) (*admissionregistrationv1.ValidatingWebhookConfiguration, error) {
+	r, err := renderWebhooks(chartDir, o)
+	if err != nil {
+		return nil, err
+	}
+	objs := r.OfKind("ValidatingWebhookConfiguration")
+	if len(objs) != 1 {
+		return nil, fmt.Errorf("the chart renders %d ValidatingWebhookConfigurations", len(objs))
+	}
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := Into(objs[0], &vwc); err != nil {
+		return nil, err
+	}
+	for i := range vwc.Webhooks {
+		url := o.URL
+		vwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: o.CABundle}
+	}
+	return &vwc, nil
+}
+
+// renderWebhooks renders the chart for a test's podgrace.
+func renderWebhooks(chartDir string, o WebhookOptions) (*Rendered, error) {
 	name := o.Name
 	if name == "" {
 		name = DefaultRelease.Name
@@ -47,25 +91,9 @@ func Webhook(chartDir string, o WebhookOptions) (*admissionregistrationv1.Mutati
 		}
 		exprs = append(exprs, m)
 	}
-	r, err := Render(chartDir, Release{Name: name, Namespace: DefaultRelease.Namespace}, map[string]any{
+	return Render(chartDir, Release{Name: name, Namespace: DefaultRelease.Namespace}, map[string]any{
 		"fullnameOverride": name,
 		"certManager":      map[string]any{"enabled": false},
 		"webhook":          map[string]any{"mode": mode, "namespaceSelectorExpressions": exprs},
 	})
-	if err != nil {
-		return nil, err
-	}
-	objs := r.OfKind("MutatingWebhookConfiguration")
-	if len(objs) != 1 {
-		return nil, fmt.Errorf("the chart renders %d MutatingWebhookConfigurations", len(objs))
-	}
-	var mwc admissionregistrationv1.MutatingWebhookConfiguration
-	if err := Into(objs[0], &mwc); err != nil {
-		return nil, err
-	}
-	for i := range mwc.Webhooks {
-		url := o.URL
-		mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: o.CABundle}
-	}
-	return &mwc, nil
 }
