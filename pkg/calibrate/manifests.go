@@ -111,7 +111,7 @@ func BuildManifests(o *Options, url string) *Manifests {
 		Namespace: &corev1.Namespace{
 			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
 			ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{
-				ManagedByLabel: ManagedBy,
+				ManagedByLabel:                       ManagedBy,
 				"pod-security.kubernetes.io/enforce": "restricted",
 			}},
 		},
