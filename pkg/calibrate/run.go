@@ -146,6 +146,17 @@ func (r *runner) prepareNamespace(ctx context.Context) (bool, error) {
 	if ns.DeletionTimestamp != nil {
 		return false, fmt.Errorf("namespace %s is being deleted (a previous run's cleanup?): wait until it is gone", r.ns)
 	}
+	if ns.Labels[ManagedByLabel] == ManagedBy {
+		// Left by an interrupted run: remove it and start afresh.
+		r.o.Progress.Log("removing namespace " + r.ns + ", left by an earlier run")
+		if err := r.cleanup(true); err != nil {
+			return false, err
+		}
+		if _, err := r.cs.CoreV1().Namespaces().Create(ctx, m.Namespace, metav1.CreateOptions{}); err != nil {
+			return false, fmt.Errorf("creating namespace %s: %w", r.ns, err)
+		}
+		return true, nil
+	}
 	others, err := r.otherWorkloads(ctx)
 	if err != nil {
 		return false, err
@@ -154,7 +165,7 @@ func (r *runner) prepareNamespace(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("namespace %s holds other workloads (%s): calibrate needs a namespace of its own; choose another --namespace",
 			r.ns, strings.Join(others, ", "))
 	}
-	return ns.Labels[ManagedByLabel] == ManagedBy, nil
+	return false, nil
 }
 
 // otherWorkloads lists what the namespace holds that calibrate did not create.
