@@ -18,7 +18,7 @@ import (
 
 // Names and labels of what calibrate creates. Everything carries
 // ManagedByLabel=ManagedBy, so that a leftover of an interrupted run is
-// recognised (and removed by the next run).
+// recognized (and removed by the next run).
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	ManagedBy      = "podgrace-calibrate"

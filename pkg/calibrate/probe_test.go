@@ -197,7 +197,8 @@ func TestProbeWindow(t *testing.T) {
 		t.Fatal("the probe returned before its final records were read")
 	case <-time.After(50 * time.Millisecond):
 	}
-	if _, err := c.Get(traffic); err == nil {
+	if resp, err := c.Get(traffic); err == nil {
+		_ = resp.Body.Close()
 		t.Error("traffic still served after the window")
 	}
 	readRecords(t, admin, true)

@@ -99,7 +99,7 @@ func (o *Options) Validate() error {
 
 // Run deploys the probe and the client in o.Namespace, runs the trials and
 // returns the report. Everything it created is removed before it returns,
-// also when ctx is cancelled (Ctrl-C) or a step fails.
+// also when ctx is canceled (Ctrl-C) or a step fails.
 func Run(ctx context.Context, cs kubernetes.Interface, o Options) (rep *Report, err error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -219,7 +219,7 @@ func metas[T any](items []T, f func(*T) metav1.ObjectMeta) []metav1.ObjectMeta {
 }
 
 // cleanup removes everything calibrate created, with a context of its own
-// (ctx may be cancelled already), and waits until it is gone.
+// (ctx may be canceled already), and waits until it is gone.
 func (r *runner) cleanup(ownNS bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -639,8 +639,7 @@ func (r *runner) trial(ctx context.Context, i int) (Trial, error) {
 		sent := time.Now()
 		rec, err := r.records(ctx, pod, false)
 		if err != nil {
-			lastErr = err
-			return false, nil
+			return keepTrying(&lastErr, err)
 		}
 		got := time.Now()
 		if rec.Terminating {
@@ -658,8 +657,7 @@ func (r *runner) trial(ctx context.Context, i int) (Trial, error) {
 	err = withTimeout(ctx, r.o.Window+collectSlack, func() string { return "the window of probe " + pod + " did not end" + errNote() }, func() (bool, error) {
 		rec, err := r.records(ctx, pod, false)
 		if err != nil {
-			lastErr = err
-			return false, nil
+			return keepTrying(&lastErr, err)
 		}
 		var lastNew float64 = -1
 		for _, x := range rec.Records {
@@ -677,8 +675,7 @@ func (r *runner) trial(ctx context.Context, i int) (Trial, error) {
 		}
 		final, err = r.records(ctx, pod, true)
 		if err != nil {
-			lastErr = err
-			return false, nil
+			return keepTrying(&lastErr, err)
 		}
 		return true, nil
 	})
@@ -706,6 +703,13 @@ func (r *runner) trial(ctx context.Context, i int) (Trial, error) {
 	t.ClientRequests = int(after.Requests - before.Requests)
 	t.ClientFailures = int(after.Failures - before.Failures)
 	return t, nil
+}
+
+// keepTrying notes a transient error (a probe's admin port not reachable
+// for a moment) and polls on; the timeout's message names it.
+func keepTrying(last *error, err error) (bool, error) {
+	*last = err
+	return false, nil
 }
 
 // measure fills the per-connection counts of a trial from the probe's records.

@@ -23,16 +23,15 @@ import (
 )
 
 type calibrateOptions struct {
-	loading      *clientcmd.ClientConfigLoadingRules
-	overrides    clientcmd.ConfigOverrides
-	o            calibrate.Options
-	deployment   string
-	configPath   string
-	configMap    string
-	output       string
-	dryRun       bool
-	applyTo      string
-	progressTerm bool
+	loading    *clientcmd.ClientConfigLoadingRules
+	overrides  clientcmd.ConfigOverrides
+	o          calibrate.Options
+	deployment string
+	configPath string
+	configMap  string
+	output     string
+	dryRun     bool
+	applyTo    string
 }
 
 func newCalibrateCommand() *cobra.Command {
@@ -182,7 +181,7 @@ type podgraceDeployment struct {
 }
 
 // findPodgrace finds the installed podgrace Deployment: --podgrace-deployment,
-// else the one Deployment labelled app.kubernetes.io/name=podgrace.
+// else the one Deployment labeled app.kubernetes.io/name=podgrace.
 func (c *calibrateOptions) findPodgrace(ctx context.Context, cs kubernetes.Interface) (podgraceDeployment, error) {
 	var d podgraceDeployment
 	if c.deployment != "" {
@@ -202,7 +201,7 @@ func (c *calibrateOptions) findPodgrace(ctx context.Context, cs kubernetes.Inter
 	}
 	switch len(list.Items) {
 	case 0:
-		return d, fmt.Errorf("no Deployment labelled app.kubernetes.io/name=podgrace: is podgrace installed? (--podgrace-deployment names it)")
+		return d, fmt.Errorf("no Deployment labeled app.kubernetes.io/name=podgrace: is podgrace installed? (--podgrace-deployment names it)")
 	case 1:
 		dep := list.Items[0]
 		return fromDeployment(dep.Namespace, dep.Name, dep.Spec.Template.Spec), nil

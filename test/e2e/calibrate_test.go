@@ -138,4 +138,3 @@ func runCalibrate(t *testing.T, applyTo string) *calibrate.Report {
 	}
 	return rep
 }
-

@@ -391,7 +391,9 @@ func createIngress(t *testing.T, ns, target, service string, batch time.Duration
 		if _, err := kube.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = kube.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+		t.Cleanup(func() {
+			_ = kube.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+		})
 	}
 	d := helperDeployment("ingress", corev1.Container{
 		Command: []string{images.TrafficIngress, "--service", service, "--namespace", target,

@@ -65,8 +65,8 @@ func TestCalibrateWindowTooLong(t *testing.T) {
 }
 
 // TestCalibrateCleanupOnInterrupt: calibrate creates its Service,
-// Deployment and client pod, labelled, with the pod opt-out label; when
-// its context is cancelled (Ctrl-C) while it waits for the pods, it
+// Deployment and client pod, labeled, with the pod opt-out label; when
+// its context is canceled (Ctrl-C) while it waits for the pods, it
 // removes all of them and leaves the namespace it did not create.
 func TestCalibrateCleanupOnInterrupt(t *testing.T) {
 	ns := namespace(t, nil, nil)
@@ -94,7 +94,7 @@ func TestCalibrateCleanupOnInterrupt(t *testing.T) {
 	_, err := calibrate.Run(ctx, admin, calibrateOptions(ns))
 	<-seen
 	if err == nil || !strings.Contains(err.Error(), "interrupted") {
-		t.Fatalf("Run cancelled while waiting for pods: %v; want interrupted", err)
+		t.Fatalf("Run canceled while waiting for pods: %v; want interrupted", err)
 	}
 	assertNothingOfCalibrate(t, ns)
 	if _, err := admin.CoreV1().Namespaces().Get(t.Context(), ns, metav1.GetOptions{}); err != nil {
