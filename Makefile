@@ -175,8 +175,12 @@ E2E_FLAGS ?=
 E2E_ENV := E2E_DIR='$(E2E_DIR)' KUBE_VERSION='$(KUBE_VERSION)' ETCD_VERSION='$(ETCD_VERSION)' GO='$(GO)'
 
 .PHONY: cluster-up
-cluster-up: ## Bring up the real single-node e2e cluster (Linux, root; apt packages; Kubernetes built from Go modules).
+cluster-up: image ## Bring up the real single-node e2e cluster and leave it running with podgrace installed and the test images imported, to use by hand (Linux, root; make cluster-down removes it).
 	$(E2E_ENV) hack/cluster/up.sh
+	@# The e2e suite's own setup with no test: builds and imports the test
+	@# images (app, ingress proxy) and installs podgrace from the chart.
+	E2E_DIR='$(E2E_DIR)' $(GO) test -tags e2e -count=1 -run '^$$' ./test/e2e/
+	@echo "cluster up with podgrace installed: export $$(grep '^KUBECONFIG=' '$(E2E_DIR)/cluster.env')"
 
 .PHONY: cluster-down
 cluster-down: ## Tear the e2e cluster down and verify that nothing of it is left.

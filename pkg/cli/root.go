@@ -1,4 +1,5 @@
-// Package cli builds podgrace's commands: `webhook`, `inject`, `audit`, `generate` and `version`.
+// Package cli builds podgrace's commands: `webhook`, `inject`, `audit`, `generate`,
+// `calibrate` (with its `probe` and `probe-client`) and `version`.
 // Each command is a constructor over explicit streams, so tests run it in
 // process exactly as a user would.
 package cli
@@ -49,7 +50,8 @@ func NewRootCommand(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newAuditCommand(), newExplainCommand(), newInjectCommand(), newSelftestCommand(), newWebhookCommand(), newGenerateCommand(), newVersionCommand())
+	root.AddCommand(newAuditCommand(), newCalibrateCommand(), newExplainCommand(), newInjectCommand(), newSelftestCommand(),
+		newWebhookCommand(), newGenerateCommand(), newVersionCommand(), newProbeCommand(), newProbeClientCommand())
 	return root
 }
 

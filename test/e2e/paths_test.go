@@ -71,6 +71,10 @@ type pathArm struct {
 	// annotations: podgrace as it behaved before sidecars outlived the app.
 	sidecarSleepOff bool
 	wantFailures    bool // the race must show (an arm without the fix)
+	// namespace is an existing namespace to run in ("" = a new one);
+	// batch the ingress proxy's batching delay (0 = ingressBatch).
+	namespace string
+	batch     time.Duration
 }
 
 func (a pathArm) mode() string {
@@ -131,7 +135,10 @@ func TestTrafficPaths(t *testing.T) {
 // returns what the load saw (ok false when the test already failed).
 func pathRollout(t *testing.T, a pathArm) (loadResult, bool) {
 	ctx := context.Background()
-	ns := newNamespace(t, "e2e-path", a.podgrace)
+	ns := a.namespace
+	if ns == "" {
+		ns = newNamespace(t, "e2e-path", a.podgrace)
+	}
 	var old oldPods
 	t.Cleanup(func() { diagnose(t, ns, &old) }) // before the namespace goes
 
@@ -151,7 +158,11 @@ func pathRollout(t *testing.T, a pathArm) (loadResult, bool) {
 	}
 	svcName := "web"
 	if a.kind == pathIngress {
-		createIngress(t, ns)
+		batch := a.batch
+		if batch == 0 {
+			batch = ingressBatch
+		}
+		createIngress(t, ns, ns, "web", batch)
 		svcName = "ingress"
 	}
 	if err := waitRollout(ctx, ns, "web"); err != nil {
@@ -336,35 +347,57 @@ func createDB(t *testing.T, ns string) string {
 	return net.JoinHostPort(svc.Spec.ClusterIP, "5432")
 }
 
-// createIngress starts the ingress proxy in front of Service "web", with
-// the RBAC it needs to watch EndpointSlices, and its own Service.
-func createIngress(t *testing.T, ns string) {
+// createIngress starts, in namespace ns, the ingress proxy in front of
+// Service service of namespace target with a batching delay, the RBAC it
+// needs to watch EndpointSlices there (a Role in ns, or a ClusterRole when
+// target is another namespace, removed when the test ends), and its own
+// Service "ingress".
+func createIngress(t *testing.T, ns, target, service string, batch time.Duration) {
 	t.Helper()
 	ctx := context.Background()
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "ingress"}}
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "ingress"},
-		Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"},
-		}},
-	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "ingress"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "ingress"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "ingress", Namespace: ns}},
-	}
+	rules := []rbacv1.PolicyRule{{
+		APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"},
+	}}
+	subjects := []rbacv1.Subject{{Kind: "ServiceAccount", Name: "ingress", Namespace: ns}}
 	if _, err := kube.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kube.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kube.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	if target == ns {
+		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "ingress"}, Rules: rules}
+		binding := &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "ingress"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "ingress"},
+			Subjects:   subjects,
+		}
+		if _, err := kube.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kube.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		name := "e2e-ingress-" + ns
+		role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}
+		binding := &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
+			Subjects:   subjects,
+		}
+		if _, err := kube.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = kube.RbacV1().ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+		if _, err := kube.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = kube.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+		})
 	}
 	d := helperDeployment("ingress", corev1.Container{
-		Command: []string{images.TrafficIngress, "--service", "web", "--namespace", ns,
-			"--listen", ":8080", "--health", ":8081", "--batch", ingressBatch.String()},
+		Command: []string{images.TrafficIngress, "--service", service, "--namespace", target,
+			"--listen", ":8080", "--health", ":8081", "--batch", batch.String()},
 		ReadinessProbe: &corev1.Probe{
 			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(8081)}},
 			PeriodSeconds: 1,
