@@ -93,9 +93,18 @@ func Inject(ctx context.Context, r io.Reader, o Options) ([]byte, []DocResult, e
 		return nil, nil, err
 	}
 	var results []DocResult
-	var want []*unstructured.Unstructured
-	replace := make(map[int][]byte)
+	// The output is written as the units are read; a changed unit is
+	// checked on the real decoder as soon as it is rewritten, and the
+	// objects of each unit are dropped after it, so that memory stays a
+	// small multiple of the input however many documents it holds
+	// (docs/cli.md, issue 23).
+	var out bytes.Buffer
+	out.Grow(len(src) + len(src)/4)
+	last := 0
 	for i := range units {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
 		u := &units[i]
 		if u.raw == nil {
 			continue
@@ -116,9 +125,7 @@ func Inject(ctx context.Context, r io.Reader, o Options) ([]byte, []DocResult, e
 			ops = append(ops, objOps...)
 		}
 		if len(ops) == 0 {
-			for _, ob := range objs {
-				want = append(want, ob.obj)
-			}
+			u.text, u.raw = nil, nil
 			continue
 		}
 		text, expected, note, err := rewriteUnit(u, idx, ops)
@@ -128,32 +135,21 @@ func Inject(ctx context.Context, r io.Reader, o Options) ([]byte, []DocResult, e
 		if note != "" {
 			results[first].Warnings = append(results[first].Warnings, note)
 		}
-		replace[i] = text
-		want = append(want, expected...)
-	}
-
-	var out bytes.Buffer
-	last := 0
-	for i := range units {
-		text, ok := replace[i]
-		if !ok {
-			continue
+		// The differential check, on the real decoder: what kubectl will
+		// read from the rewritten document is exactly what was meant.
+		got, err := kubectlObjects(text)
+		if err != nil {
+			return nil, nil, fmt.Errorf("document %d: podgrace's output would not read back (a bug, please report it): %w", idx, err)
 		}
-		out.Write(src[last:units[i].start])
+		if err := sameObjects(got, expected); err != nil {
+			return nil, nil, fmt.Errorf("document %d: podgrace's output would not read back as intended (a bug, please report it): %w", idx, err)
+		}
+		out.Write(src[last:u.start])
 		out.Write(text)
-		last = units[i].end
+		last = u.end
+		u.text, u.raw = nil, nil
 	}
 	out.Write(src[last:])
-
-	// The differential check, on the real decoder: what kubectl will read
-	// from the output is exactly what was meant.
-	got, err := kubectlObjects(out.Bytes())
-	if err != nil {
-		return nil, nil, fmt.Errorf("podgrace's output would not read back (a bug, please report it): %w", err)
-	}
-	if err := sameObjects(got, want); err != nil {
-		return nil, nil, fmt.Errorf("podgrace's output would not read back as intended (a bug, please report it): %w", err)
-	}
 	return out.Bytes(), results, nil
 }
 
