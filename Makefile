@@ -13,7 +13,7 @@ ETCD_VERSION ?= 3.6.8
 # Runs of `make test-versions`: KUBE/ETCD[/kube-apiserver flags joined by +].
 # The newest patch of each minor on the Go module proxy, with the etcd its
 # kubeadm names (one 3.5 build for 1.29-1.33), and 1.30 with the native sleep
-# action turned off (docs/versions.md).
+# action turned off (docs/develop/versions.md).
 TEST_VERSIONS ?= 1.29.15/3.5.24 \
 	1.30.14/3.5.24 \
 	1.30.14/3.5.24/--feature-gates=PodLifecycleSleepAction=false \
@@ -23,7 +23,7 @@ TEST_VERSIONS ?= 1.29.15/3.5.24 \
 # golangci-lint, built from the Go module proxy.
 GOLANGCI_LINT_VERSION ?= v2.15.0
 # Go vulnerability database: this version of golang.org/x/vulndb (the module
-# has no tags, so a pseudo-version), or `latest`. Bump it as docs/security.md says.
+# has no tags, so a pseudo-version), or `latest`. Bump it as docs/operate/security.md says.
 VULNDB ?= v0.0.0-20261105234957-e22db6528018
 # govulncheck, built from the Go module proxy.
 GOVULNCHECK_VERSION ?= v1.9.0
@@ -78,7 +78,7 @@ vulncheck: $(GOVULNCHECK) ## Fail on any known vulnerability podgrace's code rea
 	GO='$(GO)' hack/vulncheck.sh '$(VULNDB)' '$(GOVULNCHECK)' '$(BIN)' -test -tags e2e,bench ./...
 
 .PHONY: kube-score
-kube-score: $(KUBE_SCORE) ## Run kube-score on the rendered chart; fail on a finding docs/install.md does not answer.
+kube-score: $(KUBE_SCORE) ## Run kube-score on the rendered chart; fail on a finding docs/operate/install.md does not answer.
 	$(GO) test ./test/chart/ -run '^TestKubeScore$$' -count=1 -v
 
 .PHONY: golden
@@ -86,7 +86,7 @@ golden: ## Refresh the golden files of the mutation (testdata/*.golden).
 	REFRESH_GOLDEN=true $(GO) test ./pkg/manifest/ ./pkg/policy/ -run 'Golden|README' -count=1
 
 # Build tags that swap each hand-written codec for the standard one
-# (docs/performance.md): make test runs the handler's and the core's tests on
+# (docs/develop/performance.md): make test runs the handler's and the core's tests on
 # that build too; make bench-codecs measures it.
 CODEC_TAGS := podgrace_stdpatch,podgrace_stddecode
 
@@ -184,7 +184,7 @@ bench-codecs: envtest-assets build ## Is each hand-written codec still worth it?
 	done
 
 .PHONY: bench
-bench: envtest-assets build ## Measure podgrace against its baselines (docs/performance.md): handler CPU, HTTPS load, pod-create latency, RSS.
+bench: envtest-assets build ## Measure podgrace against its baselines (docs/develop/performance.md): handler CPU, HTTPS load, pod-create latency, RSS.
 	$(GO) test ./test/bench/handler/ -run '^$$' -bench '^BenchmarkHandlerRatio$$' -benchmem -count=$(BENCH_COUNT) -timeout 30m
 	PODGRACE_BIN=$(BIN)/podgrace $(GO) test -tags bench ./test/bench/ -run '^$$' -bench . -benchtime=1x -count=1 -timeout 30m -v
 

@@ -20,7 +20,7 @@
 #
 # Go toolchain: GOTOOLCHAIN from the environment (the Makefile exports the
 # project's). A wrapper that cannot be built with it names the one it needs
-# in a file `toolchain` next to its go.mod (e.g. go1.23.6); docs/versions.md
+# in a file `toolchain` next to its go.mod (e.g. go1.23.6); docs/develop/versions.md
 # records which Go built each version. Build tags go in a file `tags` there:
 # 1.29 and 1.30 are built `providerless` (without the in-tree cloud
 # providers, removed upstream in 1.31), which skips compiling the cloud SDKs.

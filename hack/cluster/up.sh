@@ -152,7 +152,7 @@ host_network() {
 
 containerd_up() {
   mkdir -p "$ETC/cni/net.d" "$E2E_DIR/containerd" "$RUN/containerd"
-  # Facts from the prototype (see docs/e2e.md): runc cannot set a negative
+  # Facts from the prototype (see docs/develop/e2e.md): runc cannot set a negative
   # oom_score_adj without CAP_SYS_RESOURCE (restrict_oom_score_adj); the
   # kubelet uses the cgroupfs driver, so runc must too (SystemdCgroup=false);
   # netns mounts live under the state dir so down.sh finds them.

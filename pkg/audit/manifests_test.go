@@ -14,8 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/podgrace/podgrace/internal/imagetest"
 	"github.com/podgrace/podgrace/pkg/imageconfig"
-	"github.com/podgrace/podgrace/pkg/imageconfig/imagetest"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
 

@@ -11,7 +11,7 @@ import (
 	"github.com/podgrace/podgrace/pkg/inject"
 )
 
-// The report's schema identity. The schema (docs/audit.md) changes only with
+// The report's schema identity. The schema (docs/operate/audit.md) changes only with
 // a new version: a field is never renamed or given another meaning in v1alpha1.
 const (
 	APIVersion = "audit.podgrace.dev/v1alpha1"

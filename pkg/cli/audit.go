@@ -72,7 +72,7 @@ without a readiness probe, a grace period shorter than sleep + budget.
 Without -f it reads the cluster of your kubeconfig with paginated list calls
 only (it never writes). With -f it audits manifests as 'podgrace inject' reads
 them; --values (the chart values podgrace is installed with) decides which
-are served. The schema of -o json|yaml is documented in docs/audit.md.
+are served. The schema of -o json|yaml is documented in docs/operate/audit.md.
 
 Exit codes: 0, or 2 when a --fail-on condition holds (risk: a risk that pods
 created now keep; unmutated: a served workload has pods without podgrace's

@@ -32,7 +32,7 @@ raise and the status annotation (a MutatingAdmissionPolicy), the warnings
 about invalid settings (a ValidatingAdmissionPolicy; denials in strict mode),
 their bindings (the webhook's namespace selection) and the parameter
 ConfigMap built from the cluster config. The output begins with what the
-policy does not do (docs/policy.md).`,
+policy does not do (docs/operate/policy.md).`,
 		Example: `  podgrace generate policy | kubectl apply -f -
   podgrace generate policy --config config.yaml --namespace podgrace`,
 		Args: cobra.NoArgs,

@@ -10,7 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/podgrace/podgrace/pkg/imageconfig/imagetest"
+	"github.com/podgrace/podgrace/internal/imagetest"
 )
 
 const pumaDeployment = `apiVersion: apps/v1

@@ -1,7 +1,7 @@
 // Package execform rewrites a container's shell-form command into exec form,
 // so that the SIGTERM the runtime sends to PID 1 reaches the application
 // instead of a shell (docs/design.md §5). It splices `exec ` into the text
-// the user wrote and never reprints a script; docs/internals.md describes
+// the user wrote and never reprints a script; docs/develop/internals.md describes
 // how. The package is pure: no I/O, argv in, argv or a reason out.
 package execform
 

@@ -3,6 +3,6 @@
 // container has no command, the argv that runs comes from the image. It
 // fetches manifests and config blobs only, caches by digest, tag and
 // credential, and turns every failure into an Err* sentinel meaning "do not
-// rewrite". docs/internals.md explains the caches, why their keys hold the
+// rewrite". docs/develop/internals.md explains the caches, why their keys hold the
 // credential, multi-arch images and pinning.
 package imageconfig

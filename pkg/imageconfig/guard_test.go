@@ -16,10 +16,10 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 
-	"github.com/podgrace/podgrace/pkg/imageconfig/imagetest"
+	"github.com/podgrace/podgrace/internal/imagetest"
 )
 
-// The attacks of docs/security.md's image inspection section, each against
+// The attacks of docs/operate/security.md's image inspection section, each against
 // a real registry (go-containerregistry's) behind a hostile handler on
 // loopback, and the real transport, dialer hook included.
 

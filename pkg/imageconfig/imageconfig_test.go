@@ -14,7 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/podgrace/podgrace/pkg/imageconfig/imagetest"
+	"github.com/podgrace/podgrace/internal/imagetest"
 )
 
 // fakeClock drives the caches' TTLs without sleeping.

@@ -10,7 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/podgrace/podgrace/pkg/imageconfig/imagetest"
+	"github.com/podgrace/podgrace/internal/imagetest"
 )
 
 // heapInUse is the live heap after a full collection.

@@ -261,7 +261,7 @@ func (m *mutation) setStatus(st *Status) {
 }
 
 // pointerEscaper escapes a JSON pointer token (RFC 6901). It is built once:
-// a Replacer per admission showed in the profile (docs/performance.md).
+// a Replacer per admission showed in the profile (docs/records/benchmarks.md).
 var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 
 // escapePointer escapes a JSON pointer token (RFC 6901).

@@ -78,7 +78,7 @@ type ImageInspection struct {
 	CacheSize   int             `json:"cacheSize"`
 	// CacheBytes bounds the memory the cached configs hold.
 	CacheBytes resource.Quantity `json:"cacheBytes"`
-	// The network rules of docs/security.md: which registries may be asked
+	// The network rules of docs/operate/security.md: which registries may be asked
 	// (empty: any), which never, which over plain HTTP, and which private
 	// networks are refused on top of the always refused loopback,
 	// link-local and metadata addresses.
@@ -366,7 +366,7 @@ func (c *Config) IsSidecar(name string) bool {
 	return false
 }
 
-// DurationBoundsTable renders the bounds as docs/cli.md shows them.
+// DurationBoundsTable renders the bounds as docs/reference/cli.md shows them.
 func DurationBoundsTable() string {
 	var b strings.Builder
 	b.WriteString("| key | bounds |\n|---|---|\n")

@@ -72,10 +72,10 @@ func TestConfigFieldsComplete(t *testing.T) {
 	}
 }
 
-// docs/cli.md's table of duration bounds is generated from durationBounds;
+// docs/reference/cli.md's table of duration bounds is generated from durationBounds;
 // `make golden` rewrites it.
 func TestGoldenDocsDurationBounds(t *testing.T) {
-	const path = "../../docs/cli.md"
+	const path = "../../docs/reference/cli.md"
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

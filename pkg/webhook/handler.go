@@ -23,9 +23,9 @@ type NamespaceLookup func(ctx context.Context, namespace string) (map[string]str
 
 // Handler is the mutating admission handler for Pod CREATE: a plain
 // http.Handler that decodes the AdmissionReview itself, so that a request
-// costs little more than decoding it (docs/internals.md). Whatever arrives,
+// costs little more than decoding it (docs/develop/internals.md). Whatever arrives,
 // it answers so that under failurePolicy Ignore a pod is never blocked by
-// podgrace's failure; docs/webhook.md ("What podgrace answers") lists each case.
+// podgrace's failure; docs/operate/webhook.md ("What podgrace answers") lists each case.
 type Handler struct {
 	// Config is the cluster config.
 	Config *policy.Config

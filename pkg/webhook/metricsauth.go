@@ -37,7 +37,7 @@ const (
 // kube-rbac-proxy and controller-runtime's
 // filters.WithAuthenticationAndAuthorization make. That filter is not used
 // because it brings in k8s.io/apiserver, which nearly doubles the binary
-// (docs/webhook.md); these two reviews are all of it podgrace needs.
+// (docs/operate/webhook.md); these two reviews are all of it podgrace needs.
 func metricsAuth(cfg *rest.Config, hc *http.Client) (metricsserver.Filter, error) {
 	authn, err := authenticationclient.NewForConfigAndClient(cfg, hc)
 	if err != nil {

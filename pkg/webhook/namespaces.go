@@ -37,7 +37,7 @@ func (n *namespaceAnnotations) lookup(ctx context.Context, name string) (map[str
 	if n.synced() {
 		ns := namespaceMeta()
 		// No deep copy: the annotations are only read, never changed, and
-		// the copy showed in the server's profile (docs/performance.md).
+		// the copy showed in the server's profile (docs/records/benchmarks.md).
 		err := n.cached.Get(ctx, key, ns, client.UnsafeDisableDeepCopy)
 		if err == nil {
 			namespaceLookupsFromCache.Inc()

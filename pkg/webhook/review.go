@@ -214,7 +214,7 @@ func writeResponse(w http.ResponseWriter, resp *admissionv1.AdmissionResponse) e
 }
 
 // encodeResponse encodes the AdmissionReview answering with resp. (A
-// hand-written encoder saved nothing measurable: docs/performance.md.)
+// hand-written encoder saved nothing measurable: docs/records/benchmarks.md.)
 func encodeResponse(resp *admissionv1.AdmissionResponse) ([]byte, error) {
 	return json.Marshal(&admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: reviewAPIVersion, Kind: reviewKind},
@@ -257,7 +257,7 @@ func statusReason(code int) metav1.StatusReason {
 // encodePatch writes the core's operations as a JSON patch in one pass, the
 // status string and the grace period without reflection; it writes what
 // json.Marshal of the operations writes (TestEncodePatch), at 0.91–0.94×
-// its server CPU per admission (docs/performance.md).
+// its server CPU per admission (docs/records/benchmarks.md).
 func encodePatch(ops []inject.PatchOp) ([]byte, error) {
 	if !handPatch {
 		if ops == nil {

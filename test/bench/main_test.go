@@ -1,7 +1,7 @@
 //go:build bench
 
 // Package bench measures podgrace end to end, each number against a
-// baseline measured in the same run (docs/performance.md; `make bench`):
+// baseline measured in the same run (docs/develop/performance.md; `make bench`):
 //
 //   - BenchmarkHTTPS: the real `podgrace webhook` binary against the
 //     transport floor (test/bench/floorserver: the same server stack and

@@ -17,7 +17,7 @@ import (
 
 // kubeScoreOptional are the optional kube-score checks run besides its
 // defaults. The requests-equal-limits checks stay off: they ask for a CPU
-// limit, which docs/install.md declines.
+// limit, which docs/operate/install.md declines.
 var kubeScoreOptional = []string{"container-seccomp-profile", "container-ports-check"}
 
 // kubeScoreFinding is one check of one object that did not pass.
@@ -25,7 +25,7 @@ type kubeScoreFinding struct{ check, object string }
 
 // TestKubeScore runs kube-score (a third-party linter, $KUBE_SCORE, built by
 // the Makefile) on the chart as rendered for every case, and fails on any
-// finding that the table in docs/install.md § kube-score does not answer,
+// finding that the table in docs/operate/install.md § kube-score does not answer,
 // and on any answer for a finding that no longer occurs.
 func TestKubeScore(t *testing.T) {
 	t.Parallel()
@@ -47,7 +47,7 @@ func TestKubeScore(t *testing.T) {
 		for _, f := range kubeScore(t, bin, yml) {
 			seen[kubeScoreFinding{f.check, f.object}] = true
 			if _, ok := answered[kubeScoreFinding{f.check, f.object}]; !ok {
-				t.Errorf("%s: kube-score %s on %s is not answered in docs/install.md: %s", c.name, f.check, f.object, f.summary)
+				t.Errorf("%s: kube-score %s on %s is not answered in docs/operate/install.md: %s", c.name, f.check, f.object, f.summary)
 			} else {
 				t.Logf("%s: %s on %s (answered): %s", c.name, f.check, f.object, f.summary)
 			}
@@ -55,7 +55,7 @@ func TestKubeScore(t *testing.T) {
 	}
 	for f := range answered {
 		if !seen[f] {
-			t.Errorf("docs/install.md answers kube-score %s on %s, which no case finds any more: remove it", f.check, f.object)
+			t.Errorf("docs/operate/install.md answers kube-score %s on %s, which no case finds any more: remove it", f.check, f.object)
 		}
 	}
 }
@@ -119,11 +119,11 @@ func kubeMinor() string {
 	return parts[0] + "." + parts[1]
 }
 
-// answeredFindings reads the table of docs/install.md § kube-score: one row
+// answeredFindings reads the table of docs/operate/install.md § kube-score: one row
 // a finding, `check` and `Kind/name` in its first two cells.
 func answeredFindings(t *testing.T) map[kubeScoreFinding]string {
 	t.Helper()
-	path := filepath.Join(filepath.Dir(chartDir(t)), "..", "docs", "install.md")
+	path := filepath.Join(filepath.Dir(chartDir(t)), "..", "docs", "operate", "install.md")
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func answeredFindings(t *testing.T) map[kubeScoreFinding]string {
 		if m := row.FindStringSubmatch(line); in && m != nil {
 			answer := strings.TrimSpace(m[3])
 			if answer == "" {
-				t.Errorf("docs/install.md: kube-score %s on %s has no answer", m[1], m[2])
+				t.Errorf("docs/operate/install.md: kube-score %s on %s has no answer", m[1], m[2])
 			}
 			out[kubeScoreFinding{m[1], m[2]}] = answer
 		}

@@ -11,7 +11,7 @@ import (
 )
 
 // TestKubeVersion: Chart.yaml's kubeVersion admits the supported versions
-// (docs/versions.md) and refuses older clusters. Helm's installer (`helm
+// (docs/develop/versions.md) and refuses older clusters. Helm's installer (`helm
 // install`, and `helm template --kube-version`) checks a chart with
 // chartutil.IsCompatibleRange against its capabilities' KubeVersion (the
 // cluster's, or the flag's) and refuses with "chart requires kubeVersion:
@@ -30,7 +30,7 @@ func TestKubeVersion(t *testing.T) {
 	}
 	const want = ">=1.30.0-0"
 	if got := ch.Metadata.KubeVersion; got != want {
-		t.Fatalf("Chart.yaml kubeVersion %q, want %q (update docs/versions.md with it)", got, want)
+		t.Fatalf("Chart.yaml kubeVersion %q, want %q (update docs/develop/versions.md with it)", got, want)
 	}
 	cases := []struct {
 		version string

@@ -7,6 +7,6 @@
 // shell-form command.
 //
 // The tests are behind the build tag e2e; `make e2e` brings the cluster up,
-// runs them and tears the cluster down. docs/e2e.md describes the method and
+// runs them and tears the cluster down. docs/develop/e2e.md describes the method and
 // the measured numbers.
 package e2e

@@ -98,7 +98,7 @@ func TestConfigurationKeptByServer(t *testing.T) {
 // uses the native sleep action, its image having no shell and no sleep
 // binary. Where the action is off the API server either rejects the
 // Deployment for that hook (1.29) or stores it without the hook (1.30 with
-// the gate off): the chart's kubeVersion (>=1.30) and docs/versions.md say
+// the gate off): the chart's kubeVersion (>=1.30) and docs/develop/versions.md say
 // so, and make test-versions runs the chart's suite only where it is on.
 func TestChartNeedsSleepAction(t *testing.T) {
 	t.Parallel()

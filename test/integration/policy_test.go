@@ -447,7 +447,7 @@ func (s side) cover(in *corev1.Pod) []string {
 // warningKey finds the podgrace keys named by the warnings about invalid
 // settings. The webhook's notes about what it did (a sleep shortened to
 // fit, a mesh drain it cannot read) are not compared: the policy does not
-// give them (docs/policy.md).
+// give them (docs/operate/policy.md).
 var warningKey = regexp.MustCompile(`podgrace: ((?:[a-z0-9-]+\.)?podgrace\.dev/[^\s="]+)="`)
 
 // compareSides creates p in both namespaces of v (as a dry run, or for

@@ -106,11 +106,11 @@ func TestREADMELength(t *testing.T) {
 	}
 }
 
-// TestE2EDocsListEveryTest: docs/e2e.md describes each e2e test under a
+// TestE2EDocsListEveryTest: docs/develop/e2e.md describes each e2e test under a
 // heading naming it, so the count a reader sees cannot drift from the code.
 func TestE2EDocsListEveryTest(t *testing.T) {
 	t.Parallel()
-	doc, err := os.ReadFile(filepath.Join(root, "docs", "e2e.md"))
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "develop", "e2e.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,12 +134,12 @@ func TestE2EDocsListEveryTest(t *testing.T) {
 	}
 	for name := range code {
 		if !documented[name] {
-			t.Errorf("test/e2e has %s, docs/e2e.md has no `### … (`%s`)` section for it", name, name)
+			t.Errorf("test/e2e has %s, docs/develop/e2e.md has no `### … (`%s`)` section for it", name, name)
 		}
 	}
 	for name := range documented {
 		if !code[name] {
-			t.Errorf("docs/e2e.md describes %s, which test/e2e does not have", name)
+			t.Errorf("docs/develop/e2e.md describes %s, which test/e2e does not have", name)
 		}
 	}
 }

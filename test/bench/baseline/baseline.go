@@ -1,5 +1,5 @@
 // Package baseline holds the two handlers podgrace's cost is measured
-// against (docs/performance.md), used by the handler benchmarks in
+// against (docs/develop/performance.md), used by the handler benchmarks in
 // pkg/webhook and by the HTTPS floor server in test/bench/floorserver:
 //
 //   - Floor: the least a webhook can do. It reads the body, decodes the

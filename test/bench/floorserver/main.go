@@ -1,5 +1,5 @@
 // Command floorserver is the transport floor of the HTTPS benchmark
-// (docs/performance.md): podgrace's server stack, without podgrace. It is
+// (docs/develop/performance.md): podgrace's server stack, without podgrace. It is
 // controller-runtime's webhook server with podgrace's TLS settings (TLS 1.2
 // minimum, HTTP/1.1 only) and request metrics, serving baseline.Floor at
 // /mutate-v1-pod: every review is decoded and answered allowed, unchanged.

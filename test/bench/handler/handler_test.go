@@ -1,6 +1,6 @@
 package handler_test
 
-// Benchmarks of the full HTTP handler (docs/performance.md) on realistic
+// Benchmarks of the full HTTP handler (docs/develop/performance.md) on realistic
 // AdmissionReviews, with two baselines on the same bodies: the floor (decode
 // the review, answer allowed) and controller-runtime's defaulter path. The
 // bodies are test/bench/testdata/reviews/*.json, written by benchReviews;
