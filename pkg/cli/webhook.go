@@ -63,7 +63,7 @@ answering admissions for --drain-delay, then stops listening.`,
 	f.IntVar(&o.Port, "port", webhook.DefaultPort, "port the webhook serves HTTPS on")
 	f.StringVar(&configPath, "config", "", "cluster config file (the chart mounts its ConfigMap); defaults when unset")
 	f.StringVar(&o.MetricsBindAddress, "metrics-bind-address", webhook.DefaultMetricsBindAddress, `address /metrics is served on ("0" turns it off)`)
-	f.StringVar(&o.ClientCAFile, "client-ca-file", "", "require a client certificate signed by a CA of this PEM file on the webhook port (the API server's webhook client certificate; docs/security.md)")
+	f.StringVar(&o.ClientCAFile, "client-ca-file", "", "require a client certificate signed by a CA of this PEM file on the webhook port (the API server's webhook client certificate; docs/operate/security.md)")
 	f.BoolVar(&o.MetricsSecure, "metrics-secure", false, "serve /metrics over HTTPS with the serving certificate, only to callers whose bearer token the API server authenticates and authorizes to get /metrics (TokenReview, SubjectAccessReview)")
 	f.BoolVar(&o.NoEvents, "no-events", false, "record no Kubernetes Events on the top-level controllers of pods podgrace could not fully handle (events need create/patch on events and get/list/watch on replicasets and jobs)")
 	f.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", webhook.DefaultHealthProbeBindAddress, `address /healthz and /readyz are served on ("0" turns them off)`)

@@ -18,7 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// The network rules of image inspection (docs/security.md): an image
+// The network rules of image inspection (docs/operate/security.md): an image
 // reference is written by whoever creates a pod, so without them podgrace
 // would connect wherever a pod author points it, from inside the cluster.
 //

@@ -19,7 +19,7 @@ import (
 	"github.com/podgrace/podgrace/internal/imagetest"
 )
 
-// The attacks of docs/security.md's image inspection section, each against
+// The attacks of docs/operate/security.md's image inspection section, each against
 // a real registry (go-containerregistry's) behind a hostile handler on
 // loopback, and the real transport, dialer hook included.
 

@@ -38,7 +38,7 @@ type Config struct {
 // for its terminating NUL as the kernel counts argv. Real commands are a
 // few hundred bytes; an image beyond it is left alone with ErrTooLarge
 // (a warning), so that a hostile config cannot blow up the cache or the
-// admission response (docs/security.md).
+// admission response (docs/operate/security.md).
 const MaxArgvBytes = 16 << 10
 
 // argvBytes is the size MaxArgvBytes bounds.

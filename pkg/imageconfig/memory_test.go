@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -31,7 +32,7 @@ func heapInUse() int64 {
 // measures the heap.
 func TestHostileConfigsMemory(t *testing.T) {
 	reg := imagetest.NewRegistry(t)
-	const images = 5
+	const images = 3
 	huge := strings.Repeat("x", maxConfigSize-64<<10) // the config stays under the 4 MiB read bound
 	var refs []string
 	for k := range images {
@@ -39,7 +40,10 @@ func TestHostileConfigsMemory(t *testing.T) {
 		refs = append(refs, reg.Ref(fmt.Sprintf("huge:%d", k)))
 	}
 	huge = ""
-	i, _ := newInspector(Options{}, reg)
+	// A long deadline: on a loaded machine five 4 MiB reads in parallel can
+	// take more than the default 2s, and a lookup cut short would still be
+	// running (detached) when the heap is measured.
+	i, _ := newInspector(Options{Timeout: 30 * time.Second}, reg)
 	before := heapInUse()
 	pod := &corev1.Pod{}
 	infos := i.Lookup(nil)(context.Background(), pod, refs)
@@ -50,7 +54,7 @@ func TestHostileConfigsMemory(t *testing.T) {
 			t.Errorf("%s: cmd of %d bytes, err %v; want ErrTooLarge and nothing to copy", ref, len(strings.Join(info.Cmd, "")), info.Err)
 		}
 	}
-	// 5 configs of 4 MiB read: what stays is the cache's record that they
+	// 3 configs of 4 MiB read: what stays is the cache's record that they
 	// are too large, a few hundred bytes each.
 	if grew := after - before; grew > 1<<20 {
 		t.Errorf("the heap grew by %d bytes after inspecting %d configs of %d bytes, want under 1 MiB", grew, images, maxConfigSize)
@@ -69,7 +73,7 @@ func TestHostileConfigsMemory(t *testing.T) {
 func TestCacheBoundedInBytes(t *testing.T) {
 	reg := imagetest.NewRegistry(t)
 	const (
-		images = 200
+		images = 150
 		budget = 1 << 20
 	)
 	arg := strings.Repeat("y", MaxArgvBytes-64)
@@ -78,7 +82,7 @@ func TestCacheBoundedInBytes(t *testing.T) {
 		d := reg.Push(t, "big", fmt.Sprint(k), imagetest.Image{Cmd: []string{fmt.Sprint(k), arg}})
 		refs = append(refs, reg.Ref("big@"+d))
 	}
-	i, _ := newInspector(Options{CacheBytes: budget}, reg)
+	i, _ := newInspector(Options{CacheBytes: budget, Timeout: 30 * time.Second}, reg)
 	before := heapInUse()
 	for _, ref := range refs {
 		res := inspect(t, i, Request{Image: ref})

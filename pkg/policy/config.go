@@ -78,7 +78,7 @@ type ImageInspection struct {
 	CacheSize   int             `json:"cacheSize"`
 	// CacheBytes bounds the memory the cached configs hold.
 	CacheBytes resource.Quantity `json:"cacheBytes"`
-	// The network rules of docs/security.md: which registries may be asked
+	// The network rules of docs/operate/security.md: which registries may be asked
 	// (empty: any), which never, which over plain HTTP, and which private
 	// networks are refused on top of the always refused loopback,
 	// link-local and metadata addresses.

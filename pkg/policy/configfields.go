@@ -65,12 +65,12 @@ var ConfigFields = []ConfigField{
 	{"imageInspection.tagTTL", "How long a tag → digest resolution is trusted.", schemaDuration},
 	{"imageInspection.errorTTL", "How long a failed lookup is remembered.", schemaDuration},
 	{"imageInspection.cacheSize", "Number of image configs cached (by digest).", `{"type": "integer", "minimum": 1}`},
-	{"imageInspection.cacheBytes", "Memory the cached image configs may hold, as a quantity (`16Mi`), within [1Mi, 1Gi]; keep it well under the container's memory limit (`docs/security.md`). Only Entrypoint, Cmd and Shell are kept, and an image whose argv exceeds 16 KiB is not rewritten.",
+	{"imageInspection.cacheBytes", "Memory the cached image configs may hold, as a quantity (`16Mi`), within [1Mi, 1Gi]; keep it well under the container's memory limit (`docs/operate/security.md`). Only Entrypoint, Cmd and Shell are kept, and an image whose argv exceeds 16 KiB is not rewritten.",
 		`{"type": ["string", "integer"], "pattern": "^[0-9]+(Ki|Mi|Gi)?$"}`},
 	{"imageInspection.allowedRegistries", "Registries image inspection may ask (`host`, `host:port` or `*.domain`); empty allows any not denied.", schemaRegistries},
 	{"imageInspection.deniedRegistries", "Registries image inspection never asks (same forms); they win over allowedRegistries.", schemaRegistries},
 	{"imageInspection.insecureRegistries", "Registries spoken to over plain HTTP (`host` or `host:port`, as image references write them); every other registry is HTTPS only.", schemaRegistries},
-	{"imageInspection.deniedNetworks", "CIDRs image inspection never connects to, checked after DNS and on every redirect, on top of loopback, link-local and cloud metadata addresses, which are always refused (`docs/security.md`).",
+	{"imageInspection.deniedNetworks", "CIDRs image inspection never connects to, checked after DNS and on every redirect, on top of loopback, link-local and cloud metadata addresses, which are always refused (`docs/operate/security.md`).",
 		`{"type": "array", "items": {"type": "string"}}`},
 }
 

@@ -8,7 +8,7 @@ import (
 
 // Bounds of imageInspection.cacheBytes: at least room for many configs of
 // the largest argv podgrace copies (pkg/imageconfig.MaxArgvBytes); past 1Gi
-// it is a typo, not a tuning (docs/security.md sizes it against the chart's
+// it is a typo, not a tuning (docs/operate/security.md sizes it against the chart's
 // memory limit).
 const (
 	MinImageCacheBytes = 1 << 20

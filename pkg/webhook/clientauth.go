@@ -12,7 +12,7 @@ import (
 // a client certificate signed by a CA of caFile (PEM): with it, only the API
 // server, configured with a webhook client certificate (an
 // AdmissionConfiguration's kubeConfigFile), can have a review answered.
-// docs/security.md says when this is possible (self-managed control planes)
+// docs/operate/security.md says when this is possible (self-managed control planes)
 // and what replaces it elsewhere. The option is a plain tls.Config change,
 // so any server built on crypto/tls takes it.
 func ClientCertAuth(caFile string) (func(*tls.Config), error) {

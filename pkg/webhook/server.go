@@ -83,7 +83,7 @@ type Options struct {
 	Images inject.ImageLookup
 	// ClientCAFile, when set, makes the webhook port require a client
 	// certificate signed by a CA of this PEM file (ClientCertAuth): the API
-	// server's, so that forged reviews are refused (docs/security.md).
+	// server's, so that forged reviews are refused (docs/operate/security.md).
 	ClientCAFile string
 	// TestLoopbackRegistries lets the image inspection NewServer builds reach
 	// these in-process registries on loopback ("127.0.0.1:port"), which it
