@@ -37,6 +37,8 @@ const (
 	ShapeWordsRE  = `^[ \t\n]*` + shapeCommand + `[ \t\n]*$`
 	ShapeChainRE  = `^[ \t\n]*` + shapeCommand + `([ \t]*&&[ \t]*` + shapeCommand + `)+[ \t\n]*$`
 	ShapeFirstsRE = `(^|&&)[ \t\n]*` + nameChars + `+`
+	// ShapeNameRE is the character class of a command's first word.
+	ShapeNameRE = nameChars
 )
 
 var (
