@@ -1,9 +1,10 @@
 package admissionpolicy
 
 import (
-	corev1 "k8s.io/api/core/v1"
 	"strconv"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podgrace/podgrace/pkg/policy"
 )

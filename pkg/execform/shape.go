@@ -1,6 +1,7 @@
 package execform
 
 import (
+	"maps"
 	"path"
 	"regexp"
 	"slices"
@@ -8,7 +9,7 @@ import (
 )
 
 // Shape is the classification Rewrite's analysis makes of a `SHELL -c
-// SCRIPT` argv, narrowed to what a regular expression can recognise: the
+// SCRIPT` argv, narrowed to what a regular expression can recognize: the
 // generated admission policy (pkg/admissionpolicy, docs/policy.md) rewrites
 // exactly the ShapeWords and ShapeChain commands, with these patterns and
 // word lists, and leaves ShapeOther alone. Classify's prediction of the
@@ -36,6 +37,8 @@ const (
 	ShapeWordsRE  = `^[ \t\n]*` + shapeCommand + `[ \t\n]*$`
 	ShapeChainRE  = `^[ \t\n]*` + shapeCommand + `([ \t]*&&[ \t]*` + shapeCommand + `)+[ \t\n]*$`
 	ShapeFirstsRE = `(^|&&)[ \t\n]*` + nameChars + `+`
+	// ShapeNameRE is the character class of a command's first word.
+	ShapeNameRE = nameChars
 )
 
 var (
@@ -46,14 +49,7 @@ var (
 
 // ShapeShells are the shells whose `-c` script a shape may be (the keys
 // of shellLang).
-func ShapeShells() []string {
-	out := make([]string, 0, len(shellLang))
-	for s := range shellLang {
-		out = append(out, s)
-	}
-	slices.Sort(out)
-	return out
-}
+func ShapeShells() []string { return slices.Sorted(maps.Keys(shellLang)) }
 
 // ShapeRefusedFirst are the first words that make a script ShapeOther
 // wherever they start a command, as written or as the base name of a path:
@@ -70,14 +66,7 @@ func ShapeRefusedFirst() []string {
 
 // ShapeBuiltins are the commands exec cannot run: a script whose last
 // command is one is ShapeOther.
-func ShapeBuiltins() []string {
-	out := make([]string, 0, len(builtins))
-	for b := range builtins {
-		out = append(out, b)
-	}
-	slices.Sort(out)
-	return out
-}
+func ShapeBuiltins() []string { return slices.Sorted(maps.Keys(builtins)) }
 
 // Classify says which shape in's argv is and, for ShapeWords and
 // ShapeChain, what Rewrite makes of it: the argv must be exactly
@@ -97,7 +86,7 @@ func Classify(in Input) (Shape, Result) {
 	if strings.HasPrefix(script, "-") || strings.HasPrefix(script, "+") { // an option word, not the script
 		return ShapeOther, none
 	}
-	shape := ShapeOther
+	var shape Shape
 	switch {
 	case shapeWords.MatchString(script):
 		shape = ShapeWords

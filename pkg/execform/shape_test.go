@@ -1,7 +1,6 @@
 package execform
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -53,7 +52,7 @@ func TestClassify(t *testing.T) {
 	}
 	seeds := []string{"bundle exec puma", "ruby server.rb", "cd /app && bundle exec puma", "./start.sh", "exec puma", "sh -c 'bash -c puma'"}
 	rng := rand.New(rand.NewPCG(24, 1))
-	scripts := append(seeds, shapeScripts(rng, 1200)...)
+	scripts := slices.Concat(seeds, shapeScripts(rng, 1200))
 	for i, s := range scripts {
 		shell := []string{"sh", "/bin/sh", "bash", "/usr/bin/bash", "dash", "ash", "zsh"}[i%7]
 		var defined []string
@@ -92,7 +91,7 @@ func TestClassify(t *testing.T) {
 	}
 	for _, s := range []string{"bundle exec puma", "cd /app && bundle exec puma"} {
 		if shape, _ := Classify(Input{Command: []string{"sh", "-c", s}}); shape == ShapeOther {
-			t.Error(fmt.Sprintf("the seeds' command %q is not shaped", s))
+			t.Errorf("the seeds' command %q is not shaped", s)
 		}
 	}
 }
