@@ -80,20 +80,7 @@ const (
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	answered := false
-	defer func() {
-		v := recover()
-		if v == nil {
-			return
-		}
-		if v == http.ErrAbortHandler { //nolint:errorlint // recover() returns the sentinel itself, never a wrapped error
-			panic(v)
-		}
-		h.Log.Error(fmt.Errorf("panic: %v", v), "Admission handler panicked; the pod is admitted unmutated", "stack", string(debug.Stack()))
-		notHandledTotal.WithLabelValues(reasonPanic).Inc()
-		if !answered {
-			writeError(w, &requestError{code: http.StatusInternalServerError, reason: reasonPanic, msg: "internal error; see podgrace's log"})
-		}
-	}()
+	defer recoverPanic(w, h.Log, &answered, "Admission handler panicked; the pod is admitted unmutated")
 
 	req, release, rerr := readReview(w, r, h.bodies)
 	defer release()
@@ -118,6 +105,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	answered = true
 	if err := writeResponse(w, resp); err != nil {
 		h.Log.Error(err, "Writing the admission response", "uid", req.UID)
+	}
+}
+
+// recoverPanic, deferred by a handler, turns a panic into an HTTP 500 (when
+// nothing was answered yet), a log line and a count: under failurePolicy
+// Ignore the object is then admitted as it is.
+func recoverPanic(w http.ResponseWriter, log logr.Logger, answered *bool, msg string) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler { //nolint:errorlint // recover() returns the sentinel itself, never a wrapped error
+		panic(v)
+	}
+	log.Error(fmt.Errorf("panic: %v", v), msg, "stack", string(debug.Stack()))
+	notHandledTotal.WithLabelValues(reasonPanic).Inc()
+	if !*answered {
+		writeError(w, &requestError{code: http.StatusInternalServerError, reason: reasonPanic, msg: "internal error; see podgrace's log"})
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
-	"runtime/debug"
 	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -60,20 +59,7 @@ type workloadReview struct {
 func (h *WorkloadHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := h.Pods.Log
 	answered := false
-	defer func() {
-		v := recover()
-		if v == nil {
-			return
-		}
-		if v == http.ErrAbortHandler { //nolint:errorlint // recover() returns the sentinel itself, never a wrapped error
-			panic(v)
-		}
-		log.Error(fmt.Errorf("panic: %v", v), "Workload handler panicked; the workload is admitted", "stack", string(debug.Stack()))
-		notHandledTotal.WithLabelValues(reasonPanic).Inc()
-		if !answered {
-			writeError(w, &requestError{code: http.StatusInternalServerError, reason: reasonPanic, msg: "internal error; see podgrace's log"})
-		}
-	}()
+	defer recoverPanic(w, log, &answered, "Workload handler panicked; the workload is admitted")
 	body, release, rerr := readRequestBody(w, r, h.Pods.bodies)
 	defer release()
 	if rerr != nil {

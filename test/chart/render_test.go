@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
@@ -27,6 +28,7 @@ import (
 	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/webhook"
+	"github.com/podgrace/podgrace/pkg/workload"
 )
 
 var rel = chart.Release{Name: "podgrace", Namespace: "podgrace-system"}
@@ -66,6 +68,8 @@ func TestRender(t *testing.T) {
 			checkServiceMonitor(t, r, c)
 			checkPrometheusRule(t, r, c)
 			checkNetworkPolicy(t, r, c)
+			checkHelmTest(t, r)
+			checkWorkloadCheck(t, r)
 			if r.Find("PodDisruptionBudget", "podgrace") == nil {
 				t.Error("no PodDisruptionBudget")
 			}
@@ -313,9 +317,9 @@ func checkPrometheusRule(t *testing.T, r *chart.Rendered, c chartCase) {
 		t.Fatal("no metrics Service or Deployment for the rules to watch")
 	}
 	want := map[string]string{
-		"PodgraceWebhookFailOpen":    `apiserver_admission_webhook_fail_open_count{name="` + mwc.Webhooks[0].Name + `",type="admit"}`,
+		"PodgraceWebhookFailOpen":    `apiserver_admission_webhook_fail_open_count{name=~"` + mwc.Webhooks[0].Name + `|` + webhook.WorkloadWebhookName + `"}`,
 		"PodgraceRequestsNotHandled": `podgrace_requests_not_handled_total{` + job + `}`,
-		"PodgraceWebhookErrors":      `controller_runtime_webhook_requests_total{` + job + `,webhook="` + webhook.Path + `",code=~"5.."}`,
+		"PodgraceWebhookErrors":      `controller_runtime_webhook_requests_total{` + job + `,webhook=~"` + webhook.Path + `|` + webhook.WorkloadPath + `",code=~"5.."}`,
 		"PodgraceOverloaded":         `podgrace_connections_rejected_total{` + job + `}`,
 		"PodgraceNoReadyReplica":     fmt.Sprintf(`kube_deployment_status_replicas_available{namespace=%q,deployment="podgrace"}`, rel.Namespace),
 	}
@@ -449,6 +453,9 @@ func checkRBAC(t *testing.T, r *chart.Rendered, c chartCase) {
 	var namespaced []bool
 	for _, kind := range []string{"ClusterRole", "Role"} {
 		for _, o := range r.OfKind(kind) {
+			if _, hook := o.GetAnnotations()["helm.sh/hook"]; hook {
+				continue // the helm test's own RBAC: checkHelmTest
+			}
 			var role rbacv1.ClusterRole
 			if err := chart.Into(o, &role); err != nil {
 				t.Fatal(err)
@@ -469,6 +476,11 @@ func checkRBAC(t *testing.T, r *chart.Rendered, c chartCase) {
 				slices.Equal(rule.APIGroups, []string{"authorization.k8s.io"}) && rule.Resources[0] == "subjectaccessreviews")
 		if review {
 			reviews = append(reviews, rule.Resources[0])
+		}
+		// Events on pods' top-level controllers (docs/design.md §7).
+		if slices.Equal(rule.APIGroups, []string{""}) && slices.Equal(rule.Resources, []string{"events"}) &&
+			slices.Equal(rule.Verbs, []string{"create", "patch"}) {
+			continue
 		}
 		// hookAction auto's dry-run pod: create on pods, in podgrace's
 		// own namespace only.
@@ -767,5 +779,86 @@ func TestWebhookForTests(t *testing.T) {
 				t.Errorf("chart.Webhook differs from the chart's registration:\ngot:   %s\nchart: %s", gotJSON, wantJSON)
 			}
 		})
+	}
+}
+
+// checkHelmTest: the `helm test` pod runs podgrace's image, restricted, and
+// it and its RBAC are test hooks (they exist only while the test runs).
+func checkHelmTest(t *testing.T, r *chart.Rendered) {
+	t.Helper()
+	for _, kind := range []string{"Pod", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} {
+		o := r.Find(kind, "podgrace-test")
+		if o == nil {
+			t.Errorf("no %s/podgrace-test (helm test)", kind)
+			continue
+		}
+		if o.GetAnnotations()["helm.sh/hook"] != "test" {
+			t.Errorf("%s/podgrace-test is not a helm test hook: %v", kind, o.GetAnnotations())
+		}
+	}
+	var p corev1.Pod
+	if err := chart.Into(r.Find("Pod", "podgrace-test"), &p); err != nil {
+		t.Fatal(err)
+	}
+	c := p.Spec.Containers[0]
+	if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		p.Spec.SecurityContext == nil || p.Spec.SecurityContext.RunAsNonRoot == nil || !*p.Spec.SecurityContext.RunAsNonRoot {
+		t.Errorf("the helm test pod is not restricted: %+v %+v", p.Spec.SecurityContext, c.SecurityContext)
+	}
+	if c.Args[0] != "selftest" {
+		t.Errorf("the helm test runs %v, want podgrace selftest", c.Args)
+	}
+	var d appsv1.Deployment
+	if err := chart.Into(r.Find("Deployment", "podgrace"), &d); err != nil {
+		t.Fatal(err)
+	}
+	if c.Image != d.Spec.Template.Spec.Containers[0].Image {
+		t.Errorf("the helm test runs %s, not podgrace's image %s", c.Image, d.Spec.Template.Spec.Containers[0].Image)
+	}
+}
+
+// checkWorkloadCheck: the workload check (docs/design.md §7) covers every
+// workload kind of pkg/workload on CREATE and UPDATE, fails open, and
+// selects the same namespaces as the pod webhook.
+func checkWorkloadCheck(t *testing.T, r *chart.Rendered) {
+	t.Helper()
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := chart.Into(r.Find("ValidatingWebhookConfiguration", "podgrace"), &vwc); err != nil {
+		t.Fatal(err)
+	}
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := chart.Into(r.Find("MutatingWebhookConfiguration", "podgrace"), &mwc); err != nil {
+		t.Fatal(err)
+	}
+	if len(vwc.Webhooks) != 1 {
+		t.Fatalf("%d workload webhooks", len(vwc.Webhooks))
+	}
+	w := vwc.Webhooks[0]
+	if w.Name != webhook.WorkloadWebhookName || *w.FailurePolicy != admissionregistrationv1.Ignore || w.ClientConfig.Service == nil || *w.ClientConfig.Service.Path != webhook.WorkloadPath {
+		t.Errorf("workload webhook %s failurePolicy %s clientConfig %+v", w.Name, *w.FailurePolicy, w.ClientConfig)
+	}
+	if !equality.Semantic.DeepEqual(w.NamespaceSelector, mwc.Webhooks[0].NamespaceSelector) {
+		t.Errorf("the workload check selects other namespaces than the pod webhook:\n%v\n%v", w.NamespaceSelector, mwc.Webhooks[0].NamespaceSelector)
+	}
+	covered := map[string]bool{}
+	for _, rule := range w.Rules {
+		if !slices.Equal(rule.Operations, []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}) {
+			t.Errorf("rule %+v: operations %v, want CREATE and UPDATE", rule, rule.Operations)
+		}
+		for _, g := range rule.APIGroups {
+			for _, v := range rule.APIVersions {
+				for _, res := range rule.Resources {
+					covered[schema.GroupVersionResource{Group: g, Version: v, Resource: res}.String()] = true
+				}
+			}
+		}
+	}
+	for _, k := range workload.Kinds {
+		if len(k.Template) == 0 {
+			continue // a Pod: the pod webhook's
+		}
+		if gvr := k.GroupVersionResource().String(); !covered[gvr] {
+			t.Errorf("the workload check does not cover %s", gvr)
+		}
 	}
 }
