@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/registration"
 )
 
 // Names of the generated objects.
@@ -34,7 +35,7 @@ const (
 	// ParamsName names the parameter ConfigMap.
 	ParamsName = "podgrace-policy-params"
 	// DefaultNamespace holds the parameter ConfigMap unless told otherwise.
-	DefaultNamespace = "podgrace"
+	DefaultNamespace = registration.DefaultNamespace
 )
 
 // SystemNamespaces are never selected, as by the webhook: their pods (DNS,

@@ -21,7 +21,7 @@ import (
 
 	"github.com/podgrace/podgrace/pkg/manifest"
 	"github.com/podgrace/podgrace/pkg/policy"
-	"github.com/podgrace/podgrace/pkg/webhook"
+	"github.com/podgrace/podgrace/pkg/registration"
 	"github.com/podgrace/podgrace/pkg/workload"
 )
 
@@ -106,7 +106,7 @@ func (v *ChartValues) MutatingWebhook() *admissionregistrationv1.MutatingWebhook
 	}
 	exprs := []metav1.LabelSelectorRequirement{optIn, {Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: excluded}}
 	return &admissionregistrationv1.MutatingWebhook{
-		Name:              webhook.WebhookName,
+		Name:              registration.WebhookName,
 		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: append(exprs, v.Webhook.NamespaceSelectorExpressions...)},
 		ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 			{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{policy.InjectDisabled}},

@@ -24,6 +24,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/podgrace/podgrace/pkg/registration"
 )
 
 // Path is the chart's directory relative to the repository root.
@@ -40,7 +42,7 @@ type Release struct {
 }
 
 // DefaultRelease is the release config/ and the demo are rendered for.
-var DefaultRelease = Release{Name: "podgrace", Namespace: "podgrace-system"}
+var DefaultRelease = Release{Name: "podgrace", Namespace: registration.DefaultNamespace}
 
 // Dir returns the chart's directory, found from the working directory
 // upwards (tests run in their package's directory, tools at the root).
