@@ -87,3 +87,39 @@ app.kubernetes.io/component: metrics
 {{- define "podgrace.gracePeriod" -}}
 {{- add .Values.shutdown.preStopSleepSeconds .Values.shutdown.drainDelaySeconds .Values.shutdown.extraGraceSeconds }}
 {{- end }}
+
+{{/*
+Which pods the API server sends to podgrace, for the webhook and the policy
+bindings alike: written once here, as registration.Selection in Go
+(TestSelectionMatchesChart renders both and compares).
+*/}}
+{{- define "podgrace.namespaceSelector" -}}
+matchExpressions:
+  {{- if eq .Values.webhook.mode "cluster-wide" }}
+  - key: podgrace.dev/inject
+    operator: NotIn
+    values: ["disabled"]
+  {{- else }}
+  - key: podgrace.dev/inject
+    operator: In
+    values: ["enabled"]
+  {{- end }}
+  # Never the system namespaces nor podgrace's own (its pods must start
+  # without it). kubernetes.io/metadata.name is set on every namespace.
+  - key: kubernetes.io/metadata.name
+    operator: NotIn
+    values:
+      {{- range concat (list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace) .Values.webhook.excludeNamespaces | uniq }}
+      - {{ . }}
+      {{- end }}
+  {{- with .Values.webhook.namespaceSelectorExpressions }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{- define "podgrace.objectSelector" -}}
+matchExpressions:
+  - key: podgrace.dev/inject
+    operator: NotIn
+    values: ["disabled"]
+{{- end }}
