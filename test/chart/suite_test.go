@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/internal/testkube"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
@@ -126,7 +127,7 @@ func assetsDir() string {
 	if err != nil {
 		return ""
 	}
-	return filepath.Join(dir, "..", "..", "bin", "k8s", "1.36.3-linux-amd64")
+	return filepath.Join(dir, "..", "..", "bin", "k8s", strings.TrimPrefix(chart.KubeVersion, "v")+"-linux-amd64")
 }
 
 // certManagerCRDs is deploy/crds of the cert-manager module go.mod requires:

@@ -245,3 +245,19 @@ func TestNamespaceFlagFinds(t *testing.T) {
 		}
 	}
 }
+
+// TestKubeVersionOnce: the Makefile's KUBE_VERSION is the version CI builds
+// and tests against; the Go code that needs it (chart.KubeVersion, which the
+// chart tests also take their envtest assets' directory from) says the same.
+func TestKubeVersionOnce(t *testing.T) {
+	t.Parallel()
+	files := textFiles(t)
+	mk := regexp.MustCompile(`(?m)^KUBE_VERSION \?= (\S+)$`).FindStringSubmatch(string(files["Makefile"]))
+	gov := regexp.MustCompile(`(?m)^const KubeVersion = "v([^"]+)"$`).FindStringSubmatch(string(files[filepath.Join("hack", "manifests", "chart", "chart.go")]))
+	if mk == nil || gov == nil {
+		t.Fatalf("KUBE_VERSION in the Makefile: %v; KubeVersion in hack/manifests/chart/chart.go: %v", mk, gov)
+	}
+	if mk[1] != gov[1] {
+		t.Errorf("the Makefile's KUBE_VERSION is %s, chart.KubeVersion v%s", mk[1], gov[1])
+	}
+}

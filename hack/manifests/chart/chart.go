@@ -32,7 +32,8 @@ import (
 const Path = "charts/podgrace"
 
 // KubeVersion is the Kubernetes version charts are rendered and linted for:
-// the version the tests' API server runs.
+// the version the tests' API server runs, the Makefile's KUBE_VERSION
+// (TestKubeVersionOnce in test/repo).
 const KubeVersion = "v1.36.3"
 
 // Release names the release a chart is rendered for.
