@@ -463,24 +463,18 @@ func workloadObject(k workload.Kind, name string) map[string]any {
 			map[string]any{"name": "app", "image": "registry.example/app:1", "command": []any{"/app"}},
 		}},
 	}
-	obj := map[string]any{"apiVersion": k.APIVersion, "kind": k.Kind, "metadata": map[string]any{"name": name}}
-	switch k.Kind {
-	case "Pod":
-		obj["spec"] = pod["spec"]
-		return obj
-	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet":
+	if k.Kind != "Pod" && k.Kind != "Job" && k.Kind != "CronJob" {
 		pod["spec"].(map[string]any)["restartPolicy"] = "Always"
-		obj["spec"] = map[string]any{"selector": map[string]any{"matchLabels": labels}}
-	case "ReplicationController":
-		pod["spec"].(map[string]any)["restartPolicy"] = "Always"
-		obj["spec"] = map[string]any{"selector": labels}
-	case "CronJob":
-		obj["spec"] = map[string]any{"schedule": "0 0 * * *"}
-	default:
-		obj["spec"] = map[string]any{}
 	}
-	if err := unstructured.SetNestedField(obj, pod, k.Template...); err != nil {
-		panic(err) // a map path into maps always sets
+	obj := k.Object(name, pod)
+	spec, _ := obj["spec"].(map[string]any)
+	switch k.Kind {
+	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet":
+		spec["selector"] = map[string]any{"matchLabels": labels}
+	case "ReplicationController":
+		spec["selector"] = labels
+	case "CronJob":
+		spec["schedule"] = "0 0 * * *"
 	}
 	return obj
 }
