@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/registration"
 )
 
 // Names of the generated objects.
@@ -35,7 +36,7 @@ const (
 	ValidatingName = "podgrace-warnings"
 	// DefaultNamespace is podgrace's own namespace unless told otherwise
 	// (never selected, like the webhook's).
-	DefaultNamespace = "podgrace"
+	DefaultNamespace = registration.DefaultNamespace
 	// AnnotationConfig, on the MutatingAdmissionPolicy, holds the Settings
 	// compiled into its CEL as JSON, for the CLIs (ConfigOf reads it); the
 	// CEL never reads it.
@@ -44,7 +45,7 @@ const (
 
 // SystemNamespaces are never selected, as by the webhook: their pods (DNS,
 // CNI, the control plane) are not podgrace's to change.
-var SystemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease"}
+var SystemNamespaces = registration.SystemNamespaces
 
 // NotDone lists what the policy does not do; it heads the generated output,
 // and README.md and docs/operate/policy.md repeat it.
@@ -225,19 +226,9 @@ func build(s Settings, o Options) (*Objects, error) {
 	// mutatingwebhookconfiguration.yaml; test/chart checks that the chart
 	// renders these bindings): opt-in (or cluster-wide) label, the system
 	// namespaces and podgrace's own excluded, the pod opt-out label.
-	optIn := metav1.LabelSelectorRequirement{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpIn, Values: []string{policy.InjectEnabled}}
-	if o.ClusterWide {
-		optIn = metav1.LabelSelectorRequirement{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{policy.InjectDisabled}}
-	}
-	nsExpr := append([]metav1.LabelSelectorRequirement{
-		optIn,
-		{Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: append(slices.Clone(SystemNamespaces), ns)},
-	}, o.ExtraNamespaceSelector...)
 	match := &admissionregistrationv1.MatchResources{
-		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: nsExpr},
-		ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-			{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{policy.InjectDisabled}},
-		}},
+		NamespaceSelector: registration.Selection{ClusterWide: o.ClusterWide, Namespace: ns, Extra: o.ExtraNamespaceSelector}.NamespaceSelector(),
+		ObjectSelector:    registration.ObjectSelector(),
 	}
 	podCreate := &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
 		RuleWithOperations: admissionregistrationv1.RuleWithOperations{

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes/fake"
 	sigsyaml "sigs.k8s.io/yaml"
 
@@ -24,12 +23,7 @@ func TestManifestsCoverEveryKind(t *testing.T) {
 	var stream []byte
 	for _, k := range workload.Kinds {
 		pod := map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "app", "image": "app", "command": []any{"/app"}}}}}
-		obj := map[string]any{"apiVersion": k.APIVersion, "kind": k.Kind, "metadata": map[string]any{"name": "w"}}
-		if len(k.Template) == 0 {
-			obj["spec"] = pod["spec"]
-		} else if err := unstructured.SetNestedField(obj, pod, k.Template...); err != nil {
-			t.Fatal(err)
-		}
+		obj := k.Object("w", pod)
 		doc, err := sigsyaml.Marshal(obj)
 		if err != nil {
 			t.Fatal(err)

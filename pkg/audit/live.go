@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/pager"
 
-	"github.com/podgrace/podgrace/pkg/webhook"
+	"github.com/podgrace/podgrace/pkg/registration"
 	"github.com/podgrace/podgrace/pkg/workload"
 )
 
@@ -67,7 +67,7 @@ func Scan(ctx context.Context, cs kubernetes.Interface, o LiveOptions) *Report {
 		o.ChunkSize = 500
 	}
 	if o.WebhookName == "" {
-		o.WebhookName = webhook.WebhookName
+		o.WebhookName = registration.WebhookName
 	}
 	s := &scan{ctx: ctx, cs: cs, o: &o, rep: &Report{APIVersion: APIVersion, Kind: Kind, Source: "cluster"},
 		ns: map[string]*namespaceInfo{}, listErrs: map[string]map[string]error{}, byKey: map[string]*entry{}, owner: map[string]string{}}

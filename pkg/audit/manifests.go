@@ -21,7 +21,7 @@ import (
 
 	"github.com/podgrace/podgrace/pkg/manifest"
 	"github.com/podgrace/podgrace/pkg/policy"
-	"github.com/podgrace/podgrace/pkg/webhook"
+	"github.com/podgrace/podgrace/pkg/registration"
 	"github.com/podgrace/podgrace/pkg/workload"
 )
 
@@ -94,23 +94,14 @@ func ParseValues(data []byte, releaseNamespace string) (*ChartValues, *policy.Co
 // only what decides which pods are sent (TestAuditValuesMatchChart in
 // test/chart checks it against the rendered chart).
 func (v *ChartValues) MutatingWebhook() *admissionregistrationv1.MutatingWebhook {
-	optIn := metav1.LabelSelectorRequirement{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpIn, Values: []string{policy.InjectEnabled}}
-	if v.Webhook.Mode == "cluster-wide" {
-		optIn = metav1.LabelSelectorRequirement{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{policy.InjectDisabled}}
+	sel := registration.Selection{
+		ClusterWide: v.Webhook.Mode == "cluster-wide", Namespace: v.ReleaseNamespace,
+		ExcludeNamespaces: v.Webhook.ExcludeNamespaces, Extra: v.Webhook.NamespaceSelectorExpressions,
 	}
-	var excluded []string
-	for _, ns := range append([]string{"kube-system", "kube-public", "kube-node-lease", v.ReleaseNamespace}, v.Webhook.ExcludeNamespaces...) {
-		if !slices.Contains(excluded, ns) {
-			excluded = append(excluded, ns)
-		}
-	}
-	exprs := []metav1.LabelSelectorRequirement{optIn, {Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: excluded}}
 	return &admissionregistrationv1.MutatingWebhook{
-		Name:              webhook.WebhookName,
-		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: append(exprs, v.Webhook.NamespaceSelectorExpressions...)},
-		ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-			{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{policy.InjectDisabled}},
-		}},
+		Name:              registration.WebhookName,
+		NamespaceSelector: sel.NamespaceSelector(),
+		ObjectSelector:    registration.ObjectSelector(),
 		MatchConditions: append([]admissionregistrationv1.MatchCondition{{
 			Name:       "not-a-mirror-pod",
 			Expression: "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)",

@@ -22,7 +22,7 @@ import (
 
 	"github.com/podgrace/podgrace/pkg/audit"
 	"github.com/podgrace/podgrace/pkg/policy"
-	"github.com/podgrace/podgrace/pkg/webhook"
+	"github.com/podgrace/podgrace/pkg/registration"
 )
 
 // Exit codes of `podgrace audit`.
@@ -103,9 +103,9 @@ error: part of the scan failed); 1 when the audit cannot run.`,
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "audit every namespace")
 	f.StringSliceVarP(&o.files, "filename", "f", nil, "manifests to audit: a file, a directory (*.yaml, *.yml, *.json, recursively) or - for stdin; repeatable")
 	f.StringVar(&o.valuesPath, "values", "", "with -f: the chart values podgrace is installed with (served namespaces and the cluster config)")
-	f.StringVar(&o.releaseNS, "release-namespace", "podgrace", "with --values: podgrace's namespace, never served")
+	f.StringVar(&o.releaseNS, "release-namespace", registration.DefaultNamespace, "with --values: podgrace's namespace, never served")
 	f.StringVar(&o.configPath, "config", "", "cluster config file (the chart's config.yaml); default: --values' config, or the cluster's ConfigMap (--config-map), or the defaults")
-	f.StringVar(&o.configMap, "config-map", "podgrace/podgrace", "live: NAMESPACE/NAME of podgrace's ConfigMap holding config.yaml")
+	f.StringVar(&o.configMap, "config-map", "", "live: NAMESPACE/NAME of podgrace's ConfigMap holding config.yaml (default: found from podgrace's webhook in the cluster, else "+registration.DefaultNamespace+"/podgrace)")
 	f.StringToStringVar(&o.nsLabels, "namespace-labels", nil, "with -f: labels of namespaces the manifests do not define, as k=v,k=v")
 	f.StringToStringVar(&o.nsAnnotations, "namespace-annotations", nil, "with -f: annotations of namespaces the manifests do not define, as k=v,k=v")
 	f.StringVar(&o.hookAction, "hook-action", "", "preStop action: sleep or exec (default: the config's hookAction; auto means sleep)")
@@ -115,7 +115,7 @@ error: part of the scan failed); 1 when the audit cannot run.`,
 	f.DurationVar(&o.minSleep, "min-sleep", 0, "a measured propagation: flag routed workloads whose preStop sleep is shorter (whole seconds, e.g. 20s)")
 	f.StringVar(&o.calibration, "calibration", "", "the JSON 'podgrace calibrate -o json' wrote: flag routed workloads whose sleep is shorter than its recommendation")
 	f.Int64Var(&o.chunkSize, "chunk-size", 500, "page size of list calls")
-	f.StringVar(&o.webhookName, "webhook-name", webhook.WebhookName, "name of podgrace's webhook in its MutatingWebhookConfiguration")
+	f.StringVar(&o.webhookName, "webhook-name", registration.WebhookName, "name of podgrace's webhook in its MutatingWebhookConfiguration")
 	return cmd
 }
 
@@ -248,25 +248,36 @@ func (o *auditOptions) pathOptions() (audit.PathOptions, error) {
 }
 
 // clusterConfig is --config, else the config podgrace runs with (its
-// ConfigMap), else the defaults, said on stderr.
+// ConfigMap: --config-map, or the one of the podgrace the cluster names),
+// else the defaults, said on stderr.
 func (o *auditOptions) clusterConfig(ctx context.Context, cs kubernetes.Interface, stderr io.Writer) (policy.Config, error) {
 	if o.configPath != "" {
 		return policy.LoadConfig(o.configPath)
 	}
-	ns, name, ok := strings.Cut(o.configMap, "/")
+	ref := o.configMap
+	if ref == "" {
+		in := findInstallation(ctx, cs, o.webhookName)
+		if in.ConfigMap == "" {
+			_, _ = fmt.Fprintf(stderr, "podgrace audit: using the default cluster config (podgrace runs as admission policies: %s)\n", in.From)
+			return policy.Default(), nil
+		}
+		in.say(stderr, "audit")
+		ref = in.Namespace + "/" + in.ConfigMap
+	}
+	ns, name, ok := strings.Cut(ref, "/")
 	if !ok {
-		return policy.Config{}, fmt.Errorf("--config-map: %q is not NAMESPACE/NAME", o.configMap)
+		return policy.Config{}, fmt.Errorf("--config-map: %q is not NAMESPACE/NAME", ref)
 	}
 	cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case err == nil:
 		cfg, err := policy.ParseConfig([]byte(cm.Data["config.yaml"]))
 		if err != nil {
-			return policy.Config{}, fmt.Errorf("configmap %s: %w", o.configMap, err)
+			return policy.Config{}, fmt.Errorf("configmap %s: %w", ref, err)
 		}
 		return cfg, nil
 	case apierrors.IsNotFound(err) || apierrors.IsForbidden(err):
-		_, _ = fmt.Fprintf(stderr, "podgrace audit: using the default cluster config (configmap %s: %v)\n", o.configMap, err)
+		_, _ = fmt.Fprintf(stderr, "podgrace audit: using the default cluster config (configmap %s: %v)\n", ref, err)
 		return policy.Default(), nil
 	default:
 		return policy.Config{}, err

@@ -1,10 +1,18 @@
 package cli
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podgrace/podgrace/pkg/admissionpolicy"
 	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/registration"
 )
 
 func newGenerateCommand() *cobra.Command {
@@ -35,7 +43,7 @@ is compiled into the CEL (no parameter object) and kept, for the CLIs, in
 the MutatingAdmissionPolicy's podgrace.dev/config annotation. The output
 begins with what the policy does not do (docs/operate/policy.md).`,
 		Example: `  podgrace generate policy | kubectl apply -f -
-  podgrace generate policy --config config.yaml --namespace podgrace`,
+  podgrace generate policy --config config.yaml --namespace podgrace-system`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := policy.LoadConfig(configPath)
@@ -43,6 +51,9 @@ begins with what the policy does not do (docs/operate/policy.md).`,
 				return err
 			}
 			o.ClusterWide = clusterWide
+			if o.Namespace == "" {
+				o.Namespace = discoverNamespace(cmd.Context(), cmd.ErrOrStderr())
+			}
 			objs, err := admissionpolicy.Generate(&cfg, o)
 			if err != nil {
 				return err
@@ -57,7 +68,25 @@ begins with what the policy does not do (docs/operate/policy.md).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&configPath, "config", "", "cluster config file (the chart's config.yaml); defaults when unset")
-	f.StringVarP(&o.Namespace, "namespace", "n", admissionpolicy.DefaultNamespace, "podgrace's own namespace, never selected")
+	f.StringVarP(&o.Namespace, "namespace", "n", "", "podgrace's own namespace, never selected (default: podgrace's in the cluster of your kubeconfig, else "+registration.DefaultNamespace+")")
 	f.BoolVar(&clusterWide, "cluster-wide", false, "select every namespace not labeled podgrace.dev/inject=disabled (default: only namespaces labeled podgrace.dev/inject=enabled)")
 	return cmd
+}
+
+// discoverNamespace is podgrace's namespace in the cluster of the kubeconfig
+// (findInstallation), or the default when there is no cluster to ask.
+func discoverNamespace(ctx context.Context, stderr io.Writer) string {
+	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		_, _ = fmt.Fprintf(stderr, "podgrace generate policy: no cluster to ask for podgrace's namespace (%v); assuming %s (set -n)\n", err, registration.DefaultNamespace)
+		return registration.DefaultNamespace
+	}
+	rc.Timeout = 5 * time.Second
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return registration.DefaultNamespace
+	}
+	in := findInstallation(ctx, cs, registration.WebhookName)
+	in.say(stderr, "generate policy")
+	return in.Namespace
 }

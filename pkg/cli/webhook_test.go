@@ -16,7 +16,7 @@ func TestWebhookCommandFlags(t *testing.T) {
 			t.Errorf("webhook --help does not list %s", flag)
 		}
 	}
-	for _, def := range []string{`(default 9443)`, `(default 10s)`, `(default ":8080")`, `(default ":8081")`} {
+	for _, def := range []string{`(default 9443)`, `(default 5s)`, `(default ":8080")`, `(default ":8081")`} {
 		if !strings.Contains(out, def) {
 			t.Errorf("webhook --help does not show %s", def)
 		}

@@ -22,6 +22,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/podgrace/podgrace/pkg/policy"
 )
 
 // Config is the part of an OCI/Docker image config podgrace reads: what
@@ -116,14 +118,19 @@ type Options struct {
 	Metrics Metrics
 }
 
-// Defaults of Options.
-const (
-	DefaultTimeout    = 2 * time.Second
-	DefaultTagTTL     = time.Minute
-	DefaultErrorTTL   = 10 * time.Second
-	DefaultMaxEntries = 1000
-	DefaultCacheBytes = 16 << 20
+// Defaults of Options: the cluster config's (policy.Default), declared there once.
+var (
+	DefaultTimeout    = policy.Default().ImageInspection.Timeout.Duration
+	DefaultTagTTL     = policy.Default().ImageInspection.TagTTL.Duration
+	DefaultErrorTTL   = policy.Default().ImageInspection.ErrorTTL.Duration
+	DefaultMaxEntries = policy.Default().ImageInspection.CacheSize
+	DefaultCacheBytes = defaultCacheBytes()
 )
+
+func defaultCacheBytes() int64 {
+	q := policy.Default().ImageInspection.CacheBytes
+	return q.Value()
+}
 
 // maxConfigSize bounds the config blob we are willing to read. Real configs
 // are a few KiB (tens with a long history); the manifest states the size,

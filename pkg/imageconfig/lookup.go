@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -17,10 +18,18 @@ import (
 // OptionsFrom turns the cluster config's imageInspection section into
 // Inspector options.
 func OptionsFrom(c policy.ImageInspection) Options {
+	// In the config a TTL of 0s means what it says, nothing is remembered;
+	// in Options a zero field takes the default and a negative one disables.
+	noneIfZero := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1
+		}
+		return d
+	}
 	o := Options{
 		Timeout:            c.Timeout.Duration,
-		TagTTL:             c.TagTTL.Duration,
-		ErrorTTL:           c.ErrorTTL.Duration,
+		TagTTL:             noneIfZero(c.TagTTL.Duration),
+		ErrorTTL:           noneIfZero(c.ErrorTTL.Duration),
 		MaxEntries:         c.CacheSize,
 		CacheBytes:         c.CacheBytes.Value(),
 		AllowedRegistries:  c.AllowedRegistries,

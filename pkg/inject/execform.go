@@ -42,7 +42,7 @@ func (m *mutation) rewriteShellForm(idx int, init bool, r *ContainerReport) {
 		}
 	}
 	if len(in.Command) == 0 && len(in.Args) == 0 {
-		r.ExecFormSkipped = SkipNoCommand
+		r.ExecFormSkipped = SkipNoArgv
 		return
 	}
 	out := execform.Rewrite(in)

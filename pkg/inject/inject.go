@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -281,7 +282,7 @@ func truncateLen(s string, n int) string {
 		return s
 	}
 	cut := n - len("…")
-	for cut > 0 && !utf8RuneStart(s[cut]) {
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
 	return s[:cut] + "…"
@@ -311,8 +312,6 @@ func denial(problems []policy.Problem) string {
 	}
 	return b.String() + suffix
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 func removeOp(path string) PatchOp {
 	return PatchOp{Operation: "remove", Path: path}

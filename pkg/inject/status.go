@@ -57,11 +57,14 @@ type ContainerReport struct {
 // Reasons a preStop sleep or a rewrite was not applied (besides the
 // execform.Reason values).
 const (
-	SkipOff               = "off"
-	SkipExistingPreStop   = "existing-prestop"
-	SkipGraceZero         = "grace-period-zero"
-	SkipGraceTooShort     = "grace-too-short"
-	SkipNoCommand         = "no-command"
+	SkipOff             = "off"
+	SkipExistingPreStop = "existing-prestop"
+	SkipGraceZero       = "grace-period-zero"
+	SkipGraceTooShort   = "grace-too-short"
+	// SkipNoArgv: neither the container nor its image (when inspected) says
+	// what to run. Distinct from execform.ReasonNoCommand ("no-command"), a
+	// script whose last statement has no command word.
+	SkipNoArgv            = "no-argv"
 	SkipImageNotInspected = "image-not-inspected"
 	SkipImageLookup       = "image-lookup-failed"
 	// SkipRunToCompletion: a pod with restartPolicy Never or OnFailure gets

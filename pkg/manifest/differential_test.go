@@ -299,12 +299,7 @@ func TestInjectCoversEveryKind(t *testing.T) {
 	o := fuzzOptions()[0]
 	for _, k := range workload.Kinds {
 		pod := map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "app", "image": "app"}}}}
-		obj := map[string]any{"apiVersion": k.APIVersion, "kind": k.Kind, "metadata": map[string]any{"name": "x"}}
-		if len(k.Template) == 0 {
-			obj["spec"] = pod["spec"]
-		} else if err := unstructured.SetNestedField(obj, pod, k.Template...); err != nil {
-			t.Fatal(err)
-		}
+		obj := k.Object("x", pod)
 		src, err := json.Marshal(obj)
 		if err != nil {
 			t.Fatal(err)

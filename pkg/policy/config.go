@@ -278,18 +278,21 @@ type DurationBound struct {
 	// Min and Max are inclusive, unless MinExclusive.
 	Min, Max     time.Duration
 	MinExclusive bool
+	// WholeSeconds: the value counts whole seconds (a grace period); a
+	// fraction would be silently rounded.
+	WholeSeconds bool
 	get          func(*Config) time.Duration
 }
 
 // durationBounds lists every duration of Config; TestDurationBoundsCoverConfig
 // fails if a Duration field is missing here. A new duration adds a row.
 var durationBounds = []DurationBound{
-	{Path: "min", Max: maxSleep, get: func(c *Config) time.Duration { return c.Min.Duration }},
-	{Path: "max", Max: maxSleep, get: func(c *Config) time.Duration { return c.Max.Duration }},
-	{Path: "shutdownBudget", Max: 10 * time.Minute, get: func(c *Config) time.Duration { return c.ShutdownBudget.Duration }},
-	{Path: "sidecarShutdownBudget", Max: 10 * time.Minute, get: func(c *Config) time.Duration { return c.SidecarShutdownBudget.Duration }},
+	{Path: "min", WholeSeconds: true, Max: maxSleep, get: func(c *Config) time.Duration { return c.Min.Duration }},
+	{Path: "max", WholeSeconds: true, Max: maxSleep, get: func(c *Config) time.Duration { return c.Max.Duration }},
+	{Path: "shutdownBudget", WholeSeconds: true, Max: 10 * time.Minute, get: func(c *Config) time.Duration { return c.ShutdownBudget.Duration }},
+	{Path: "sidecarShutdownBudget", WholeSeconds: true, Max: 10 * time.Minute, get: func(c *Config) time.Duration { return c.SidecarShutdownBudget.Duration }},
 	// A cap on the grace period the pod ends with: a day is far beyond any drain.
-	{Path: "maxGracePeriod", Max: 24 * time.Hour, get: func(c *Config) time.Duration { return c.MaxGracePeriod.Duration }},
+	{Path: "maxGracePeriod", Max: 24 * time.Hour, WholeSeconds: true, get: func(c *Config) time.Duration { return c.MaxGracePeriod.Duration }},
 	// The API server waits at most 30s for a webhook.
 	{Path: "imageInspection.timeout", Max: 30 * time.Second, MinExclusive: true, get: func(c *Config) time.Duration { return c.ImageInspection.Timeout.Duration }},
 	{Path: "imageInspection.tagTTL", Max: 24 * time.Hour, get: func(c *Config) time.Duration { return c.ImageInspection.TagTTL.Duration }},
@@ -314,8 +317,11 @@ func (c *Config) Validate() error {
 	if _, err := ParseSleep(c.PreStopSleep); err != nil {
 		errs = append(errs, fmt.Errorf("preStopSleep: %w", err))
 	}
-	if c.Ratio < 0 || c.Ratio > 10 {
-		errs = append(errs, fmt.Errorf("ratio: %v is outside [0, 10]", c.Ratio))
+	for i := range numberBounds {
+		b := &numberBounds[i]
+		if v := b.get(c); v < b.Min || v > b.Max {
+			errs = append(errs, fmt.Errorf("%s: %v is outside %s", b.Path, v, b.Range()))
+		}
 	}
 	for i := range durationBounds {
 		b := &durationBounds[i]
@@ -325,22 +331,14 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %v is negative", b.Path, d))
 		case d < b.Min || (b.MinExclusive && d <= b.Min) || d > b.Max:
 			errs = append(errs, fmt.Errorf("%s: %v is outside %s", b.Path, d, b.Range()))
+		case b.WholeSeconds && d%time.Second != 0:
+			errs = append(errs, fmt.Errorf("%s: %v is not a whole number of seconds", b.Path, d))
 		}
 	}
-	// The grace period counts whole seconds: a cap with a fraction would be
-	// silently rounded, and one that leaves no second for a sleep after both
-	// budgets makes every sleep impossible.
-	if err := c.validateWholeSeconds(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.MaxGracePeriod.Duration%time.Second != 0 {
-		errs = append(errs, fmt.Errorf("maxGracePeriod: %v is not a whole number of seconds", c.MaxGracePeriod.Duration))
-	}
-	if floor := c.ShutdownBudget.Duration + c.SidecarShutdownBudget.Duration + time.Second; c.MaxGracePeriod.Duration < floor {
-		errs = append(errs, fmt.Errorf("maxGracePeriod (%v) leaves no second for a sleep: it must be at least shutdownBudget + sidecarShutdownBudget + 1s (%v)", c.MaxGracePeriod.Duration, floor))
-	}
-	if c.Min.Duration > c.Max.Duration {
-		errs = append(errs, fmt.Errorf("min (%v) is greater than max (%v)", c.Min.Duration, c.Max.Duration))
+	for i := range durationRelations {
+		if err := durationRelations[i].check(c); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	switch c.HookAction {
 	case HookAuto, HookSleep, HookExec:
@@ -351,9 +349,6 @@ func (c *Config) Validate() error {
 	case EnforcementMutate, EnforcementWarn:
 	default:
 		errs = append(errs, fmt.Errorf("enforcement: %q is not mutate or warn", c.Enforcement))
-	}
-	if c.ImageInspection.CacheSize < 1 {
-		errs = append(errs, errors.New("imageInspection.cacheSize: must be at least 1"))
 	}
 	errs = append(errs, c.ImageInspection.validateNetwork()...)
 	return errors.Join(errs...)

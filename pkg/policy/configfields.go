@@ -25,14 +25,16 @@ type ConfigField struct {
 	// one nested object stay together.
 	Path string
 	Doc  string
-	// Schema is the field's JSON schema (values.schema.json), in order.
+	// Schema is the field's JSON schema (values.schema.json), in order; ""
+	// for a bounded field, whose schema comes from its bound (bounds.go).
 	Schema string
 }
 
 // Schemas of the common field types.
 const (
-	schemaBool       = `{"type": "boolean"}`
-	schemaDuration   = `{"type": "string", "pattern": "^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"}`
+	schemaBool = `{"type": "boolean"}`
+	// schemaBounded: the schema comes from the field's bound (bounds.go).
+	schemaBounded    = ""
 	schemaRegistries = `{"type": "array", "items": {"type": "string", "pattern": "^(\\*\\.)?([a-z0-9]([-a-z0-9.]*[a-z0-9])?|\\[[0-9a-f:.]+\\])(:[0-9]{1,5})?$"}}`
 )
 
@@ -40,16 +42,16 @@ const (
 // values.yaml show them.
 var ConfigFields = []ConfigField{
 	{"preStopSleep", "Default of `" + AnnotationPreStopSleep + "`: `auto` (sized from terminationGracePeriodSeconds), a duration (`15s`) or `off`.",
-		`{"type": "string", "pattern": "^(auto|off|[0-9]+|([0-9]+(\\.[0-9]+)?(ms|s|m|h))+)$"}`},
+		schemaBounded},
 	{"execForm", "Default of `" + AnnotationExecForm + "`: rewrite shell-form commands into exec form.", schemaBool},
 	{"extendGrace", "Default of `" + AnnotationExtendGrace + "`: may terminationGracePeriodSeconds be raised so that sleep + shutdownBudget fits.", schemaBool},
-	{"ratio", "`auto` sleep = clamp(ratio × terminationGracePeriodSeconds, min, max).", `{"type": "number", "minimum": 0, "maximum": 10}`},
-	{"min", "Shortest `auto` sleep.", schemaDuration},
-	{"max", "Longest `auto` sleep.", schemaDuration},
-	{"shutdownBudget", "Time the app needs after the sleep to stop; the grace period must cover sleep + budget.", schemaDuration},
-	{"sidecarShutdownBudget", "A sidecar's own drain after its sleep, added to the grace period of a pod with a listed or native sidecar; a drain the pod declares for Istio or Linkerd replaces it (see `docs/operate/sidecars.md`).", schemaDuration},
+	{"ratio", "`auto` sleep = clamp(ratio × terminationGracePeriodSeconds, min, max).", schemaBounded},
+	{"min", "Shortest `auto` sleep.", schemaBounded},
+	{"max", "Longest `auto` sleep.", schemaBounded},
+	{"shutdownBudget", "Time the app needs after the sleep to stop; the grace period must cover sleep + budget.", schemaBounded},
+	{"sidecarShutdownBudget", "A sidecar's own drain after its sleep, added to the grace period of a pod with a listed or native sidecar; a drain the pod declares for Istio or Linkerd replaces it (see `docs/operate/sidecars.md`).", schemaBounded},
 	{"maxGracePeriod", "Highest grace period podgrace raises to (cluster-autoscaler's default limit for graceful termination); above it the sleep shrinks, with a warning. Whole seconds, at least shutdownBudget + sidecarShutdownBudget + 1s.",
-		`{"type": "string", "pattern": "^([0-9]+(h|m|s))+$"}`},
+		schemaBounded},
 	{"sleepRunToCompletion", "Give run-to-completion pods (restartPolicy Never/OnFailure: Jobs, CronJobs) the default sleep too; an explicit pod or namespace duration applies to them anyway.", schemaBool},
 	{"hookAction", "How the sleep is written: `sleep` (the native action), `exec` (`[\"sleep\",\"S\"]`, needs a sleep binary in the image) or `auto` (asks the API server at start with a dry-run pod; needs create on pods in the release namespace).",
 		`{"enum": ["auto", "sleep", "exec"]}`},
@@ -59,12 +61,12 @@ var ConfigFields = []ConfigField{
 	{"enforcement", "`mutate`, or `warn`: compute the same result but only report it (admission warnings, a log line, metrics by namespace); never patches, never denies, strict or not (see `docs/operate/audit.md`).",
 		`{"enum": ["mutate", "warn"]}`},
 	{"imageInspection.enabled", "Read the image config from its registry when a container's command comes from the image (to rewrite a shell-form Entrypoint/Cmd).", schemaBool},
-	{"imageInspection.timeout", "Deadline of all image lookups of one admission.", schemaDuration},
+	{"imageInspection.timeout", "Deadline of all image lookups of one admission.", schemaBounded},
 	{"imageInspection.pullSecrets", "Use the pod's and its ServiceAccount's imagePullSecrets. The chart then grants podgrace read access to Secrets and ServiceAccounts in every namespace.", schemaBool},
 	{"imageInspection.pinDigest", "Pin a rewritten tag-referenced image to the digest that was inspected.", schemaBool},
-	{"imageInspection.tagTTL", "How long a tag → digest resolution is trusted.", schemaDuration},
-	{"imageInspection.errorTTL", "How long a failed lookup is remembered.", schemaDuration},
-	{"imageInspection.cacheSize", "Number of image configs cached (by digest).", `{"type": "integer", "minimum": 1}`},
+	{"imageInspection.tagTTL", "How long a tag → digest resolution is trusted.", schemaBounded},
+	{"imageInspection.errorTTL", "How long a failed lookup is remembered.", schemaBounded},
+	{"imageInspection.cacheSize", "Number of image configs cached (by digest).", schemaBounded},
 	{"imageInspection.cacheBytes", "Memory the cached image configs may hold, as a quantity (`16Mi`), within [1Mi, 1Gi]; keep it well under the container's memory limit (`docs/operate/security.md`). Only Entrypoint, Cmd and Shell are kept, and an image whose argv exceeds 16 KiB is not rewritten.",
 		`{"type": ["string", "integer"], "pattern": "^[0-9]+(Ki|Mi|Gi)?$"}`},
 	{"imageInspection.allowedRegistries", "Registries image inspection may ask (`host`, `host:port` or `*.domain`); empty allows any not denied.", schemaRegistries},
@@ -114,7 +116,7 @@ func shortDuration(s string) string {
 // defaultOf returns the default of a field, durations written short.
 func defaultOf(f ConfigField, defs map[string]any) any {
 	v := defs[f.Path]
-	if s, ok := v.(string); ok && f.Schema == schemaDuration {
+	if s, ok := v.(string); ok && isDuration(f.Path) {
 		return shortDuration(s)
 	}
 	return v
@@ -193,8 +195,9 @@ func ConfigSchema() ([]byte, error) {
 	b.WriteString(`{"type": "object", "additionalProperties": false, "properties": {`)
 	cur := ""
 	for i, f := range ConfigFields {
-		if !json.Valid([]byte(f.Schema)) {
-			return nil, fmt.Errorf("%s: invalid schema %s", f.Path, f.Schema)
+		schema := schemaOf(f)
+		if !json.Valid([]byte(schema)) {
+			return nil, fmt.Errorf("%s: invalid schema %s", f.Path, schema)
 		}
 		g, leaf := group(f.Path)
 		if g != cur && cur != "" {
@@ -207,7 +210,7 @@ func ConfigSchema() ([]byte, error) {
 			fmt.Fprintf(&b, `%q: {"type": "object", "additionalProperties": false, "properties": {`, g)
 		}
 		cur = g
-		fmt.Fprintf(&b, `%q: %s`, leaf, f.Schema)
+		fmt.Fprintf(&b, `%q: %s`, leaf, schema)
 	}
 	if cur != "" {
 		b.WriteString("}}")

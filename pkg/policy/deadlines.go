@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"errors"
 	"fmt"
 	"time"
 )
@@ -31,28 +30,4 @@ func CheckWebhookTimeout(c *Config, timeout time.Duration) error {
 		return fmt.Errorf("imageInspection.timeout (%v) does not fit the webhook's timeoutSeconds (%v): it must be at most timeoutSeconds - %v", it, timeout, WebhookTimeoutMargin)
 	}
 	return nil
-}
-
-// wholeSeconds lists the durations the mutation counts in whole seconds (the
-// sleep action and terminationGracePeriodSeconds do): a fraction would be
-// dropped silently, so Validate refuses it. maxGracePeriod is checked with
-// its floor in Validate.
-var wholeSeconds = []struct {
-	path string
-	get  func(*Config) time.Duration
-}{
-	{"min", func(c *Config) time.Duration { return c.Min.Duration }},
-	{"max", func(c *Config) time.Duration { return c.Max.Duration }},
-	{"shutdownBudget", func(c *Config) time.Duration { return c.ShutdownBudget.Duration }},
-	{"sidecarShutdownBudget", func(c *Config) time.Duration { return c.SidecarShutdownBudget.Duration }},
-}
-
-func (c *Config) validateWholeSeconds() error {
-	var errs []error
-	for _, w := range wholeSeconds {
-		if d := w.get(c); d%time.Second != 0 {
-			errs = append(errs, fmt.Errorf("%s: %v is not a whole number of seconds", w.path, d))
-		}
-	}
-	return errors.Join(errs...)
 }

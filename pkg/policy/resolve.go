@@ -2,6 +2,8 @@ package policy
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -212,7 +214,9 @@ func Resolve(cfg *Config, nsAnnotations map[string]string, pod *corev1.Pod) PodP
 	for i := range pod.Spec.Containers {
 		pp.Containers = append(pp.Containers, forContainer(&pod.Spec.Containers[i], false))
 	}
-	for n := range selected {
+	// In name order: the same pod gets the same warnings, and the same
+	// strict-mode denial, at every admission.
+	for _, n := range slices.Sorted(maps.Keys(selected)) {
 		if !known[n] {
 			pp.Problems = append(pp.Problems, Problem{Key: AnnotationContainers, Value: podAnn[AnnotationContainers], Msg: fmt.Sprintf("names no container %q", n)})
 		}

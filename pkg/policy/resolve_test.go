@@ -192,3 +192,21 @@ func TestKeysLevels(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownContainersInOrder: several names in podgrace.dev/containers
+// that match no container are reported in name order, the same at every
+// admission (they came out in map order).
+func TestUnknownContainersInOrder(t *testing.T) {
+	cfg := Default()
+	pod := podWith(map[string]string{AnnotationContainers: "zeta,alpha,mu,kappa,beta"}, "app")
+	for range 20 {
+		var got []string
+		for _, p := range Resolve(&cfg, nil, pod).Problems {
+			got = append(got, p.Msg)
+		}
+		want := []string{`names no container "alpha"`, `names no container "beta"`, `names no container "kappa"`, `names no container "mu"`, `names no container "zeta"`}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("problems %q, want %q", got, want)
+		}
+	}
+}

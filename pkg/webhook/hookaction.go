@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilversion "k8s.io/apimachinery/pkg/util/version"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/kubernetes"
 	utilptr "k8s.io/utils/ptr"
@@ -142,24 +143,32 @@ func (p *HookProbe) probe(ctx context.Context) (policy.HookAction, string, error
 	}
 	opts := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"}
 	var last error
-	for i := range attempts {
-		if i > 0 {
-			p.Log.Info("hookAction auto: dry-run probe failed, retrying", "attempt", i, "in", backoff, "error", last.Error())
-			select {
-			case <-ctx.Done():
-				return "", "", ctx.Err()
-			case <-time.After(backoff):
-			}
-			backoff *= 2
+	var action policy.HookAction
+	var reason string
+	tries := 0
+	err := wait.ExponentialBackoffWithContext(ctx, wait.Backoff{Duration: backoff, Factor: 2, Steps: attempts}, func(ctx context.Context) (bool, error) {
+		if tries > 0 {
+			p.Log.Info("hookAction auto: dry-run probe failed, retrying", "attempt", tries, "error", last.Error())
 		}
+		tries++
 		got, err := p.Client.CoreV1().Pods(p.Namespace).Create(ctx, probePod(p.Namespace), opts)
-		action, reason, cerr := classifyProbe(got, err)
+		a, r, cerr := classifyProbe(got, err)
 		if cerr == nil || !isTransient(err) {
-			return action, reason, cerr
+			action, reason = a, r
+			return true, cerr
 		}
 		last = err
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return action, reason, nil
+	case ctx.Err() != nil:
+		return "", "", ctx.Err()
+	case wait.Interrupted(err):
+		return "", "", fmt.Errorf("%w: %d attempts failed, the last with: %w", errInconclusive, attempts, last)
 	}
-	return "", "", fmt.Errorf("%w: %d attempts failed, the last with: %w", errInconclusive, attempts, last)
+	return "", "", err
 }
 
 // classifyProbe reads the dry-run's outcome.

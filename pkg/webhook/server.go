@@ -39,9 +39,10 @@ const (
 	DefaultHealthProbeBindAddress = ":8081"
 	// DefaultDrainDelay covers the time the API server and kube-proxy take
 	// to stop sending to a terminating pod (endpoint propagation, open
-	// keep-alive connections). The chart's terminationGracePeriodSeconds
+	// keep-alive connections). The chart's shutdown.drainDelaySeconds is the
+	// same (TestDefaultsAgree in test/chart); its terminationGracePeriodSeconds
 	// must exceed it.
-	DefaultDrainDelay = 10 * time.Second
+	DefaultDrainDelay = 5 * time.Second
 )
 
 // Options configure the webhook server. Zero values take the defaults above,

@@ -95,3 +95,25 @@ func Owner(ref *metav1.OwnerReference) (Kind, bool) {
 	k, ok := Lookup(ref.APIVersion, ref.Kind)
 	return k, ok && k.Kind != "Pod"
 }
+
+// Object returns an object of the kind named name whose pod (its template,
+// or the object itself for a Pod) is pod: a generic map, as a manifest
+// decodes. Tests build one object of every kind with it.
+func (k Kind) Object(name string, pod map[string]any) map[string]any {
+	obj := map[string]any{"apiVersion": k.APIVersion, "kind": k.Kind, "metadata": map[string]any{"name": name}}
+	if len(k.Template) == 0 {
+		obj["spec"] = pod["spec"]
+		return obj
+	}
+	m := obj
+	for _, f := range k.Template[:len(k.Template)-1] {
+		next, ok := m[f].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			m[f] = next
+		}
+		m = next
+	}
+	m[k.Template[len(k.Template)-1]] = pod
+	return obj
+}

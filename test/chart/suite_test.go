@@ -223,7 +223,7 @@ func assetsDir() string {
 	if err != nil {
 		return ""
 	}
-	return filepath.Join(dir, "..", "..", "bin", "k8s", "1.36.3-linux-amd64")
+	return filepath.Join(dir, "..", "..", "bin", "k8s", strings.TrimPrefix(chart.KubeVersion, "v")+"-linux-amd64")
 }
 
 // certManagerCRDs is deploy/crds of the cert-manager module go.mod requires:

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -445,24 +447,65 @@ func workloadObject(k workload.Kind, name string) map[string]any {
 			map[string]any{"name": "app", "image": "registry.example/app:1", "command": []any{"/app"}},
 		}},
 	}
-	obj := map[string]any{"apiVersion": k.APIVersion, "kind": k.Kind, "metadata": map[string]any{"name": name}}
-	switch k.Kind {
-	case "Pod":
-		obj["spec"] = pod["spec"]
-		return obj
-	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet":
+	if k.Kind != "Pod" && k.Kind != "Job" && k.Kind != "CronJob" {
 		pod["spec"].(map[string]any)["restartPolicy"] = "Always"
-		obj["spec"] = map[string]any{"selector": map[string]any{"matchLabels": labels}}
-	case "ReplicationController":
-		pod["spec"].(map[string]any)["restartPolicy"] = "Always"
-		obj["spec"] = map[string]any{"selector": labels}
-	case "CronJob":
-		obj["spec"] = map[string]any{"schedule": "0 0 * * *"}
-	default:
-		obj["spec"] = map[string]any{}
 	}
-	if err := unstructured.SetNestedField(obj, pod, k.Template...); err != nil {
-		panic(err) // a map path into maps always sets
+	obj := k.Object(name, pod)
+	spec, _ := obj["spec"].(map[string]any)
+	switch k.Kind {
+	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet":
+		spec["selector"] = map[string]any{"matchLabels": labels}
+	case "ReplicationController":
+		spec["selector"] = labels
+	case "CronJob":
+		spec["schedule"] = "0 0 * * *"
 	}
 	return obj
+}
+
+// TestAuditFindsInstallation: without --config-map, `podgrace audit` reads
+// the cluster config of the podgrace the cluster names: the namespace of the
+// service of its webhook, the ConfigMap named as its configuration.
+func TestAuditFindsInstallation(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	home := namespace(t, nil, nil)
+	const hook = "discover.podgrace.dev" // not podgrace's name: other tests' audits must not see it
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "podgrace-" + home},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:                    hook,
+			ClientConfig:            admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: home, Name: "podgrace-webhook"}},
+			Rules:                   []admissionregistrationv1.RuleWithOperations{},
+			SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
+			AdmissionReviewVersions: []string{"v1"},
+			FailurePolicy:           ptr.To(admissionregistrationv1.Ignore),
+		}},
+	}
+	if _, err := admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = admin.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), mwc.Name, metav1.DeleteOptions{})
+	})
+	if _, err := admin.CoreV1().ConfigMaps(home).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: mwc.Name}, Data: map[string]string{"config.yaml": "preStopSleep: 7s\n"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	apps := namespace(t, nil, nil)
+	if _, err := admin.CoreV1().Pods(apps).Create(ctx, pod("app", 30), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runAudit(t, "audit", "--kubeconfig", writeKubeconfig(t, restConfig), "-n", apps, "--webhook-name", hook, "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var rep audit.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Workloads) != 1 || !slices.ContainsFunc(rep.Workloads[0].Changes, func(c string) bool { return strings.Contains(c, "sleep 7s") }) {
+		t.Errorf("the audit did not use %s/%s's config (preStopSleep 7s): %+v; stderr %s", home, mwc.Name, rep.Workloads, errOut)
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/podgrace/podgrace/pkg/registration"
 )
 
 // root is the repository root, seen from this package's directory.
@@ -201,6 +203,62 @@ func TestCodecTagsCovered(t *testing.T) {
 		if !strings.Contains(bench, `"`+tag+`"`) {
 			t.Errorf("//go:build names %s, test/bench's variantTags has no variant of it alone", tag)
 		}
+	}
+}
+
+// namespaceFlag matches podgrace's namespace where docs and help texts write
+// one: a -n/--namespace/--release-namespace value, a --config-map NS/NAME,
+// or a `namespace:` field, naming podgrace.
+var namespaceFlag = regexp.MustCompile(`(?:-n|--namespace|--release-namespace|--config-map|namespace:)[ =]+([a-z0-9-]*podgrace[a-z0-9-]*)`)
+
+// TestOneNamespace: every doc, the chart's notes and the CLI's help install
+// or find podgrace in one namespace, the README's (registration.DefaultNamespace),
+// which the CLI falls back to when the cluster does not name another.
+func TestOneNamespace(t *testing.T) {
+	t.Parallel()
+	checked := 0
+	for rel, data := range textFiles(t) {
+		cliHelp := strings.HasPrefix(rel, filepath.Join("pkg", "cli")) && strings.HasSuffix(rel, ".go") && !strings.HasSuffix(rel, "_test.go")
+		if !strings.HasSuffix(rel, ".md") && filepath.Base(rel) != "NOTES.txt" && !cliHelp {
+			continue
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			for _, m := range namespaceFlag.FindAllStringSubmatch(line, -1) {
+				checked++
+				if m[1] != registration.DefaultNamespace {
+					t.Errorf("%s:%d names podgrace's namespace %q; the one namespace is %q", rel, i+1, m[1], registration.DefaultNamespace)
+				}
+			}
+		}
+	}
+	if checked < 3 {
+		t.Errorf("only %d namespace literals found: the pattern no longer matches the docs", checked)
+	}
+}
+
+// The check above must see each way a namespace is written.
+func TestNamespaceFlagFinds(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"helm install p c -n podgrace", "--namespace=podgrace", "--config-map podgrace/podgrace", "  namespace: podgrace-old"} {
+		if m := namespaceFlag.FindStringSubmatch(s); m == nil || !strings.HasPrefix(m[1], "podgrace") {
+			t.Errorf("%q: found %q", s, m)
+		}
+	}
+}
+
+// TestKubeVersionOnce: the Makefile's KUBE_VERSION is the version CI builds
+// and tests against; the Go code that needs it (chart.KubeVersion, which the
+// chart tests also take their envtest assets' directory from) says the same.
+func TestKubeVersionOnce(t *testing.T) {
+	t.Parallel()
+	files := textFiles(t)
+	mk := regexp.MustCompile(`(?m)^KUBE_VERSION \?= (\S+)$`).FindStringSubmatch(string(files["Makefile"]))
+	gov := regexp.MustCompile(`(?m)^const KubeVersion = "v([^"]+)"$`).FindStringSubmatch(string(files[filepath.Join("hack", "manifests", "chart", "chart.go")]))
+	if mk == nil || gov == nil {
+		t.Fatalf("KUBE_VERSION in the Makefile: %v; KubeVersion in hack/manifests/chart/chart.go: %v", mk, gov)
+	}
+	if mk[1] != gov[1] {
+		t.Errorf("the Makefile's KUBE_VERSION is %s, chart.KubeVersion v%s", mk[1], gov[1])
 	}
 }
 

@@ -118,8 +118,9 @@ podgrace.durationMs renders a Go duration string ("2s", "1m30s", "500ms") in mil
 {{- end -}}
 
 {{/*
-The namespaces podgrace serves (docs/design.md §7), shared by the pod webhook
-and the workload check so that both select the same namespaces.
+Which pods the API server sends to podgrace, for the pod webhook, the workload
+check and the policy bindings alike: written once here, as registration.Selection in Go
+(TestSelectionMatchesChart renders both and compares).
 */}}
 {{- define "podgrace.namespaceSelector" -}}
 matchExpressions:
@@ -143,4 +144,11 @@ matchExpressions:
   {{- with .Values.webhook.namespaceSelectorExpressions }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+{{- end }}
+
+{{- define "podgrace.objectSelector" -}}
+matchExpressions:
+  - key: podgrace.dev/inject
+    operator: NotIn
+    values: ["disabled"]
 {{- end }}

@@ -24,13 +24,16 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/podgrace/podgrace/pkg/registration"
 )
 
 // Path is the chart's directory relative to the repository root.
 const Path = "charts/podgrace"
 
 // KubeVersion is the Kubernetes version charts are rendered and linted for:
-// the version the tests' API server runs.
+// the version the tests' API server runs, the Makefile's KUBE_VERSION
+// (TestKubeVersionOnce in test/repo).
 const KubeVersion = "v1.36.3"
 
 // Release names the release a chart is rendered for.
@@ -40,7 +43,7 @@ type Release struct {
 }
 
 // DefaultRelease is the release config/ and the demo are rendered for.
-var DefaultRelease = Release{Name: "podgrace", Namespace: "podgrace-system"}
+var DefaultRelease = Release{Name: "podgrace", Namespace: registration.DefaultNamespace}
 
 // Dir returns the chart's directory, found from the working directory
 // upwards (tests run in their package's directory, tools at the root).

@@ -13,8 +13,9 @@ import (
 
 // FromPolicy returns the chart files generated from pkg/policy.ConfigFields,
 // by path relative to the repository root: values.yaml with its `config:`
-// block (the last top-level key) rewritten, and values.schema.json with its
-// `config` property rewritten. The rest of both files is left as written.
+// block (the last top-level key) rewritten, values.schema.json with its
+// `config` property rewritten (the rest of both files is left as written),
+// and the config checks of templates/_config.tpl.
 func FromPolicy(chartDir string) (map[string][]byte, error) {
 	files := map[string][]byte{}
 	valuesPath := filepath.Join(chartDir, "values.yaml")
@@ -63,6 +64,7 @@ func FromPolicy(chartDir string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("%s: the spliced schema is not valid JSON", schemaPath)
 	}
 	files[filepath.Join(Path, "values.schema.json")] = out
+	files[ConfigChecksFile] = ConfigChecks()
 	return files, nil
 }
 
