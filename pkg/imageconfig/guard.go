@@ -39,8 +39,8 @@ import (
 //     reduced to their error codes), and no response is read past
 //     maxResponseBytes.
 
-// ErrRefused: the reference names a registry, or a connection leads to an
-// address, that the network rules refuse.
+// ErrRefused is the error of a reference that names a registry, or of a
+// connection that leads to an address, that the network rules refuse.
 var ErrRefused = errors.New("refused by podgrace's image inspection network rules")
 
 // alwaysRefused lists the metadata addresses that are neither loopback nor

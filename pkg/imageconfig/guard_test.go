@@ -32,10 +32,10 @@ type hostile struct {
 
 func newHostile(t *testing.T, h func(w http.ResponseWriter, r *http.Request, next http.Handler) bool) *hostile {
 	t.Helper()
-	real := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	storage := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !h(w, r, real) {
-			real.ServeHTTP(w, r)
+		if !h(w, r, storage) {
+			storage.ServeHTTP(w, r)
 		}
 	}))
 	t.Cleanup(srv.Close)
@@ -115,7 +115,8 @@ func TestRefusesRedirects(t *testing.T) {
 				})
 				i := New(Options{LoopbackRegistries: []string{h.host}, ErrorTTL: -1})
 				_, err := i.Inspect(context.Background(), Request{Image: h.host + "/app:1"})
-				if !errors.Is(err, ErrRefused) && !(path == "/manifests/" && strings.Contains(fmt.Sprint(err), "SSRF protection")) {
+				refusedByLibrary := path == "/manifests/" && strings.Contains(fmt.Sprint(err), "SSRF protection")
+				if !errors.Is(err, ErrRefused) && !refusedByLibrary {
 					t.Errorf("redirect to %s: %v, want refused", target, err)
 				}
 				if strings.Contains(fmt.Sprint(err), "internal secret") {

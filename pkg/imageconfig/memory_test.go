@@ -39,7 +39,6 @@ func TestHostileConfigsMemory(t *testing.T) {
 		reg.Push(t, "huge", fmt.Sprint(k), imagetest.Image{Cmd: []string{"/bin/sh", "-c", huge + fmt.Sprint(k)}})
 		refs = append(refs, reg.Ref(fmt.Sprintf("huge:%d", k)))
 	}
-	huge = ""
 	// A long deadline: on a loaded machine five 4 MiB reads in parallel can
 	// take more than the default 2s, and a lookup cut short would still be
 	// running (detached) when the heap is measured.

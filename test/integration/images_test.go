@@ -27,13 +27,13 @@ func baseConfig() policy.Config {
 
 // serveRegistries serves an instance whose image inspection may reach regs,
 // in-process registries on loopback, which a deployed podgrace refuses.
-func serveRegistries(t *testing.T, name string, cfg *policy.Config, regs ...*imagetest.Registry) *instance {
+func serveRegistries(t *testing.T, name string, cfg *policy.Config, regs ...*imagetest.Registry) {
 	t.Helper()
 	o := webhook.Options{Config: cfg, CertDir: certDir}
 	for _, r := range regs {
 		o.TestLoopbackRegistries = append(o.TestLoopbackRegistries, r.Host)
 	}
-	return serveWith(t, name, o)
+	serveWith(t, name, o)
 }
 
 // TestImageInheritedShellForm is the case the original write-up is about: a
@@ -50,7 +50,7 @@ func TestImageInheritedShellForm(t *testing.T) {
 	reg.Reset()
 
 	cfg := policy.Default() // image inspection on, anonymous, pinDigest
-	in := serveRegistries(t, "images", &cfg, reg)
+	serveRegistries(t, "images", &cfg, reg)
 	ns := namespace(t, forInstance("images"), nil)
 	if err := waitForMutation(t.Context(), ns); err != nil {
 		t.Fatal(err)
@@ -123,7 +123,6 @@ func TestImageInheritedShellForm(t *testing.T) {
 	if ws := warned.take(); len(ws) != 1 || !strings.Contains(ws[0], "unreadable") {
 		t.Errorf("warnings %q, want one about the unreadable image config", ws)
 	}
-	_ = in
 }
 
 // TestImagePullSecrets: with imageInspection.pullSecrets a private image's
