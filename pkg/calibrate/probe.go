@@ -70,11 +70,11 @@ type Probe struct {
 	// now is the clock (monotonic readings of time.Now).
 	now func() time.Time
 
-	mu       sync.Mutex
-	termAt   time.Time
-	records  []Record
-	dropped  int
-	lastReq  time.Time
+	mu      sync.Mutex
+	termAt  time.Time
+	records []Record
+	dropped int
+	lastReq time.Time
 
 	requests atomic.Uint64
 	connSeq  atomic.Uint64
