@@ -49,9 +49,10 @@ type Records struct {
 	// WindowDone is true once the window ended: the traffic listener is
 	// closed and Records is final.
 	WindowDone bool `json:"windowDone"`
-	// LastNewAgoSeconds is how long ago the last connection was accepted
-	// (-1: none yet): calibrate's "the path reaches this pod" check.
-	LastNewAgoSeconds float64 `json:"lastNewAgo"`
+	// LastRequestAgoSeconds is how long ago the last request arrived (-1:
+	// none yet): calibrate's "the path reaches this pod" check. (Not the
+	// last new connection: a proxy's keep-alive pool may open none for long.)
+	LastRequestAgoSeconds float64 `json:"lastRequestAgo"`
 	// Requests counts every request served; Dropped the records beyond the bound.
 	Requests uint64   `json:"requests"`
 	Dropped  int      `json:"dropped"`
@@ -69,11 +70,11 @@ type Probe struct {
 	// now is the clock (monotonic readings of time.Now).
 	now func() time.Time
 
-	mu       sync.Mutex
-	termAt   time.Time
-	records  []Record
-	dropped  int
-	lastConn time.Time
+	mu      sync.Mutex
+	termAt  time.Time
+	records []Record
+	dropped int
+	lastReq time.Time
 
 	requests atomic.Uint64
 	connSeq  atomic.Uint64
@@ -99,11 +100,7 @@ type connInfo struct {
 // ConnContext is the traffic server's http.Server.ConnContext: it numbers
 // each accepted connection and notes when it was opened.
 func (p *Probe) ConnContext(ctx context.Context, _ net.Conn) context.Context {
-	now := p.now()
-	p.mu.Lock()
-	p.lastConn = now
-	p.mu.Unlock()
-	return context.WithValue(ctx, connKey{}, &connInfo{id: p.connSeq.Add(1), opened: now})
+	return context.WithValue(ctx, connKey{}, &connInfo{id: p.connSeq.Add(1), opened: p.now()})
 }
 
 // Terminate marks the start of termination (idempotent) and ends the
@@ -130,6 +127,7 @@ func (p *Probe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.requests.Add(1)
 	ci, _ := r.Context().Value(connKey{}).(*connInfo)
 	p.mu.Lock()
+	p.lastReq = now
 	term := p.termAt
 	if !term.IsZero() && ci != nil {
 		ci.reqs.Add(1)
@@ -156,9 +154,9 @@ func (p *Probe) Snapshot() Records {
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := Records{Pod: p.Pod, Requests: p.requests.Load(), Dropped: p.dropped, LastNewAgoSeconds: -1}
-	if !p.lastConn.IsZero() {
-		out.LastNewAgoSeconds = secs(now.Sub(p.lastConn))
+	out := Records{Pod: p.Pod, Requests: p.requests.Load(), Dropped: p.dropped, LastRequestAgoSeconds: -1}
+	if !p.lastReq.IsZero() {
+		out.LastRequestAgoSeconds = secs(now.Sub(p.lastReq))
 	}
 	if !p.termAt.IsZero() {
 		out.Terminating, out.SinceSeconds = true, secs(now.Sub(p.termAt))

@@ -118,8 +118,9 @@ func TestProbeNewAndReusedConnections(t *testing.T) {
 	if a = get(t, c, traffic); !a.reused {
 		t.Fatal("second request before termination did not reuse the connection: the test cannot tell reused from new")
 	}
-	if r := readRecords(t, admin, false); r.Terminating || len(r.Records) != 0 || r.Requests != 2 {
-		t.Fatalf("before termination: %+v; want not terminating, no records, 2 requests", r)
+	clk.set(1500 * time.Millisecond)
+	if r := readRecords(t, admin, false); r.Terminating || len(r.Records) != 0 || r.Requests != 2 || r.LastRequestAgoSeconds != 1.5 {
+		t.Fatalf("before termination: %+v; want not terminating, no records, 2 requests, the last 1.5s ago", r)
 	}
 
 	clk.set(10 * time.Second)

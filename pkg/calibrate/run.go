@@ -501,13 +501,13 @@ func (r *runner) waitURL(ctx context.Context) error {
 	})
 }
 
-// settleWindow: a probe that got no new connection for this long is not
-// (yet) reached by the path.
+// settleWindow: a probe that got no request for this long is not (yet)
+// reached by the path.
 const settleWindow = 2 * time.Second
 
 // settle waits until exactly Replicas probe pods exist, all ready, none
-// terminating, and each has received a new connection in the last two
-// seconds: the path reaches every probe.
+// terminating, and each has received a request in the last two seconds:
+// the path reaches every probe.
 func (r *runner) settle(ctx context.Context) error {
 	state := ""
 	return withTimeout(ctx, r.o.ReadyTimeout, func() string { return "the path did not settle (" + state + ")" }, func() (bool, error) {
@@ -531,7 +531,7 @@ func (r *runner) settle(ctx context.Context) error {
 				waiting = append(waiting, err.Error())
 				continue
 			}
-			if rec.LastNewAgoSeconds < 0 || rec.LastNewAgoSeconds > settleWindow.Seconds() {
+			if rec.LastRequestAgoSeconds < 0 || rec.LastRequestAgoSeconds > settleWindow.Seconds() {
 				waiting = append(waiting, p.Name+" not reached by the path yet")
 			}
 		}
