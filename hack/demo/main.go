@@ -35,7 +35,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -49,6 +48,7 @@ import (
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/internal/freeport"
+	"github.com/podgrace/podgrace/internal/kubewarn"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/selfcert"
 	"github.com/podgrace/podgrace/pkg/webhook"
@@ -202,7 +202,7 @@ func (d *demo) run(ctx context.Context, keep bool) error {
 	}
 
 	d.step("Creating a pod from the template of Deployment %s/%s (hack/demo/deployment.yaml)", dep.Namespace, dep.Name)
-	warnings := &warningRecorder{}
+	warnings := &kubewarn.Collector{}
 	wcfg := rest.CopyConfig(cfg)
 	wcfg.WarningHandler = warnings
 	wcs, err := kubernetes.NewForConfig(wcfg)
@@ -219,10 +219,11 @@ func (d *demo) run(ctx context.Context, keep bool) error {
 	printPod(d.out, "AFTER: the pod as the API server stored it, mutated by podgrace", created)
 	printChanges(d.out, pod, created)
 	d.out.f("Admission warnings:\n")
-	if len(warnings.list) == 0 {
+	warned := warnings.Take()
+	if len(warned) == 0 {
 		d.out.f("  (none)\n")
 	}
-	for _, w := range warnings.list {
+	for _, w := range warned {
 		d.out.f("  %s\n", w)
 	}
 	if st := created.Annotations[policy.AnnotationStatus]; st != "" {
@@ -369,17 +370,6 @@ func (d *demo) cleanup() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-type warningRecorder struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (w *warningRecorder) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.list = append(w.list, text)
 }
 
 // printPod prints the fields podgrace may change, readably.

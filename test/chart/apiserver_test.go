@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -17,28 +16,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
+	"github.com/podgrace/podgrace/internal/kubewarn"
 )
 
 // warnings collects the API server's warnings (Pod Security admission
 // warns on workloads whose pod template breaks the namespace's level).
-type warnings struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.list = append(w.list, text)
-}
-
-func (w *warnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.list
-	w.list = nil
-	return out
-}
+type warnings = kubewarn.Collector
 
 // TestCreateOnAPIServer creates every object each combination renders on a
 // real kube-apiserver (with cert-manager's CRDs), in a fresh namespace that
@@ -77,7 +60,7 @@ func TestCreateOnAPIServer(t *testing.T) {
 					t.Cleanup(func() { _ = k.Delete(context.Background(), o) })
 				}
 			}
-			if w := warn.take(); len(w) > 0 {
+			if w := warn.Take(); len(w) > 0 {
 				t.Errorf("API server warnings while creating the chart's objects: %q", w)
 			}
 
@@ -108,7 +91,7 @@ func TestCreateOnAPIServer(t *testing.T) {
 			if err := k.Create(ctx, pod); err != nil {
 				t.Errorf("a pod from the Deployment's template is rejected: %v", err)
 			}
-			if w := warn.take(); len(w) > 0 {
+			if w := warn.Take(); len(w) > 0 {
 				t.Errorf("API server warnings for podgrace's pod: %q", w)
 			}
 

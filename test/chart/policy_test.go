@@ -221,7 +221,7 @@ func TestPolicyModeOnAPIServer(t *testing.T) {
 					t.Cleanup(func() { _ = k.Delete(context.Background(), o) })
 				}
 			}
-			if w := warn.take(); len(w) > 0 {
+			if w := warn.Take(); len(w) > 0 {
 				t.Errorf("API server warnings: %q", w)
 			}
 		})

@@ -35,6 +35,7 @@ import (
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/internal/freeport"
+	"github.com/podgrace/podgrace/internal/kubewarn"
 	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/webhook"
@@ -241,24 +242,7 @@ func probe(url string) (int, string) {
 }
 
 // warnings collects the warnings the API server returns to a client.
-type warnings struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (w *warnings) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.list = append(w.list, text)
-}
-
-func (w *warnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.list
-	w.list = nil
-	return out
-}
+type warnings = kubewarn.Collector
 
 // client returns a clientset whose warnings the test reads.
 func client(t *testing.T) (*kubernetes.Clientset, *warnings) {

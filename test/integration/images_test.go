@@ -108,7 +108,7 @@ func TestImageInheritedShellForm(t *testing.T) {
 	}
 
 	// The registry down: the pod is admitted untouched apart from the sleep, with a warning.
-	warned.take()
+	warned.Take()
 	reg.Close()
 	stored, err = cs.CoreV1().Pods(ns).Create(t.Context(), withImage("down", reg.Ref("shop/other:1")), metav1.CreateOptions{})
 	if err != nil {
@@ -120,7 +120,7 @@ func TestImageInheritedShellForm(t *testing.T) {
 	if st := status(t, stored); st.Containers[0].ExecFormSkipped != inject.SkipImageLookup {
 		t.Errorf("status %+v, want %s", st.Containers[0], inject.SkipImageLookup)
 	}
-	if ws := warned.take(); len(ws) != 1 || !strings.Contains(ws[0], "unreadable") {
+	if ws := warned.Take(); len(ws) != 1 || !strings.Contains(ws[0], "unreadable") {
 		t.Errorf("warnings %q, want one about the unreadable image config", ws)
 	}
 }
@@ -162,7 +162,7 @@ func TestImagePullSecrets(t *testing.T) {
 	}
 
 	// The default ServiceAccount has no pull secret: anonymous, refused, left alone.
-	warned.take()
+	warned.Take()
 	stored, err = cs.CoreV1().Pods(ns).Create(t.Context(), pod("without", 30, corev1.Container{Name: "app", Image: reg.Ref("private/app:1")}), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +170,7 @@ func TestImagePullSecrets(t *testing.T) {
 	if c := stored.Spec.Containers[0]; c.Command != nil {
 		t.Errorf("without a pull secret the private image was read: %q", c.Command)
 	}
-	if ws := warned.take(); len(ws) != 1 || !strings.Contains(ws[0], "unreadable") {
+	if ws := warned.Take(); len(ws) != 1 || !strings.Contains(ws[0], "unreadable") {
 		t.Errorf("warnings %q", ws)
 	}
 }

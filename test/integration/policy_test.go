@@ -420,7 +420,7 @@ func compareSides(ctx context.Context, v nsVariant, p *corev1.Pod, dryRun, stric
 		}
 		got, err := c.CoreV1().Pods(ns).Create(ctx, p.DeepCopy(), opts)
 		var keys []string
-		for _, s := range w.take() {
+		for _, s := range w.Take() {
 			for _, m := range warningKey.FindAllStringSubmatch(s, -1) {
 				keys = append(keys, m[1])
 			}

@@ -35,7 +35,7 @@ func TestWarnMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs, warned := client(t)
-	_ = warned.take()
+	_ = warned.Take()
 	count := func(outcome string) float64 {
 		return scrape(t, in.metrics, map[string]string{"namespace": ns, "outcome": outcome}, "podgrace_warn_mode_pods_total")["podgrace_warn_mode_pods_total"]
 	}
@@ -59,7 +59,7 @@ func TestWarnMode(t *testing.T) {
 	}
 	const want = "podgrace (warn mode): would add preStop sleep 15s to app, drop the shell of app (exec form), " +
 		"add preStop sleep 15s to side, put exec before side's command (exec form)"
-	if ws := warned.take(); !slices.Contains(ws, want) {
+	if ws := warned.Take(); !slices.Contains(ws, want) {
 		t.Errorf("warnings %q\nwant %q", ws, want)
 	}
 
@@ -73,7 +73,7 @@ func TestWarnMode(t *testing.T) {
 	if got.Spec.Containers[0].Lifecycle != nil {
 		t.Errorf("invalid pod mutated: %v", got.Spec.Containers[0].Lifecycle)
 	}
-	ws := warned.take()
+	ws := warned.Take()
 	if !slices.ContainsFunc(ws, func(w string) bool {
 		return strings.HasPrefix(w, `podgrace (warn mode): would deny: podgrace.dev/prestop-sleep="abc" is not a duration`)
 	}) {
@@ -110,7 +110,7 @@ func waitForWarning(ctx context.Context, ns string) error {
 		if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod("probe", 30), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
 			return false, err
 		}
-		return slices.ContainsFunc(w.take(), func(s string) bool { return strings.HasPrefix(s, "podgrace (warn mode): ") }), nil
+		return slices.ContainsFunc(w.Take(), func(s string) bool { return strings.HasPrefix(s, "podgrace (warn mode): ") }), nil
 	})
 }
 

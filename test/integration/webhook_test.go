@@ -168,7 +168,7 @@ func TestOptedInPodIsMutated(t *testing.T) {
 	if !equality.Semantic.DeepEqual(st, want) {
 		t.Errorf("status\n got %+v\nwant %+v", st, want)
 	}
-	ws := warned.take()
+	ws := warned.Take()
 	if !slices.Contains(ws, `podgrace: podgrace.dev/prestop-seep="20s" is not a podgrace key; ignored`) {
 		t.Errorf("the client did not see the warning; got %q", ws)
 	}
@@ -368,7 +368,7 @@ func TestInvalidAnnotation(t *testing.T) {
 	if s := sleepOf(&got.Spec.Containers[0]); s != 15 {
 		t.Errorf("sleep %d, want auto's 15", s)
 	}
-	if ws := warned.take(); !slices.Contains(ws, warning) {
+	if ws := warned.Take(); !slices.Contains(ws, warning) {
 		t.Errorf("warnings %q, want %q", ws, warning)
 	}
 
@@ -441,7 +441,7 @@ func TestDryRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dryWarnings := warned.take()
+	dryWarnings := warned.Take()
 	if _, err := cs.CoreV1().Pods(ns).Get(t.Context(), "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the dry run left a pod behind: %v", err)
 	}
@@ -458,7 +458,7 @@ func TestDryRun(t *testing.T) {
 	if !equality.Semantic.DeepEqual(dry.Spec, stored.Spec) || dry.Annotations[policy.AnnotationStatus] != stored.Annotations[policy.AnnotationStatus] {
 		t.Errorf("the dry run was mutated differently:\n   dry %+v\nstored %+v", dry.Spec, stored.Spec)
 	}
-	if ws := warned.take(); !slices.Equal(ws, dryWarnings) || len(ws) == 0 {
+	if ws := warned.Take(); !slices.Equal(ws, dryWarnings) || len(ws) == 0 {
 		t.Errorf("warnings: dry run %q, real %q", dryWarnings, ws)
 	}
 }
