@@ -306,7 +306,6 @@ func TestDeadlineAnswersFailure(t *testing.T) {
 	}
 }
 
-
 type recorder struct {
 	h    http.Header
 	code int
