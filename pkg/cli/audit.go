@@ -44,6 +44,7 @@ type auditOptions struct {
 	overrides     clientcmd.ConfigOverrides
 	allNamespaces bool
 	files         []string
+	maxInputMiB   int64
 	valuesPath    string
 	releaseNS     string
 	configPath    string
@@ -101,6 +102,7 @@ error: part of the scan failed); 1 when the audit cannot run.`,
 	f.StringVar(&o.loading.ExplicitPath, clientcmd.RecommendedConfigPathFlag, "", "path to the kubeconfig file")
 	clientcmd.BindOverrideFlags(&o.overrides, f, clientcmd.RecommendedConfigOverrideFlags(""))
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "audit every namespace")
+	f.Int64Var(&o.maxInputMiB, "max-input-mib", DefaultMaxInputMiB, "with -f, the most MiB of manifests read, all files together; more is an error")
 	f.StringSliceVarP(&o.files, "filename", "f", nil, "manifests to audit: a file, a directory (*.yaml, *.yml, *.json, recursively) or - for stdin; repeatable")
 	f.StringVar(&o.valuesPath, "values", "", "with -f: the chart values podgrace is installed with (served namespaces and the cluster config)")
 	f.StringVar(&o.releaseNS, "release-namespace", registration.DefaultNamespace, "with --values: podgrace's namespace, never served")
@@ -136,7 +138,7 @@ func (o *auditOptions) run(cmd *cobra.Command) error {
 	ctx := cmd.Context()
 	var rep *audit.Report
 	if len(o.files) > 0 {
-		r, err := o.manifests(ctx, cmd.InOrStdin())
+		r, err := o.manifests(ctx, cmd.InOrStdin(), cmd.ErrOrStderr())
 		if err != nil {
 			return err
 		}
@@ -284,7 +286,7 @@ func (o *auditOptions) clusterConfig(ctx context.Context, cs kubernetes.Interfac
 	}
 }
 
-func (o *auditOptions) manifests(ctx context.Context, stdin io.Reader) (*audit.Report, error) {
+func (o *auditOptions) manifests(ctx context.Context, stdin io.Reader, stderr io.Writer) (*audit.Report, error) {
 	mo := audit.ManifestOptions{NamespaceLabels: o.nsLabels, NamespaceAnnotations: o.nsAnnotations}
 	mo.Namespace = o.overrides.Context.Namespace
 	cfg := policy.Default()
@@ -312,8 +314,9 @@ func (o *auditOptions) manifests(ctx context.Context, stdin io.Reader) (*audit.R
 	}
 	mo.Env = env
 	var sources []audit.Source
+	limit := newInputLimit(o.maxInputMiB)
 	for _, f := range o.files {
-		s, err := readSources(f, stdin)
+		s, err := readSources(ctx, f, stdin, limit, stderr)
 		if err != nil {
 			return nil, err
 		}
@@ -322,10 +325,12 @@ func (o *auditOptions) manifests(ctx context.Context, stdin io.Reader) (*audit.R
 	return audit.Manifests(ctx, sources, mo), nil
 }
 
-// readSources reads a file, every manifest under a directory, or stdin.
-func readSources(path string, stdin io.Reader) ([]audit.Source, error) {
+// readSources reads a file, every manifest under a directory, or stdin,
+// against the input limit. A directory walk reads regular files only:
+// anything else named *.yaml is skipped with a warning on stderr.
+func readSources(ctx context.Context, path string, stdin io.Reader, limit *inputLimit, stderr io.Writer) ([]audit.Source, error) {
 	if path == "-" {
-		data, err := io.ReadAll(stdin)
+		data, err := limit.read("stdin", stdin)
 		return []audit.Source{{Name: "stdin", Data: data}}, err
 	}
 	st, err := os.Stat(path)
@@ -333,12 +338,15 @@ func readSources(path string, stdin io.Reader) ([]audit.Source, error) {
 		return nil, err
 	}
 	if !st.IsDir() {
-		data, err := os.ReadFile(path)
+		data, err := limit.readFile(path)
 		return []audit.Source{{Name: path, Data: data}}, err
 	}
 	var out []audit.Source
 	err = filepath.WalkDir(path, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		switch filepath.Ext(p) {
@@ -349,7 +357,11 @@ func readSources(path string, stdin io.Reader) ([]audit.Source, error) {
 		if d.IsDir() {
 			return nil
 		}
-		data, err := os.ReadFile(p)
+		if ok, why := regularFile(p, d); !ok {
+			_, _ = fmt.Fprintf(stderr, "warning: %s skipped: %s\n", p, why)
+			return nil
+		}
+		data, err := limit.readFile(p)
 		if err != nil {
 			return err
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/pmezard/go-difflib/difflib"
@@ -24,6 +23,7 @@ type injectOptions struct {
 	hookAction    string
 	diff          bool
 	inspect       bool
+	maxInputMiB   int64
 }
 
 func newInjectCommand() *cobra.Command {
@@ -50,6 +50,7 @@ is printed to stdout and the exit code is 1.`,
 	f.StringVar(&o.hookAction, "hook-action", "", "preStop action: sleep or exec (default: the config's hookAction; auto means sleep)")
 	f.BoolVar(&o.diff, "diff", false, "print a unified diff instead of the mutated manifests")
 	f.BoolVar(&o.inspect, "inspect-images", false, "read image configs from their registries (with your docker credentials) to rewrite a shell-form ENTRYPOINT/CMD")
+	f.Int64Var(&o.maxInputMiB, "max-input-mib", DefaultMaxInputMiB, "the most MiB of manifests read; more is an error (peak memory is a small multiple of the input)")
 	_ = cmd.MarkFlagRequired("filename")
 	return cmd
 }
@@ -66,16 +67,15 @@ func (o *injectOptions) run(cmd *cobra.Command) error {
 			return fmt.Errorf("--hook-action: %q is not sleep or exec", o.hookAction)
 		}
 	}
-	in := cmd.InOrStdin()
+	limit := newInputLimit(o.maxInputMiB)
 	name := "stdin"
-	if o.file != "-" {
-		data, err := os.ReadFile(o.file)
-		if err != nil {
-			return err
-		}
-		in, name = bytes.NewReader(data), o.file
+	var src []byte
+	if o.file == "-" {
+		src, err = limit.read(name, cmd.InOrStdin())
+	} else {
+		name = o.file
+		src, err = limit.readFile(o.file)
 	}
-	src, err := io.ReadAll(in)
 	if err != nil {
 		return err
 	}

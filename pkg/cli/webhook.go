@@ -32,7 +32,8 @@ The serving certificate is read from --cert-dir (tls.crt, tls.key) and
 reloaded when it is rotated; with --selfcert-secret podgrace creates and
 renews it itself (installs without cert-manager). On SIGTERM podgrace turns unready but keeps
 answering admissions for --drain-delay, then stops listening.`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{annotationDrains: "true"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := zap.New(zap.UseFlagOptions(&zapOpts), zap.WriteTo(cmd.ErrOrStderr()))
 			ctrl.SetLogger(log)

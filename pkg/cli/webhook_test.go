@@ -11,7 +11,8 @@ func TestWebhookCommandFlags(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	for _, flag := range []string{"--cert-dir", "--port", "--config", "--metrics-bind-address", "--health-probe-bind-address",
-		"--metrics-secure", "--drain-delay", "--pprof-bind-address", "--kubeconfig", "--zap-log-level", "--selfcert-secret", "--client-ca-file"} {
+		"--metrics-secure", "--drain-delay", "--pprof-bind-address", "--kubeconfig", "--zap-log-level", "--selfcert-secret", "--client-ca-file",
+		"--webhook-timeout", "--max-connections", "--max-in-flight", "--max-body-memory", "--read-timeout"} {
 		if !strings.Contains(out, flag) {
 			t.Errorf("webhook --help does not list %s", flag)
 		}

@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// smallPods is n small Pod documents.
+func smallPods(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "apiVersion: v1\nkind: Pod\nmetadata: {name: p%d, namespace: ns}\nspec:\n  containers:\n  - name: app\n    image: registry.example/app:1\n    command: [sh, -c, \"exec app --port 8080\"]\n---\n", i)
+	}
+	return b.String()
+}
+
+// TestWalkRegularFilesOnly: a directory walk reads regular files (and
+// symlinks to them) only; a `*.yaml` symlink to /dev/zero and a FIFO named
+// `*.yaml` are skipped with a warning instead of eating memory or hanging
+// (issue 23, finding 7).
+func TestWalkRegularFilesOnly(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "app.yaml"), []byte(auditManifest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "app.yaml"), filepath.Join(dir, "link.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", filepath.Join(dir, "zero.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo.yaml"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI(t, "", "audit", "-f", dir)
+	if code != 0 || strings.Count(stdout, "Deployment/web") != 2 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, name := range []string{"zero.yaml", "fifo.yaml"} {
+		if !strings.Contains(stderr, name+" skipped") {
+			t.Errorf("no warning for %s:\n%s", name, stderr)
+		}
+	}
+}
+
+// TestInputLimit: input past --max-input-mib is a clear error, for a file
+// (here /dev/zero, which never ends) and for stdin.
+func TestInputLimit(t *testing.T) {
+	code, stdout, stderr := runCLI(t, "", "inject", "-f", "/dev/zero", "--max-input-mib", "1")
+	if code != 1 || stdout != "" || !strings.Contains(stderr, "over 1 MiB, the limit of --max-input-mib") {
+		t.Fatalf("exit %d\nstdout %.200q\nstderr %s", code, stdout, stderr)
+	}
+	code, _, stderr = runCLI(t, strings.Repeat("#\n", 1<<20), "audit", "-f", "-", "--max-input-mib", "1")
+	if code != 1 || !strings.Contains(stderr, "--max-input-mib") {
+		t.Fatalf("audit stdin over the limit: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := runCLI(t, smallPods(3), "inject", "-f", "-", "--max-input-mib", "1"); code != 0 {
+		t.Fatalf("input under the limit: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestInterrupt: the real binary, interrupted (SIGINT) while injecting a
+// large input, exits 130 within a second or so and writes nothing to stdout
+// (issue 23, finding 7: it went on for 31 s and exited 0).
+func TestInterrupt(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "podgrace")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/podgrace")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	in := filepath.Join(t.TempDir(), "pods.yaml")
+	if err := os.WriteFile(in, []byte(smallPods(20000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, "inject", "-f", in)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // reading and mutating by now
+	sent := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("still running 5s after SIGINT")
+	}
+	took := time.Since(sent)
+	ee, ok := errors.AsType[*exec.ExitError](err)
+	if !ok || ee.ExitCode() != ExitInterrupted {
+		t.Fatalf("exit after SIGINT: %v, want code %d\n%s", err, ExitInterrupted, stderr.String())
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("%d bytes written to stdout after SIGINT", stdout.Len())
+	}
+	t.Logf("exited %d, %v after SIGINT", ee.ExitCode(), took)
+}
