@@ -57,8 +57,14 @@ func TestWarnMode(t *testing.T) {
 			t.Errorf("container %s changed: lifecycle %v, command %q", c.Name, c.Lifecycle, c.Command)
 		}
 	}
-	const want = "podgrace (warn mode): would add preStop sleep 15s to app, drop the shell of app (exec form), " +
-		"add preStop sleep 15s to side, put exec before side's command (exec form)"
+	// The warning names the hook form where it is not the native sleep
+	// action (hookAction auto chooses exec on a server without it).
+	hook := ""
+	if wantHook == policy.HookExec {
+		hook = " (exec)"
+	}
+	want := "podgrace (warn mode): would add preStop sleep 15s" + hook + " to app, drop the shell of app (exec form), " +
+		"add preStop sleep 15s" + hook + " to side, put exec before side's command (exec form)"
 	if ws := warned.Take(); !slices.Contains(ws, want) {
 		t.Errorf("warnings %q\nwant %q", ws, want)
 	}

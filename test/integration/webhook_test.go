@@ -212,9 +212,9 @@ func TestSidecarsOutliveApp(t *testing.T) {
 		t.Errorf("the database proxy's command was rewritten: %q", c)
 	}
 	want := inject.Status{V: inject.StatusVersion, GraceBefore: 20, GraceAfter: 25, Containers: []inject.ContainerReport{
-		{Name: "app", PreStopSleep: 10, Hook: "sleep", ExecForm: "drop-shell"},
-		{Name: "istio-proxy", Role: string(policy.RoleSidecar), PreStopSleep: 15, Hook: "sleep", ExecFormSkipped: inject.SkipSidecar},
-		{Name: "cloud-sql-proxy", Role: string(policy.RoleSidecar), PreStopSleep: 15, Hook: "sleep", ExecFormSkipped: inject.SkipSidecar},
+		{Name: "app", PreStopSleep: 10, Hook: string(wantHook), ExecForm: "drop-shell"},
+		{Name: "istio-proxy", Role: string(policy.RoleSidecar), PreStopSleep: 15, Hook: string(wantHook), ExecFormSkipped: inject.SkipSidecar},
+		{Name: "cloud-sql-proxy", Role: string(policy.RoleSidecar), PreStopSleep: 15, Hook: string(wantHook), ExecFormSkipped: inject.SkipSidecar},
 	}}
 	if st := status(t, got); !equality.Semantic.DeepEqual(st, want) {
 		t.Errorf("web: status\n got %+v\nwant %+v", st, want)

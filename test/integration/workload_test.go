@@ -142,7 +142,7 @@ func waitForWorkloadCheck(ctx context.Context, cs kubernetes.Interface, warned *
 		if err != nil {
 			return false, err
 		}
-		return len(warned.take()) > 0, nil
+		return len(warned.Take()) > 0, nil
 	})
 }
 
@@ -160,7 +160,7 @@ func TestWorkloadWarnings(t *testing.T) {
 	if err := waitForWorkloadCheck(t.Context(), cs, warned, ns); err != nil {
 		t.Fatal(err)
 	}
-	warned.take()
+	warned.Take()
 
 	const (
 		invalid = `podgrace: podgrace.dev/prestop-sleep="abc" is not a duration, "auto" or "off"; using auto`
@@ -175,7 +175,7 @@ func TestWorkloadWarnings(t *testing.T) {
 		if err := k.create(t.Context(), cs, ns, name, tmpl, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("%s: %v", k.kind, err)
 		}
-		ws := warned.take()
+		ws := warned.Take()
 		for _, want := range []string{invalid, unknown, kept} {
 			if !slices.ContainsFunc(ws, func(w string) bool { return strings.Contains(w, want) }) {
 				t.Errorf("%s: warnings %q, want one containing %q", k.kind, ws, want)
@@ -187,14 +187,14 @@ func TestWorkloadWarnings(t *testing.T) {
 		if err := k.create(t.Context(), cs, ns, name+"-off", off, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("%s opted out: %v", k.kind, err)
 		}
-		if ws := warned.take(); len(ws) != 0 {
+		if ws := warned.Take(); len(ws) != 0 {
 			t.Errorf("%s opted out: warnings %q, want none", k.kind, ws)
 		}
 		// A clean template: no warning.
 		if err := k.create(t.Context(), cs, ns, name+"-clean", template(nil), metav1.CreateOptions{}); err != nil {
 			t.Fatalf("%s clean: %v", k.kind, err)
 		}
-		if ws := warned.take(); len(ws) != 0 {
+		if ws := warned.Take(); len(ws) != 0 {
 			t.Errorf("%s clean: warnings %q, want none", k.kind, ws)
 		}
 	}
