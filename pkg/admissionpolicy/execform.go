@@ -25,7 +25,7 @@ const (
 //	[execSplice, "command"|"args", v…] `exec ` spliced: the field's new value
 //
 // TestExecPlan evaluates it against Classify. The policies do not use it
-// yet (docs/policy.md).
+// yet (docs/operate/policy.md).
 func execPlan(c string) string {
 	list := func(xs []string) string {
 		q := make([]string, len(xs))

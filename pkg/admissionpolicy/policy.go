@@ -4,7 +4,7 @@
 // and a ValidatingAdmissionPolicy that names invalid settings as warnings (or
 // denies them in strict mode). The cluster config is compiled into the CEL:
 // each setting is a string literal of the expressions (Settings), so no
-// parameter object exists (docs/policy.md says why). The chart cannot run
+// parameter object exists (docs/operate/policy.md says why). The chart cannot run
 // this generator: it installs the text PoliciesYAML writes, whose literals
 // are placeholders it replaces with the same strings from its values.
 package admissionpolicy
@@ -143,7 +143,7 @@ func SettingsOf(cfg *policy.Config) Settings {
 }
 
 // check reports a setting the CEL cannot embed; any value of the allowed
-// text is safe: the CEL guards every parse (docs/policy.md).
+// text is safe: the CEL guards every parse (docs/operate/policy.md).
 func (s Settings) check() error {
 	for _, k := range SettingKeys {
 		v, ok := s[k]

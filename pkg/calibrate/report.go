@@ -27,7 +27,7 @@ const (
 
 // Report is the result of `podgrace calibrate`. Every duration is in
 // seconds (a JSON number with millisecond precision; integer fields say so
-// by their name). The JSON shape is documented in docs/cli.md.
+// by their name). The JSON shape is documented in docs/reference/cli.md.
 type Report struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`

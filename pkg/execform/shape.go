@@ -10,7 +10,7 @@ import (
 
 // Shape is the classification Rewrite's analysis makes of a `SHELL -c
 // SCRIPT` argv, narrowed to what a regular expression can recognize: the
-// generated admission policy (pkg/admissionpolicy, docs/policy.md) rewrites
+// generated admission policy (pkg/admissionpolicy, docs/operate/policy.md) rewrites
 // exactly the ShapeWords and ShapeChain commands, with these patterns and
 // word lists, and leaves ShapeOther alone. Classify's prediction of the
 // result equals Rewrite's for every ShapeWords and ShapeChain argv (the

@@ -97,7 +97,7 @@ func Inject(ctx context.Context, r io.Reader, o Options) ([]byte, []DocResult, e
 	// checked on the real decoder as soon as it is rewritten, and the
 	// objects of each unit are dropped after it, so that memory stays a
 	// small multiple of the input however many documents it holds
-	// (docs/cli.md, issue 23).
+	// (docs/reference/cli.md, issue 23).
 	var out bytes.Buffer
 	out.Grow(len(src) + len(src)/4)
 	last := 0

@@ -24,7 +24,7 @@ import (
 )
 
 // Limits bound what one replica gives callers of the webhook port
-// (docs/security.md). Every limit hit is answered at once with a failure the
+// (docs/operate/security.md). Every limit hit is answered at once with a failure the
 // API server handles by the webhook's failurePolicy, counted in
 // podgrace_requests_not_handled_total{reason="overloaded"} or
 // podgrace_connections_rejected_total, and alerted (PodgraceOverloaded).

@@ -116,7 +116,7 @@ const (
 	// up, or timeoutSeconds passed) before the mutation was decided.
 	reasonDeadline = "deadline"
 	// reasonOverloaded: the in-flight or body-memory limit was hit
-	// (docs/security.md); answered at once with a 503.
+	// (docs/operate/security.md); answered at once with a 503.
 	reasonOverloaded = "overloaded"
 )
 
