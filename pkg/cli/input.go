@@ -42,7 +42,7 @@ func (l *inputLimit) readFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	return l.read(path, f)
 }
 

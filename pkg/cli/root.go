@@ -25,7 +25,7 @@ import (
 const ExitInterrupted = 130
 
 // interruptGrace is how long Main waits, after a signal, for the command to
-// notice its cancelled context before returning anyway.
+// notice its canceled context before returning anyway.
 const interruptGrace = 500 * time.Millisecond
 
 // Main runs the command line and returns the process exit code. On SIGINT
@@ -55,7 +55,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		stop() // a second Ctrl-C kills at once
 		out.close()
 		select {
-		case <-done:
+		case e := <-done:
+			_ = e // stopped by the signal: its error is not reported
 		case <-time.After(interruptGrace):
 		}
 		_, _ = fmt.Fprintln(stderr, "Interrupted; no output written.")

@@ -137,7 +137,7 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) (*admissionv
 		return h.allowUnchanged(requestKV(req, ""), reason, msg), nil
 	}
 	if req.PodErr != nil {
-		return h.allowUnchanged(requestKV(req, ""), reasonUndecodable, "cannot decode the Pod: "+req.PodErr.Error()), nil
+		return h.allowUnchanged(requestKV(req, ""), reasonUndecodable, "cannot decode the Pod: "+req.PodErr.Error()), nil //nolint:nilerr // an undecodable Pod is allowed unchanged, not an HTTP error
 	}
 	pod := req.Pod
 	if pod.Namespace == "" {

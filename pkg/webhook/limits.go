@@ -160,15 +160,15 @@ func readBody(buf *bytes.Buffer, r io.Reader, budget *bodyBudget) (reserved int6
 
 // limitInFlight answers 503 at once to a request over max in flight; the
 // handlers it wraps share the max.
-func limitInFlight(max int) func(http.Handler) http.Handler {
-	slots := make(chan struct{}, max)
+func limitInFlight(limit int) func(http.Handler) http.Handler {
+	slots := make(chan struct{}, limit)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			select {
 			case slots <- struct{}{}:
 			default:
 				notHandledTotal.WithLabelValues(reasonOverloaded).Inc()
-				writeError(w, overloaded(fmt.Sprintf("over %d admissions in flight", max)))
+				writeError(w, overloaded(fmt.Sprintf("over %d admissions in flight", limit)))
 				return
 			}
 			defer func() { <-slots }()

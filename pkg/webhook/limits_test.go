@@ -85,7 +85,7 @@ func postReview(t *testing.T, addr string, body []byte) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	out, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, out
 }
@@ -112,7 +112,7 @@ func TestHeaderOnlyAttack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		if _, err := io.WriteString(c, header); err != nil {
 			t.Fatal(err)
 		}
@@ -162,13 +162,13 @@ func TestConnectionLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		held = append(held, c)
 	}
 	if c, err := dialTLS(addr); err == nil {
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		_, err = c.Read(make([]byte, 1))
-		c.Close()
+		_ = c.Close()
 		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 			t.Fatal("a connection over the limit was kept open")
 		}
@@ -176,7 +176,7 @@ func TestConnectionLimit(t *testing.T) {
 	if got := testutil.ToFloat64(connectionsRejectedTotal) - before; got < 1 {
 		t.Errorf("podgrace_connections_rejected_total rose by %v, want ≥ 1", got)
 	}
-	held[0].Close()
+	_ = held[0].Close()
 	// Once one is closed, new connections are served again.
 	var code int
 	for range 100 {
@@ -197,7 +197,7 @@ func postReviewNoFatal(addr string, body []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	return resp.StatusCode, nil
 }
 
@@ -213,13 +213,13 @@ func TestBodyMemoryLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if _, err := io.WriteString(c, "POST "+Path+" HTTP/1.1\r\nHost: p\r\nContent-Type: application/json\r\nContent-Length: 7000000\r\n\r\n"+strings.Repeat(" ", 5<<20)); err != nil {
 		t.Fatal(err)
 	}
 	var code int
 	for range 100 {
-		code, _ = postReview(t, addr, reviewFor(t, padded(t, 3<<20), nil))
+		code, _ = postReview(t, addr, reviewFor(t, padded(3<<20), nil))
 		if code == http.StatusServiceUnavailable {
 			break
 		}
@@ -231,9 +231,9 @@ func TestBodyMemoryLimit(t *testing.T) {
 	if got := testutil.ToFloat64(notHandledTotal.WithLabelValues(reasonOverloaded)) - before; got < 1 {
 		t.Errorf("overloaded count rose by %v", got)
 	}
-	c.Close()
+	_ = c.Close()
 	for range 100 {
-		if code, _ = postReview(t, addr, reviewFor(t, padded(t, 3<<20), nil)); code == http.StatusOK {
+		if code, _ = postReview(t, addr, reviewFor(t, padded(3<<20), nil)); code == http.StatusOK {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -247,7 +247,7 @@ func TestBodyMemoryLimit(t *testing.T) {
 }
 
 // padded is the test pod with an annotation of n bytes.
-func padded(t *testing.T, n int) any {
+func padded(n int) any {
 	p := testPod()
 	p.Annotations = map[string]string{"pad": strings.Repeat("x", n)}
 	return p
