@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/podgrace/podgrace/pkg/audit"
+	"github.com/podgrace/podgrace/pkg/registration"
 	"github.com/podgrace/podgrace/pkg/webhook"
 	"github.com/podgrace/podgrace/pkg/workload"
 )
@@ -59,7 +60,7 @@ explanation cannot be made (not found, not allowed).`,
 	f.StringVar(&a.loading.ExplicitPath, clientcmd.RecommendedConfigPathFlag, "", "path to the kubeconfig file")
 	clientcmd.BindOverrideFlags(&a.overrides, f, clientcmd.RecommendedConfigOverrideFlags(""))
 	f.StringVar(&a.configPath, "config", "", "cluster config file (the chart's config.yaml); default: the cluster's ConfigMap (--config-map), or the defaults")
-	f.StringVar(&a.configMap, "config-map", "podgrace/podgrace", "NAMESPACE/NAME of podgrace's ConfigMap holding config.yaml")
+	f.StringVar(&a.configMap, "config-map", "", "NAMESPACE/NAME of podgrace's ConfigMap holding config.yaml (default: found from podgrace's webhook in the cluster, else "+registration.DefaultNamespace+"/podgrace)")
 	f.StringVar(&a.hookAction, "hook-action", "", "preStop action: sleep or exec (default: the config's hookAction; auto means sleep)")
 	f.StringVar(&a.webhookName, "webhook-name", webhook.WebhookName, "name of podgrace's webhook in its MutatingWebhookConfiguration")
 	f.StringVarP(&o.output, "output", "o", "", "output format: json (default: text)")
