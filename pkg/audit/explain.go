@@ -85,7 +85,7 @@ func Explain(ctx context.Context, cs kubernetes.Interface, o ExplainOptions) (*E
 	if o.WebhookName == "" {
 		o.WebhookName = "pods.podgrace.dev"
 	}
-	e := &Explanation{Kind: o.Kind.Kind, Namespace: o.Namespace, Name: o.Name, Config: o.Env.Config}
+	e := &Explanation{Kind: o.Kind.Kind, Namespace: o.Namespace, Name: o.Name, Config: o.Config}
 	tmpl, created, err := readObject(ctx, cs, o)
 	if err != nil {
 		return nil, err
@@ -378,11 +378,11 @@ func writeGrace(b *strings.Builder, st *inject.Status, cfg *policy.Config) {
 		fmt.Fprintf(b, " → %d", st.GraceAfter)
 	}
 	if cfg != nil {
-		need := longest + int64(cfg.ShutdownBudget.Duration.Seconds())
-		fmt.Fprintf(b, "; needs longest sleep %ds + shutdownBudget %ds", longest, int64(cfg.ShutdownBudget.Duration.Seconds()))
+		need := longest + int64(cfg.ShutdownBudget.Seconds())
+		fmt.Fprintf(b, "; needs longest sleep %ds + shutdownBudget %ds", longest, int64(cfg.ShutdownBudget.Seconds()))
 		if sidecar {
-			need += int64(cfg.SidecarShutdownBudget.Duration.Seconds())
-			fmt.Fprintf(b, " + sidecarShutdownBudget %ds", int64(cfg.SidecarShutdownBudget.Duration.Seconds()))
+			need += int64(cfg.SidecarShutdownBudget.Seconds())
+			fmt.Fprintf(b, " + sidecarShutdownBudget %ds", int64(cfg.SidecarShutdownBudget.Seconds()))
 		}
 		fmt.Fprintf(b, " = %ds", need)
 		if need > st.GraceAfter {

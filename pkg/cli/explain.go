@@ -15,7 +15,7 @@ import (
 	"github.com/podgrace/podgrace/pkg/workload"
 )
 
-// ExitNotMutated: `explain` found a pod without podgrace's status, or a
+// ExitNotMutated is the exit code when `explain` found a pod without podgrace's status, or a
 // workload whose pods podgrace does not serve.
 const ExitNotMutated = 2
 

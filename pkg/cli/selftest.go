@@ -35,7 +35,7 @@ func newSelftestCommand() *cobra.Command {
 		Long: `selftest does a server-side dry-run create of a pod in a namespace podgrace
 serves, and checks that the API server returned it with podgrace's preStop
 sleep and status annotation. Without --target-namespace it creates a namespace
-labelled podgrace.dev/inject=enabled and deletes it afterwards. When the pod
+labeled podgrace.dev/inject=enabled and deletes it afterwards. When the pod
 comes back unmutated it names the likely cause (the webhook unreachable: the
 pod was admitted by failurePolicy Ignore; the namespace not selected) and
 exits 1. Nothing is left behind: the pod is a dry run.`,
@@ -45,7 +45,7 @@ exits 1. Nothing is left behind: the pod is a dry run.`,
 	f := cmd.Flags()
 	f.StringVar(&o.loading.ExplicitPath, clientcmd.RecommendedConfigPathFlag, "", "path to the kubeconfig file (in a pod: its ServiceAccount)")
 	clientcmd.BindOverrideFlags(&o.overrides, f, clientcmd.RecommendedConfigOverrideFlags(""))
-	f.StringVar(&o.namespace, "target-namespace", "", "a namespace podgrace serves to dry-run the pod in (default: create a labelled one, delete it afterwards)")
+	f.StringVar(&o.namespace, "target-namespace", "", "a namespace podgrace serves to dry-run the pod in (default: create a labeled one, delete it afterwards)")
 	f.StringVar(&o.label, "namespace-label", policy.LabelInject+"="+policy.InjectEnabled, "label of the namespace selftest creates")
 	f.DurationVar(&o.timeout, "timeout", 60*time.Second, "how long to retry while a new namespace is not served yet")
 	return cmd

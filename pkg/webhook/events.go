@@ -11,7 +11,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
@@ -111,7 +110,7 @@ func (e *Events) Start(ctx context.Context) error {
 	}
 }
 
-// NeedLeaderElection: every replica records the events of its own admissions.
+// NeedLeaderElection is false: every replica records the events of its own admissions.
 func (e *Events) NeedLeaderElection() bool { return false }
 
 func (e *Events) record(ctx context.Context, ev podEvent) {
@@ -164,7 +163,7 @@ func (e *Events) target(ctx context.Context, ev podEvent) *corev1.ObjectReferenc
 }
 
 func ownerRef(namespace string, o *metav1.OwnerReference) *corev1.ObjectReference {
-	return &corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Namespace: namespace, Name: o.Name, UID: types.UID(o.UID)}
+	return &corev1.ObjectReference{APIVersion: o.APIVersion, Kind: o.Kind, Namespace: namespace, Name: o.Name, UID: o.UID}
 }
 
 // eventOf is the event of one admission, or false when there is nothing to
@@ -193,7 +192,8 @@ func eventOf(pod *corev1.Pod, owner *metav1.OwnerReference, warnings []string, d
 	}
 	switch {
 	case len(invalid) > 0:
-		ev.reason, ev.messages = EventInvalidSetting, append(invalid, other...)
+		invalid = append(invalid, other...)
+		ev.reason, ev.messages = EventInvalidSetting, invalid
 	default:
 		ev.reason, ev.messages = EventNotApplied, other
 	}

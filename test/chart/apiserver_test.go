@@ -130,7 +130,9 @@ func checkAccess(ctx context.Context, t *testing.T, cfg *rest.Config, r chart.Re
 		{"update", "", "secrets", r.Namespace, "other", false},
 		{"update", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", r.Name, !c.certManager},
 		{"update", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "someone-else", false},
-		{"update", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", r.Name, false},
+		// The workload check's caBundle, kept by podgrace's own CA.
+		{"update", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", r.Name, !c.certManager},
+		{"update", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "", "someone-else", false},
 		{"create", "authentication.k8s.io", "tokenreviews", "", "", c.metricsSecure},
 		{"create", "authorization.k8s.io", "subjectaccessreviews", "", "", c.metricsSecure},
 	}

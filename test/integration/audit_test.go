@@ -441,8 +441,10 @@ func TestAuditCoversEveryKind(t *testing.T) {
 // preStop hook yet, its template at the table's path.
 func workloadObject(k workload.Kind, name string) map[string]any {
 	labels := map[string]any{"app": name}
+	// An explicit sleep: run-to-completion pods (a Pod, Job or CronJob
+	// with restartPolicy Never) get no default one (docs/design.md §2).
 	pod := map[string]any{
-		"metadata": map[string]any{"labels": labels},
+		"metadata": map[string]any{"labels": labels, "annotations": map[string]any{policy.AnnotationPreStopSleep: "10s"}},
 		"spec": map[string]any{"restartPolicy": "Never", "containers": []any{
 			map[string]any{"name": "app", "image": "registry.example/app:1", "command": []any{"/app"}},
 		}},

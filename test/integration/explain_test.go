@@ -38,7 +38,7 @@ func TestExplain(t *testing.T) {
 	for _, want := range []string{
 		"Pod " + ns + "/web",
 		"label podgrace.dev/inject=enabled",
-		"namespaceSelector: podgrace.dev/inject in (enabled)",
+		"namespaceSelector: ", "podgrace.dev/inject in (enabled)",
 		"Served: yes",
 		"What podgrace did (podgrace.dev/status)",
 		"Grace: terminationGracePeriodSeconds 30; needs longest sleep 15s + shutdownBudget 5s = 20s",

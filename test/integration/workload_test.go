@@ -99,7 +99,7 @@ func template(annotations map[string]string) corev1.PodTemplateSpec {
 // serveWorkloads starts an instance and registers its workload check, from
 // the chart's ValidatingWebhookConfiguration, for the namespaces labeled
 // with name.
-func serveWorkloads(t *testing.T, name string, cfg *policy.Config) *instance {
+func serveWorkloads(t *testing.T, name string, cfg *policy.Config) {
 	t.Helper()
 	in, err := startInstance(t.Context(), name, cfg, certDir, 0)
 	if err != nil {
@@ -127,7 +127,6 @@ func serveWorkloads(t *testing.T, name string, cfg *policy.Config) *instance {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = api.Delete(context.Background(), vwc.Name, metav1.DeleteOptions{}) })
-	return in
 }
 
 // waitForWorkloadCheck waits until a dry-run Deployment in ns with an
@@ -149,7 +148,7 @@ func waitForWorkloadCheck(ctx context.Context, cs kubernetes.Interface, warned *
 // TestWorkloadWarnings: applying a workload whose pod template has podgrace
 // settings that are invalid, unknown or will not do what they say returns the
 // pod path's warnings to the client that applies it, for every workload
-// kind; nothing is mutated; a template labelled podgrace.dev/inject=disabled
+// kind; nothing is mutated; a template labeled podgrace.dev/inject=disabled
 // is not checked.
 func TestWorkloadWarnings(t *testing.T) {
 	t.Parallel()
