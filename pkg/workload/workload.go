@@ -5,6 +5,7 @@
 package workload
 
 import (
+	"maps"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,7 +103,13 @@ func Owner(ref *metav1.OwnerReference) (Kind, bool) {
 func (k Kind) Object(name string, pod map[string]any) map[string]any {
 	obj := map[string]any{"apiVersion": k.APIVersion, "kind": k.Kind, "metadata": map[string]any{"name": name}}
 	if len(k.Template) == 0 {
-		obj["spec"] = pod["spec"]
+		// The object is the pod: its labels and annotations are the object's.
+		meta := map[string]any{}
+		if m, ok := pod["metadata"].(map[string]any); ok {
+			maps.Copy(meta, m)
+		}
+		meta["name"] = name
+		obj["metadata"], obj["spec"] = meta, pod["spec"]
 		return obj
 	}
 	m := obj
