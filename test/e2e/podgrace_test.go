@@ -68,7 +68,7 @@ func installPodgrace(ctx context.Context) (*podgraceInstall, error) {
 		"config": map[string]any{"imageInspection": map[string]any{
 			// The e2e registry is plain HTTP on the node address: named,
 			// since every other registry is HTTPS only.
-			"insecureRegistries": []string{env.Registry},
+			"insecureRegistries": []any{env.Registry},
 		}},
 		// Metrics as a security-minded cluster runs them (TestSecureMetrics).
 		"metrics": map[string]any{"secure": true, "service": true},
