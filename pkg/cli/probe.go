@@ -23,6 +23,8 @@ func newProbeCommand() *cobra.Command {
 		Use:    "probe",
 		Short:  "The probe server podgrace calibrate deploys (serves after SIGTERM for --window, recording each request)",
 		Hidden: true,
+		// SIGTERM starts the measurement, it does not end the process.
+		Annotations: map[string]string{annotationDrains: "true"},
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if pod == "" {
@@ -75,6 +77,8 @@ func newProbeClientCommand() *cobra.Command {
 		Use:    "probe-client",
 		Short:  "The traffic podgrace calibrate sends (GETs on new connections, counters on /stats)",
 		Hidden: true,
+		// Stopped when calibrate deletes it: it returns on SIGTERM by itself.
+		Annotations: map[string]string{annotationDrains: "true"},
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if c.URL == "" {
