@@ -25,7 +25,7 @@ func newProbeCommand() *cobra.Command {
 		Hidden: true,
 		// SIGTERM starts the measurement, it does not end the process.
 		Annotations: map[string]string{annotationDrains: "true"},
-		Args:   cobra.NoArgs,
+		Args:        cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if pod == "" {
 				pod, _ = os.Hostname()
@@ -79,7 +79,7 @@ func newProbeClientCommand() *cobra.Command {
 		Hidden: true,
 		// Stopped when calibrate deletes it: it returns on SIGTERM by itself.
 		Annotations: map[string]string{annotationDrains: "true"},
-		Args:   cobra.NoArgs,
+		Args:        cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if c.URL == "" {
 				return errors.New("--url is required")
