@@ -12,6 +12,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/podgrace/podgrace/pkg/calibrate"
 	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
@@ -454,35 +455,13 @@ func compactPath(w *Workload) []string {
 	return out
 }
 
-// The calibration report `podgrace calibrate -o json` writes: the audit
-// reads only its identity, the measured propagation and the recommended
-// sleep (pkg/calibrate's Report declares the full document).
-const (
-	calibrationAPIVersion = "calibrate.podgrace.dev/v1"
-	calibrationKind       = "CalibrationReport"
-)
-
-type calibration struct {
-	APIVersion         string   `json:"apiVersion"`
-	Kind               string   `json:"kind"`
-	PropagationSeconds float64  `json:"propagationSeconds"`
-	Complete           bool     `json:"complete"`
-	Incomplete         []string `json:"incomplete"`
-	Recommendation     struct {
-		SleepSeconds int64 `json:"sleepSeconds"`
-	} `json:"recommendation"`
-}
-
 // ReadCalibration reads a calibration report: the sleep every routed
 // workload needs is its recommendation (the measured propagation plus the
 // margin). name is the file's name, for the report.
 func ReadCalibration(data []byte, name string) (*MinSleep, error) {
-	var c calibration
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if c.APIVersion != calibrationAPIVersion || c.Kind != calibrationKind {
-		return nil, fmt.Errorf("%s: apiVersion %q kind %q: want a %s %s (podgrace calibrate -o json)", name, c.APIVersion, c.Kind, calibrationAPIVersion, calibrationKind)
+	c, err := calibrate.ReadReport(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (podgrace calibrate -o json)", name, err)
 	}
 	if c.Recommendation.SleepSeconds <= 0 {
 		return nil, fmt.Errorf("%s: recommendation.sleepSeconds is %d: no recommendation to check against", name, c.Recommendation.SleepSeconds)

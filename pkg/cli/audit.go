@@ -266,6 +266,13 @@ func (o *auditOptions) clusterConfig(ctx context.Context, cs kubernetes.Interfac
 		in.say(stderr, "audit")
 		ref = in.Namespace + "/" + in.ConfigMap
 	}
+	return configMapConfig(ctx, cs, ref, "audit", stderr)
+}
+
+// configMapConfig reads the cluster config from podgrace's ConfigMap ref
+// (NAMESPACE/NAME); one that is missing or not readable gives the defaults,
+// said on stderr as command's.
+func configMapConfig(ctx context.Context, cs kubernetes.Interface, ref, command string, stderr io.Writer) (policy.Config, error) {
 	ns, name, ok := strings.Cut(ref, "/")
 	if !ok {
 		return policy.Config{}, fmt.Errorf("--config-map: %q is not NAMESPACE/NAME", ref)
@@ -279,7 +286,7 @@ func (o *auditOptions) clusterConfig(ctx context.Context, cs kubernetes.Interfac
 		}
 		return cfg, nil
 	case apierrors.IsNotFound(err) || apierrors.IsForbidden(err):
-		_, _ = fmt.Fprintf(stderr, "podgrace audit: using the default cluster config (configmap %s: %v)\n", ref, err)
+		_, _ = fmt.Fprintf(stderr, "podgrace %s: using the default cluster config (configmap %s: %v)\n", command, ref, err)
 		return policy.Default(), nil
 	default:
 		return policy.Config{}, err

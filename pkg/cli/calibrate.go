@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -238,27 +237,11 @@ func (c *calibrateOptions) clusterConfig(ctx context.Context, cs kubernetes.Inte
 	if ref == "" {
 		ref = dep.configMap
 	}
-	ns, name, ok := strings.Cut(ref, "/")
-	if !ok {
-		if c.configMap != "" {
-			return policy.Config{}, fmt.Errorf("--config-map: %q is not NAMESPACE/NAME", c.configMap)
-		}
+	if ref == "" {
 		_, _ = fmt.Fprintln(stderr, "podgrace calibrate: using the default cluster config (no podgrace ConfigMap found)")
 		return policy.Default(), nil
 	}
-	cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case err == nil:
-		cfg, err := policy.ParseConfig([]byte(cm.Data["config.yaml"]))
-		if err != nil {
-			return policy.Config{}, fmt.Errorf("configmap %s: %w", ref, err)
-		}
-		return cfg, nil
-	case apierrors.IsNotFound(err) || apierrors.IsForbidden(err):
-		_, _ = fmt.Fprintf(stderr, "podgrace calibrate: using the default cluster config (configmap %s: %v)\n", ref, err)
-		return policy.Default(), nil
-	}
-	return policy.Config{}, err
+	return configMapConfig(ctx, cs, ref, "calibrate", stderr)
 }
 
 func printCalibration(w io.Writer, rep *calibrate.Report) {
