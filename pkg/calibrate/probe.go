@@ -205,7 +205,13 @@ func (p *Probe) Serve(ctx context.Context, traffic, admin net.Listener, terminat
 	errc := make(chan error, 2)
 	go func() { errc <- ts.Serve(traffic) }()
 	go func() { errc <- as.Serve(admin) }()
-	defer func() { _ = as.Close() }()
+	// Shutdown, not Close: the /records answer that released the probe is
+	// still being written when Final is closed.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = as.Shutdown(sctx)
+	}()
 	select {
 	case <-terminate:
 	case <-ctx.Done():

@@ -209,3 +209,37 @@ func TestProbeWindow(t *testing.T) {
 		t.Fatal("the probe did not return after its final records were read")
 	}
 }
+
+// TestProbeFinalAnswerComplete: the /records answer that releases the probe
+// arrives whole, however large, before the probe's admin server goes away
+// (it was closed under the handler: a final read of a long window could
+// come back cut off, and the probe was gone for the retry).
+func TestProbeFinalAnswerComplete(t *testing.T) {
+	for i := range 5 {
+		p := NewProbe("probe-c", time.Second)
+		term := make(chan struct{})
+		traffic, admin, done := startProbe(t, p, term)
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		close(term)
+		waitTerminating(t, admin)
+		sent := 0
+		for ; sent < 5000; sent++ {
+			resp, err := c.Get(traffic)
+			if err != nil {
+				break // the window ended
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+		}
+		<-p.Done()
+		for !readRecords(t, admin, false).WindowDone {
+			time.Sleep(10 * time.Millisecond)
+		}
+		r := readRecords(t, admin, true) // fails on a cut-off answer
+		// The last request may be recorded and then cut off by the window.
+		if n := len(r.Records); n < sent || n > sent+1 || sent < 100 {
+			t.Fatalf("round %d: final answer has %d records, %d requests were answered (want as many or one more, at least 100)", i, n, sent)
+		}
+		<-done
+	}
+}
