@@ -114,7 +114,7 @@ test: lint verify-tidy vulncheck test-deps envtest-assets $(KUBE_SCORE) $(PROMTO
 	GO='$(GO)' hack/test-versions.sh $(OLDEST)
 
 .PHONY: test-oldest
-test-oldest: $(KUBE_SCORE) ## Run only test/integration and test/chart against the oldest supported Kubernetes (OLDEST; built into bin/ once; make test runs it).
+test-oldest: $(KUBE_SCORE) $(PROMTOOL) ## Run only test/integration and test/chart against the oldest supported Kubernetes (OLDEST; built into bin/ once; make test runs it).
 	GO='$(GO)' hack/test-versions.sh $(OLDEST)
 
 # How long `make fuzz` runs each fuzzer (a go test -fuzztime value: 30s, 5m, 10000x).
@@ -142,7 +142,7 @@ integration: envtest-assets ## Run only the webhook's envtest suite (test/integr
 	$(GO) test ./test/integration/ -count=1 -v
 
 .PHONY: test-versions
-test-versions: $(KUBE_SCORE) ## Run test/integration and test/chart against every supported Kubernetes version (TEST_VERSIONS; builds each once; ~1 h cold).
+test-versions: $(KUBE_SCORE) $(PROMTOOL) ## Run test/integration and test/chart against every supported Kubernetes version (TEST_VERSIONS; builds each once; ~1 h cold).
 	GO='$(GO)' hack/test-versions.sh $(TEST_VERSIONS)
 
 ##@ Build
