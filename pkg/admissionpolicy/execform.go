@@ -1,9 +1,11 @@
 package admissionpolicy
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/podgrace/podgrace/pkg/execform"
@@ -138,3 +140,19 @@ func execWarnVariables(s Settings) []variable {
 // ExecFormWarning is the warning of the exec-form ValidatingAdmissionPolicy
 // after the container names.
 const ExecFormWarning = "shell form not rewritten by the policy; `podgrace inject` shows what the webhook does"
+
+// execFormMatch is the exec-form warning policy's match condition: a pod
+// with no container whose command starts with a shell or a wrapper (most
+// pods) skips its validation.
+func execFormMatch() admissionregistrationv1.MatchCondition {
+	names := "[" + strings.Join(func() []string {
+		var q []string
+		for _, n := range slices.Concat(execform.ShapeShells(), execform.ShapeWrappers()) {
+			q = append(q, lit(n))
+		}
+		return q
+	}(), ", ") + "]"
+	has := sub(`.exists(c, c.?command.orValue([]).size() > 0 && c.command[0].find(r'[^/]*$') in {names})`, "names", names)
+	return admissionregistrationv1.MatchCondition{Name: "has-a-shell-command",
+		Expression: "object.spec.containers" + has + " || object.spec.?initContainers.orValue([])" + has}
+}

@@ -51,6 +51,9 @@ func TestLiteralsFromGo(t *testing.T) {
 	for _, v := range objs.ExecForm.Spec.Validations {
 		exprs = append(exprs, v.Expression, v.MessageExpression)
 	}
+	for _, c := range objs.ExecForm.Spec.MatchConditions {
+		exprs = append(exprs, c.Expression)
+	}
 	for _, c := range objs.Mutating.Spec.MatchConditions {
 		exprs = append(exprs, c.Expression)
 	}

@@ -268,52 +268,39 @@ func build(s Settings, o Options) (*Objects, error) {
 			PolicyName: mp.Name, MatchResources: match.DeepCopy(),
 		},
 	}
-	vp := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + ValidatingName},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			MatchConstraints: podCreate.DeepCopy(),
-			MatchConditions:  matchConditions(),
-			Variables:        validatingVars(validationVariables()),
-			Validations: []admissionregistrationv1.Validation{{
-				Expression:        "variables.problems.size() == 0",
-				MessageExpression: "variables.problems.join('; ')",
-			}},
-			FailurePolicy: &ignore,
-		},
-	}
 	actions := []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}
 	if s["strict"] == "true" {
 		actions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
 	}
-	vb := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + ValidatingName},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName: vp.Name, MatchResources: match.DeepCopy(), ValidationActions: actions,
-		},
+	validating := func(name string, vars []variable, v admissionregistrationv1.Validation, actions []admissionregistrationv1.ValidationAction, conds ...admissionregistrationv1.MatchCondition) (
+		*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
+		p := &admissionregistrationv1.ValidatingAdmissionPolicy{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+			ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + name},
+			Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+				MatchConstraints: podCreate.DeepCopy(),
+				MatchConditions:  append(matchConditions(), conds...),
+				Variables:        validatingVars(vars),
+				Validations:      []admissionregistrationv1.Validation{v},
+				FailurePolicy:    &ignore,
+			},
+		}
+		return p, &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + name},
+			Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+				PolicyName: p.Name, MatchResources: match.DeepCopy(), ValidationActions: actions,
+			},
+		}
 	}
-	ep := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + ExecFormName},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			MatchConstraints: podCreate.DeepCopy(),
-			MatchConditions:  matchConditions(),
-			Variables:        validatingVars(execWarnVariables(s)),
-			Validations: []admissionregistrationv1.Validation{{
-				Expression:        "variables.left.size() == 0",
-				MessageExpression: "'podgrace: ' + variables.left.join(', ') + ': ' + " + lit(ExecFormWarning),
-			}},
-			FailurePolicy: &ignore,
-		},
-	}
-	eb := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + ExecFormName},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName: ep.Name, MatchResources: match.DeepCopy(), ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn},
-		},
-	}
+	vp, vb := validating(ValidatingName, validationVariables(), admissionregistrationv1.Validation{
+		Expression:        "variables.problems.size() == 0",
+		MessageExpression: "variables.problems.join('; ')",
+	}, actions)
+	ep, eb := validating(ExecFormName, execWarnVariables(s), admissionregistrationv1.Validation{
+		Expression:        "variables.left.size() == 0",
+		MessageExpression: "'podgrace: ' + variables.left.join(', ') + ': ' + " + lit(ExecFormWarning),
+	}, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}, execFormMatch())
 	return &Objects{Mutating: mp, MutatingBinding: mb, Validating: vp, ValidatingBinding: vb, ExecForm: ep, ExecFormBinding: eb}, nil
 }
 

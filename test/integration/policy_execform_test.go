@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -153,13 +152,8 @@ func generatedArgvs(rng *rand.Rand, n int) []execArgv {
 func TestPolicyExecForm(t *testing.T) {
 	needsPolicyAPI(t)
 	t.Parallel()
-	run := equivRuns.Add(1)
 	cfg := baseConfig()
-	whName, polName := fmt.Sprintf("ex%d-webhook", run), fmt.Sprintf("ex%d-policy", run)
-	serve(t, whName, &cfg, 0)
-	installPolicy(t, polName, &cfg)
-	v := nsVariant{name: "exec-form", webhook: namespace(t, forInstance(whName), nil), policy: namespace(t, forInstance(polName), nil)}
-	waitExecFormServed(t, v)
+	v := execFormSides(t, "ex", &cfg, nil)
 	// A control: the comparison sees a rewrite the other side lacks.
 	plain := namespace(t, map[string]string{instanceLabel: "none"}, nil)
 	if d, _ := compareSides(t.Context(), nsVariant{webhook: v.webhook, policy: plain}, pod("control", 30), true, false); !slices.ContainsFunc(d, func(s string) bool {
@@ -250,14 +244,7 @@ func TestPolicyExecForm(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	sort.Strings(failures)
-	for i, f := range failures {
-		if i == 10 {
-			t.Errorf("... and %d more pods differ", len(failures)-10)
-			break
-		}
-		t.Error(f)
-	}
+	reportFailures(t, failures, 10)
 	t.Logf("%d pods compared, %d differ; containers: %v", len(pods), len(failures), counts)
 	// Each outcome must be common, or agreement proves little.
 	for _, k := range []string{"policy drop-shell", "policy exec", "left, warned"} {
@@ -265,6 +252,20 @@ func TestPolicyExecForm(t *testing.T) {
 			t.Errorf("only %d containers %s: %v", counts[k], k, counts)
 		}
 	}
+}
+
+// execFormSides serves cfg through a webhook and the generated policies,
+// each selecting a namespace of its own with the annotations nsAnn, and
+// waits until both serve it.
+func execFormSides(t *testing.T, prefix string, cfg *policy.Config, nsAnn map[string]string) nsVariant {
+	t.Helper()
+	run := equivRuns.Add(1)
+	whName, polName := fmt.Sprintf("%s%d-webhook", prefix, run), fmt.Sprintf("%s%d-policy", prefix, run)
+	serve(t, whName, cfg, 0)
+	installPolicy(t, polName, cfg)
+	v := nsVariant{name: prefix, webhook: namespace(t, forInstance(whName), nsAnn), policy: namespace(t, forInstance(polName), nsAnn)}
+	waitExecFormServed(t, v)
+	return v
 }
 
 // waitExecFormServed waits until both sides of v rewrite a shell form and
@@ -293,14 +294,8 @@ func waitExecFormServed(t *testing.T, v nsVariant) {
 func TestPolicyCost50(t *testing.T) {
 	needsPolicyAPI(t)
 	t.Parallel()
-	run := equivRuns.Add(1)
 	cfg := baseConfig()
-	whName, polName := fmt.Sprintf("cost%d-webhook", run), fmt.Sprintf("cost%d-policy", run)
-	serve(t, whName, &cfg, 0)
-	installPolicy(t, polName, &cfg)
-	nsAnn := map[string]string{policy.AnnotationPreStopSleep: "20s", policy.AnnotationExtendGrace: "true", policy.AnnotationExecForm: policy.SwitchOn}
-	v := nsVariant{name: "cost", webhook: namespace(t, forInstance(whName), nsAnn), policy: namespace(t, forInstance(polName), nsAnn)}
-	waitExecFormServed(t, v)
+	v := execFormSides(t, "cost", &cfg, map[string]string{policy.AnnotationPreStopSleep: "20s", policy.AnnotationExtendGrace: "true", policy.AnnotationExecForm: policy.SwitchOn})
 
 	big := pod("big50", 45)
 	big.Spec.Containers = nil

@@ -326,14 +326,7 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 		})
 	}
 	wg.Wait()
-	sort.Strings(failures)
-	for i, f := range failures {
-		if i == 20 {
-			t.Errorf("... and %d more pods differ", len(failures)-20)
-			break
-		}
-		t.Error(f)
-	}
+	reportFailures(t, failures, 20)
 	t.Logf("%d pods compared, %d differ; cases seen: %v", checked, len(failures), seen)
 	// The generator must have reached every rule, or equality proves little.
 	if pods < 300 {
@@ -344,6 +337,19 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 		if seen[k] == 0 {
 			t.Errorf("no generated pod exercised %q", k)
 		}
+	}
+}
+
+// reportFailures reports the first limit differing pods, in name order.
+func reportFailures(t *testing.T, failures []string, limit int) {
+	t.Helper()
+	sort.Strings(failures)
+	for i, f := range failures {
+		if i == limit {
+			t.Errorf("... and %d more pods differ", len(failures)-limit)
+			break
+		}
+		t.Error(f)
 	}
 }
 
