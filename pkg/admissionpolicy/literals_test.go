@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/podgrace/podgrace/pkg/execform"
 	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
@@ -43,6 +44,15 @@ func TestLiteralsFromGo(t *testing.T) {
 	}
 	for _, v := range objs.Validating.Spec.Validations {
 		exprs = append(exprs, v.Expression, v.MessageExpression)
+	}
+	for _, v := range objs.ExecForm.Spec.Variables {
+		exprs = append(exprs, v.Expression)
+	}
+	for _, v := range objs.ExecForm.Spec.Validations {
+		exprs = append(exprs, v.Expression, v.MessageExpression)
+	}
+	for _, c := range objs.ExecForm.Spec.MatchConditions {
+		exprs = append(exprs, c.Expression)
 	}
 	for _, c := range objs.Mutating.Spec.MatchConditions {
 		exprs = append(exprs, c.Expression)
@@ -127,6 +137,13 @@ func vocabulary() map[string]bool {
 	// the exec hook's program (pkg/inject writes ["sleep", "S"]) and the
 	// shells whose `sleep N` hooks pkg/inject reads.
 	add("add", "sleep", "sh", "bash", "c", "s")
+	// The exec-form shapes' word lists and results (pkg/execform), the
+	// operation that unsets args, and the plans' own "other".
+	add(execform.ShapeShells()...)
+	add(execform.ShapeWrappers()...)
+	add(execform.ShapeRefusedFirst()...)
+	add(execform.ShapeBuiltins()...)
+	add(execform.BashEnv, string(execform.KindDirect), string(execform.KindExec), "remove", execOther)
 	return w
 }
 

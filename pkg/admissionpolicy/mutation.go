@@ -83,6 +83,13 @@ func mutationVariables(s Settings) []variable {
 		// Native sidecars are recorded too: one that a mesh injector adds on
 		// reinvocation needs no hook, but its drain joins the grace period.
 		{"newNative", sub(`object.spec.?initContainers.orValue([]).filter(c, c.?restartPolicy.orValue('') == {always} && !(c.name in variables.prevNames))`, "always", lit(string(corev1.ContainerRestartPolicyAlways)))},
+		// The exec-form rewrite (docs/design.md §5) of the shapes the CEL
+		// reproduces exactly: execPlan per new container, aligned with newC
+		// and newNative.
+		podExecVariable(s),
+		{"execPlans", execPlans(v("newC"))},
+		{"nativeNames", `variables.newNative.map(c, c.name)`},
+		{"nativePlans", execPlans(v("newNative"))},
 		{"newNativeServed", `variables.prev != '' && variables.newNative.exists(c, !variables.selValid || c.name in variables.selRaw)`},
 		// pre: [want, skip, fixed] per new container, aligned with newC: the
 		// sleep it wants (-1: a sidecar's S + B, sized later), why it gets
@@ -141,15 +148,15 @@ func mutationVariables(s Settings) []variable {
   {name} + c.name + '"' + (c.name in variables.sidecars ? {sidecar} : '') +
   (p[1] == {notSel} ? {skipped} :
     p[0] > 0 ? {sleep} + string(p[0]) + {hook} + variables.hook + '"' :
-    p[1] > 0 ? {reason} + {reasons}[p[1]] + '"' : '') + '}'))`,
+    p[1] > 0 ? {reason} + {reasons}[p[1]] + '"' : '') + {exec} + '}'))`,
 			"name", lit("{"+field("name")+`"`), "sidecar", lit(","+field("role")+strconv.Quote(string(policy.RoleSidecar))),
 			"notSel", skipCode(policy.SkipNotSelected), "skipped", lit(","+field("skipped")+strconv.Quote(policy.SkipNotSelected)),
 			"sleep", lit(","+field("preStopSleep")), "hook", lit(","+field("hook")+`"`), "reason", lit(","+field("preStopSkipped")+`"`),
-			"reasons", skipReasons())},
+			"reasons", skipReasons(), "exec", execRecord(v("execPlans")+"[variables.newNames.indexOf(c.name)]"))},
 		{"nativeEntries", sub(`variables.newNative.map(c, {name} + c.name + {native} +
-  (!variables.selValid || c.name in variables.selRaw ? '' : {skipped}) + '}')`,
+  (!variables.selValid || c.name in variables.selRaw ? '' : {skipped}) + {exec} + '}')`,
 			"name", lit("{"+field("name")+`"`), "native", lit(`",`+field("init")+"true,"+field("role")+strconv.Quote(string(policy.RoleNativeSidecar))),
-			"skipped", lit(","+field("skipped")+strconv.Quote(policy.SkipNotSelected)))},
+			"skipped", lit(","+field("skipped")+strconv.Quote(policy.SkipNotSelected)), "exec", execRecord(v("nativePlans")+"[variables.nativeNames.indexOf(c.name)]"))},
 		{"allEntries", `variables.nativeEntries + variables.entries`},
 		{"status", sub(`{v} + string(variables.graceBefore) + {after} + string(variables.newT) + {containers} + (variables.prevEntries + variables.allEntries).join(',') + ']}'`,
 			"v", lit("{"+field("v")+strconv.Itoa(inject.StatusVersion)+","+field("graceBefore")), "after", lit(","+field("graceAfter")), "containers", lit(","+field("containers")+"["))},
@@ -231,4 +238,6 @@ var mutationExpression = `variables.allEntries.size() == 0 ? [] :
         Object.spec.containers.lifecycle.preStop{sleep: Object.spec.containers.lifecycle.preStop.sleep{seconds: s}},
       has(c.lifecycle) ?
         JSONPatch{op: 'add', path: '/spec/containers/' + i + '/lifecycle/preStop', value: h} :
-        JSONPatch{op: 'add', path: '/spec/containers/' + i + '/lifecycle', value: Object.spec.containers.lifecycle{preStop: h}}))))`
+        JSONPatch{op: 'add', path: '/spec/containers/' + i + '/lifecycle', value: Object.spec.containers.lifecycle{preStop: h}})))) +
+  ` + execPatches(v("newC"), "containers", v("execPlans"), v("newNames")) + ` +
+  ` + execPatches(v("newNative"), "initContainers", v("nativePlans"), v("nativeNames"))

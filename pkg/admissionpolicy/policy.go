@@ -1,8 +1,10 @@
 // Package admissionpolicy generates podgrace's policy as in-tree admission
 // policies (docs/design.md §10): a MutatingAdmissionPolicy whose CEL adds the
-// preStop sleeps, raises the grace period and writes the status annotation,
-// and a ValidatingAdmissionPolicy that names invalid settings as warnings (or
-// denies them in strict mode). The cluster config is compiled into the CEL:
+// preStop sleeps, raises the grace period, rewrites the shell forms whose
+// exec form CEL reproduces exactly (execPlan) and writes the status
+// annotation; a ValidatingAdmissionPolicy that names invalid settings as
+// warnings (or denies them in strict mode); and one that names the shell
+// forms left as they are (always a warning). The cluster config is compiled into the CEL:
 // each setting is a string literal of the expressions (Settings), so no
 // parameter object exists (docs/operate/policy.md says why). The chart cannot run
 // this generator: it installs the text PoliciesYAML writes, whose literals
@@ -34,6 +36,10 @@ const (
 	MutatingName = "podgrace"
 	// ValidatingName names the ValidatingAdmissionPolicy and its binding.
 	ValidatingName = "podgrace-warnings"
+	// ExecFormName names the ValidatingAdmissionPolicy that names the shell
+	// forms the mutating policy leaves, and its binding (always Warn: the
+	// webhook warns about them in strict mode too).
+	ExecFormName = "podgrace-exec-form"
 	// DefaultNamespace is podgrace's own namespace unless told otherwise
 	// (never selected, like the webhook's).
 	DefaultNamespace = registration.DefaultNamespace
@@ -50,12 +56,12 @@ var SystemNamespaces = registration.SystemNamespaces
 // NotDone lists what the policy does not do; it heads the generated output,
 // and README.md and docs/operate/policy.md repeat it.
 var NotDone = []string{
-	"no exec-form rewrite (" + policy.AnnotationExecForm + " is read only to warn about invalid values): shell-form commands keep a shell as PID 1",
+	"the exec-form rewrite only of a `SHELL -c` script that is one command of literal words or an && chain of them (the webhook's result for those, exactly); any other shell form is left as it is and named in a warning, and one in the image is neither rewritten nor named (the policy cannot read images)",
 	"no image inspection (imageInspection.* is ignored) and no digest pinning",
 	"hookAction auto is the native sleep action (every 1.36 API server serves it); exec gives `sleep N`",
 	"no metrics and no logs: the API server's own admission metrics count the policy",
 	"warnings come from the companion ValidatingAdmissionPolicy, one warning that lists every invalid setting; the webhook's notes about what it did (a sleep shortened to fit, a mesh drain it cannot read) are not given",
-	"status records carry no exec-form fields (execForm, execFormSkipped, image)",
+	"status records carry execForm but no execFormSkipped or image",
 }
 
 // Options place the generated objects.
@@ -84,6 +90,8 @@ type Objects struct {
 	MutatingBinding   *admissionregistrationv1.MutatingAdmissionPolicyBinding
 	Validating        *admissionregistrationv1.ValidatingAdmissionPolicy
 	ValidatingBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	ExecForm          *admissionregistrationv1.ValidatingAdmissionPolicy
+	ExecFormBinding   *admissionregistrationv1.ValidatingAdmissionPolicyBinding
 }
 
 // CheckConfig reports settings of the cluster config the policy cannot carry.
@@ -260,32 +268,40 @@ func build(s Settings, o Options) (*Objects, error) {
 			PolicyName: mp.Name, MatchResources: match.DeepCopy(),
 		},
 	}
-	vp := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
-		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + ValidatingName},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			MatchConstraints: podCreate.DeepCopy(),
-			MatchConditions:  matchConditions(),
-			Variables:        validatingVars(validationVariables()),
-			Validations: []admissionregistrationv1.Validation{{
-				Expression:        "variables.problems.size() == 0",
-				MessageExpression: "variables.problems.join('; ')",
-			}},
-			FailurePolicy: &ignore,
-		},
-	}
 	actions := []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}
 	if s["strict"] == "true" {
 		actions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
 	}
-	vb := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
-		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + ValidatingName},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName: vp.Name, MatchResources: match.DeepCopy(), ValidationActions: actions,
-		},
+	validating := func(name string, vars []variable, v admissionregistrationv1.Validation, actions []admissionregistrationv1.ValidationAction, conds ...admissionregistrationv1.MatchCondition) (
+		*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
+		p := &admissionregistrationv1.ValidatingAdmissionPolicy{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
+			ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + name},
+			Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+				MatchConstraints: podCreate.DeepCopy(),
+				MatchConditions:  append(matchConditions(), conds...),
+				Variables:        validatingVars(vars),
+				Validations:      []admissionregistrationv1.Validation{v},
+				FailurePolicy:    &ignore,
+			},
+		}
+		return p, &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + name},
+			Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+				PolicyName: p.Name, MatchResources: match.DeepCopy(), ValidationActions: actions,
+			},
+		}
 	}
-	return &Objects{Mutating: mp, MutatingBinding: mb, Validating: vp, ValidatingBinding: vb}, nil
+	vp, vb := validating(ValidatingName, validationVariables(), admissionregistrationv1.Validation{
+		Expression:        "variables.problems.size() == 0",
+		MessageExpression: "variables.problems.join('; ')",
+	}, actions)
+	ep, eb := validating(ExecFormName, execWarnVariables(s), admissionregistrationv1.Validation{
+		Expression:        "variables.left.size() == 0",
+		MessageExpression: "'podgrace: ' + variables.left.join(', ') + ': ' + " + lit(ExecFormWarning),
+	}, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}, execFormMatch())
+	return &Objects{Mutating: mp, MutatingBinding: mb, Validating: vp, ValidatingBinding: vb, ExecForm: ep, ExecFormBinding: eb}, nil
 }
 
 // matchConditions are the webhook's: mirror pods reflect static pod files on
@@ -321,10 +337,10 @@ func Header() string {
 
 // YAML renders the objects as one multi-document stream with the header.
 func (o *Objects) YAML() ([]byte, error) {
-	return toYAML(o.Mutating, o.MutatingBinding, o.Validating, o.ValidatingBinding)
+	return toYAML(o.Mutating, o.MutatingBinding, o.Validating, o.ValidatingBinding, o.ExecForm, o.ExecFormBinding)
 }
 
-// PoliciesYAML renders the two policies with a placeholder (@KEY@) for
+// PoliciesYAML renders the three policies with a placeholder (@KEY@) for
 // each setting and @config@ for AnnotationConfig: the chart's
 // files/policy.yaml, which its template fills from the values (Helm cannot
 // run this generator) and test/chart compares with Generate.
@@ -338,7 +354,7 @@ func PoliciesYAML() ([]byte, error) {
 		return nil, err
 	}
 	objs.Mutating.Annotations[AnnotationConfig] = placeholder("config")
-	return toYAML(objs.Mutating, objs.Validating)
+	return toYAML(objs.Mutating, objs.Validating, objs.ExecForm)
 }
 
 func toYAML(objs ...any) ([]byte, error) {

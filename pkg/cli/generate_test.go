@@ -14,7 +14,7 @@ import (
 )
 
 // TestGeneratePolicy: the output opens with what the policy does not do,
-// then the four objects, the --config file's values compiled into the CEL.
+// then the six objects, the --config file's values compiled into the CEL.
 // (test/integration creates them on the API server and proves them
 // equivalent to the webhook; test/chart compares them with the chart's.)
 func TestGeneratePolicy(t *testing.T) {
@@ -24,7 +24,7 @@ func TestGeneratePolicy(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	if !strings.HasPrefix(out, admissionpolicy.Header()) || !strings.Contains(out, "no exec-form rewrite") || !strings.Contains(out, "no image inspection") {
+	if !strings.HasPrefix(out, admissionpolicy.Header()) || !strings.Contains(out, "the exec-form rewrite only of") || !strings.Contains(out, "no image inspection") {
 		t.Errorf("output does not open with what the policy does not do:\n%.600s", out)
 	}
 	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
@@ -39,9 +39,11 @@ func TestGeneratePolicy(t *testing.T) {
 			continue
 		}
 		kinds = append(kinds, u.GetKind())
-		byKind[u.GetKind()] = &u
+		if _, ok := byKind[u.GetKind()]; !ok { // the first of a kind: podgrace-warnings, not podgrace-exec-form
+			byKind[u.GetKind()] = &u
+		}
 	}
-	want := "MutatingAdmissionPolicy MutatingAdmissionPolicyBinding ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding"
+	want := "MutatingAdmissionPolicy MutatingAdmissionPolicyBinding ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding"
 	if strings.Join(kinds, " ") != want {
 		t.Fatalf("kinds %v, want %s (no parameter object)", kinds, want)
 	}
@@ -64,6 +66,9 @@ func TestGeneratePolicy(t *testing.T) {
 	actions, _, _ := unstructured.NestedStringSlice(byKind["ValidatingAdmissionPolicyBinding"].Object, "spec", "validationActions")
 	if strings.Join(actions, ",") != "Deny" {
 		t.Errorf("strict mode: validationActions %v, want [Deny]", actions)
+	}
+	if !strings.Contains(out, "policyName: podgrace-exec-form\n  validationActions:\n  - Warn\n") {
+		t.Errorf("strict mode: the exec-form warning is not a warning:\n%s", out[strings.LastIndex(out, "---"):])
 	}
 	exprs, _, _ := unstructured.NestedSlice(byKind["MutatingAdmissionPolicyBinding"].Object, "spec", "matchResources", "namespaceSelector", "matchExpressions")
 	if len(exprs) == 0 || exprs[0].(map[string]any)["operator"] != "NotIn" {

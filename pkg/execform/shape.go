@@ -51,6 +51,15 @@ var (
 // of shellLang).
 func ShapeShells() []string { return slices.Sorted(maps.Keys(shellLang)) }
 
+// ShapeWrappers are the launchers a shell may stand behind (`env sh -c`,
+// `busybox sh -c`): Rewrite looks through them, Classify calls such an
+// argv ShapeOther.
+func ShapeWrappers() []string { return []string{"env", "busybox"} }
+
+// BashEnv names the file bash sources before a -c script when the variable
+// is defined: bash with it defined keeps its shell (`exec ` is spliced).
+const BashEnv = "BASH_ENV"
+
 // ShapeRefusedFirst are the first words that make a script ShapeOther
 // wherever they start a command, as written or as the base name of a path:
 // reserved words, exec, trap and alias (which Rewrite refuses anywhere),
@@ -58,7 +67,7 @@ func ShapeShells() []string { return slices.Sorted(maps.Keys(shellLang)) }
 // Rewrite rewrites recursively. A script starting with - or + is an
 // option word to the shell, not a script.
 func ShapeRefusedFirst() []string {
-	out := append([]string{"exec", "trap", "alias", "env", "busybox"}, ShapeShells()...)
+	out := slices.Concat([]string{"exec", "trap", "alias"}, ShapeWrappers(), ShapeShells())
 	out = append(out, strings.Fields(`if then else elif fi do done case esac while until for in function select time coproc`)...)
 	slices.Sort(out)
 	return slices.Compact(out)
@@ -110,7 +119,7 @@ func Classify(in Input) (Shape, Result) {
 	if slices.Contains(ShapeBuiltins(), name) {
 		return ShapeOther, none
 	}
-	plain := path.Base(argv[0]) != "bash" || in.Defined == nil || !in.Defined("BASH_ENV")
+	plain := path.Base(argv[0]) != "bash" || in.Defined == nil || !in.Defined(BashEnv)
 	if shape == ShapeWords && plain && !strings.Contains(name, "/") {
 		return shape, Result{Command: strings.Fields(script), Kind: KindDirect}
 	}

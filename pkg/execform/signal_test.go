@@ -15,24 +15,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podgrace/podgrace/internal/execformcases"
 )
 
-// signalCase is a container command whose rewrite TestSignalDelivery runs
-// before and after, under real shells as PID 1.
-type signalCase struct {
-	name          string
-	command, args []string // pod text; the app is `sigapp`, found in PATH
-	env           map[string]string
-	kind          Kind     // the rewrite it must get
-	shells        []string // the shells that run it; nil means all
-	// originalDelivers lists the shells where the original command already
-	// lets SIGTERM reach the app. Measured, not wished: a shell that starts
-	// or stops exec'ing its last command by itself fails the test.
-	originalDelivers []string
-	// started is the ready line the app must print, when the case is about
-	// what the app is started with (args, $GREETING).
-	started string
-}
+// signalCase is a row of the PID 1 table.
+type signalCase = execformcases.PID1
 
 // The shells the command's first word is replaced with.
 var realShells = map[string][]string{
@@ -43,39 +31,7 @@ var realShells = map[string][]string{
 
 var shellOrder = []string{"dash", "bash", "busybox"}
 
-var signalCases = []signalCase{
-	{name: "drop-shell", command: sh("sigapp serve"), kind: KindDirect,
-		originalDelivers: []string{"bash", "busybox"}},
-	{name: "drop-shell/trailing newline", command: sh("sigapp serve\n"), kind: KindDirect,
-		originalDelivers: []string{"bash"}},
-	{name: "drop-shell/comment and newlines", command: sh("sigapp serve # web\n\n"), kind: KindDirect},
-	{name: "drop-shell/nested sh -c", command: sh(`sh -c 'sigapp serve'`), kind: KindDirect},
-	{name: "exec after &&", command: sh("cd / && sigapp serve"), kind: KindExec,
-		originalDelivers: []string{"bash", "busybox"}},
-	{name: "exec after ;", command: sh("true; sigapp serve"), kind: KindExec,
-		originalDelivers: []string{"bash", "busybox"}},
-	{name: "exec after ||", command: sh("false || sigapp serve"), kind: KindExec,
-		originalDelivers: []string{"bash", "busybox"}},
-	{name: "exec with VAR=x prefix", command: sh("cd /; GREETING=hi sigapp serve"), kind: KindExec,
-		originalDelivers: []string{"bash", "busybox"}, started: `args=["serve"] greeting="hi"`},
-	{name: "exec with redirection", command: sh("sigapp serve >/dev/null 2>&1"), kind: KindExec,
-		originalDelivers: []string{"busybox"}},
-	{name: "exec after here-doc", command: sh("cat >/dev/null <<EOF\nhello\nEOF\nsigapp serve"), kind: KindExec,
-		originalDelivers: []string{"bash", "busybox"}},
-	{name: "exec with -ec", command: []string{"sh", "-ec", "cd /\nsigapp serve\n"}, kind: KindExec,
-		originalDelivers: []string{"bash"}},
-	{name: "exec before a script without #!", command: sh("./noshebang serve"), kind: KindExec,
-		originalDelivers: []string{"bash", "busybox"}, started: `args=["serve"] greeting=""`},
-	{name: "exec with -o pipefail -c (bash)", command: []string{"bash", "-o", "pipefail", "-c", "true | true && sigapp serve"}, kind: KindExec,
-		shells: []string{"bash"}, originalDelivers: []string{"bash"}},
-	{name: "exec in args with $0 words", command: []string{"sh", "-c"}, args: []string{`sigapp "$0" "$@"`, "zero", "one two"}, kind: KindExec,
-		originalDelivers: []string{"bash", "busybox"}, started: `args=["zero" "one two"] greeting=""`},
-	{name: "exec with $$ escape", command: sh("X=escaped; sigapp $$X"), kind: KindExec,
-		originalDelivers: []string{"bash", "busybox"}, started: `args=["escaped"] greeting=""`},
-	{name: "exec with defined $(NAME)", command: sh("cd $(APP_DIR) && GREETING=$(APP_GREETING) sigapp $(PORT)"), kind: KindExec,
-		env:              map[string]string{"APP_DIR": "/tmp", "APP_GREETING": "hello", "PORT": "8080"},
-		originalDelivers: []string{"bash", "busybox"}, started: `args=["8080"] greeting="hello"`},
-}
+var signalCases = execformcases.PID1Cases
 
 // TestSignalDelivery is the proof behind the rewrite (docs/design.md §5): each
 // command of signalCases runs, before and after Rewrite, under dash, bash
@@ -103,15 +59,15 @@ func TestSignalDelivery(t *testing.T) {
 	}
 	var runs []*run
 	for _, c := range signalCases {
-		rewritten := Rewrite(Input{Command: c.command, Args: c.args, Defined: func(name string) bool {
-			_, ok := c.env[name]
+		rewritten := Rewrite(Input{Command: c.Command, Args: c.Args, Defined: func(name string) bool {
+			_, ok := c.Env[name]
 			return ok
 		}})
-		if rewritten.Kind != c.kind {
-			t.Errorf("%s: Rewrite = kind %q (%s %s), want %q", c.name, rewritten.Kind, rewritten.Reason, rewritten.Detail, c.kind)
+		if rewritten.Kind != Kind(c.Kind) {
+			t.Errorf("%s: Rewrite = kind %q (%s %s), want %q", c.Name, rewritten.Kind, rewritten.Reason, rewritten.Detail, Kind(c.Kind))
 			continue
 		}
-		shells := c.shells
+		shells := c.Shells
 		if shells == nil {
 			shells = shellOrder
 		}
@@ -122,9 +78,9 @@ func TestSignalDelivery(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, r := range runs {
 		wg.Go(func() {
-			r.before, r.err = runAsPID1(t, bin, r.shell, r.c.command, r.c.args, r.c.env)
+			r.before, r.err = runAsPID1(t, bin, r.shell, r.c.Command, r.c.Args, r.c.Env)
 			if r.err == nil {
-				r.after, r.err = runAsPID1(t, bin, r.shell, r.rewritten.Command, r.rewritten.Args, r.c.env)
+				r.after, r.err = runAsPID1(t, bin, r.shell, r.rewritten.Command, r.rewritten.Args, r.c.Env)
 			}
 		})
 	}
@@ -132,19 +88,19 @@ func TestSignalDelivery(t *testing.T) {
 
 	table := map[string]string{} // case|shell → outcomes
 	for _, r := range runs {
-		t.Run(r.c.name+"/"+r.shell, func(t *testing.T) {
+		t.Run(r.c.Name+"/"+r.shell, func(t *testing.T) {
 			if r.err != nil {
 				t.Fatal(r.err)
 			}
-			table[r.c.name+"|"+r.shell] = r.before.String() + " → " + r.after.String()
+			table[r.c.Name+"|"+r.shell] = r.before.String() + " → " + r.after.String()
 			if !r.after.delivered {
 				t.Errorf("rewritten %q %q: SIGTERM did not reach the app (%s)", r.rewritten.Command, r.rewritten.Args, r.after)
 			}
-			if want := slices.Contains(r.c.originalDelivers, r.shell); r.before.delivered != want {
-				t.Errorf("original %q %q: delivered=%v, but measured before: %v (%s)", r.c.command, r.c.args, r.before.delivered, want, r.before)
+			if want := slices.Contains(r.c.OriginalDelivers, r.shell); r.before.delivered != want {
+				t.Errorf("original %q %q: delivered=%v, but measured before: %v (%s)", r.c.Command, r.c.Args, r.before.delivered, want, r.before)
 			}
-			if r.c.started != "" && r.before.started != r.c.started {
-				t.Errorf("the app started with %s, want %s", r.before.started, r.c.started)
+			if r.c.Started != "" && r.before.started != r.c.Started {
+				t.Errorf("the app started with %s, want %s", r.before.started, r.c.Started)
 			}
 			if r.before.started != r.after.started {
 				t.Errorf("the rewrite changed how the app starts:\n original  %s\n rewritten %s", r.before.started, r.after.started)
@@ -158,9 +114,9 @@ func TestSignalDelivery(t *testing.T) {
 		fmt.Fprintf(&b, " | %-20s", shell)
 	}
 	for _, c := range signalCases {
-		fmt.Fprintf(&b, "\n%-34s", c.name)
+		fmt.Fprintf(&b, "\n%-34s", c.Name)
 		for _, shell := range shellOrder {
-			cell, ok := table[c.name+"|"+shell]
+			cell, ok := table[c.Name+"|"+shell]
 			if !ok {
 				cell = "-"
 			}

@@ -59,12 +59,20 @@ func installPolicy(ctx context.Context, b *testing.B) {
 	if _, err := ar.ValidatingAdmissionPolicyBindings().Create(ctx, objs.ValidatingBinding, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
+	if _, err := ar.ValidatingAdmissionPolicies().Create(ctx, objs.ExecForm, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ar.ValidatingAdmissionPolicyBindings().Create(ctx, objs.ExecFormBinding, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
 	b.Cleanup(func() {
 		ctx := context.Background()
 		_ = ar.MutatingAdmissionPolicyBindings().Delete(ctx, objs.MutatingBinding.Name, metav1.DeleteOptions{})
 		_ = ar.MutatingAdmissionPolicies().Delete(ctx, objs.Mutating.Name, metav1.DeleteOptions{})
 		_ = ar.ValidatingAdmissionPolicyBindings().Delete(ctx, objs.ValidatingBinding.Name, metav1.DeleteOptions{})
 		_ = ar.ValidatingAdmissionPolicies().Delete(ctx, objs.Validating.Name, metav1.DeleteOptions{})
+		_ = ar.ValidatingAdmissionPolicyBindings().Delete(ctx, objs.ExecFormBinding.Name, metav1.DeleteOptions{})
+		_ = ar.ValidatingAdmissionPolicies().Delete(ctx, objs.ExecForm.Name, metav1.DeleteOptions{})
 	})
 }
 

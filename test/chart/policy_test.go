@@ -59,7 +59,8 @@ func TestPolicyModeRender(t *testing.T) {
 			}
 			r := render(t, rel, values)
 			got := kinds(r)
-			want := []string{"MutatingAdmissionPolicy/podgrace", "MutatingAdmissionPolicyBinding/podgrace", "ValidatingAdmissionPolicy/podgrace-warnings", "ValidatingAdmissionPolicyBinding/podgrace-warnings"}
+			want := []string{"MutatingAdmissionPolicy/podgrace", "MutatingAdmissionPolicyBinding/podgrace", "ValidatingAdmissionPolicy/podgrace-exec-form", "ValidatingAdmissionPolicy/podgrace-warnings",
+				"ValidatingAdmissionPolicyBinding/podgrace-exec-form", "ValidatingAdmissionPolicyBinding/podgrace-warnings"}
 			slices.Sort(got)
 			if !slices.Equal(got, want) {
 				t.Fatalf("rendered %v, want exactly %v (no parameter object)", got, want)
@@ -92,9 +93,15 @@ func TestPolicyModeRender(t *testing.T) {
 				mb admissionregistrationv1.MutatingAdmissionPolicyBinding
 				vp admissionregistrationv1.ValidatingAdmissionPolicy
 				vb admissionregistrationv1.ValidatingAdmissionPolicyBinding
+				ep admissionregistrationv1.ValidatingAdmissionPolicy
+				eb admissionregistrationv1.ValidatingAdmissionPolicyBinding
 			)
-			for obj, kind := range map[any]string{&mp: "MutatingAdmissionPolicy", &mb: "MutatingAdmissionPolicyBinding", &vp: "ValidatingAdmissionPolicy", &vb: "ValidatingAdmissionPolicyBinding"} {
-				if err := chart.Into(r.OfKind(kind)[0], obj); err != nil {
+			for obj, kn := range map[any][2]string{
+				&mp: {"MutatingAdmissionPolicy", admissionpolicy.MutatingName}, &mb: {"MutatingAdmissionPolicyBinding", admissionpolicy.MutatingName},
+				&vp: {"ValidatingAdmissionPolicy", admissionpolicy.ValidatingName}, &vb: {"ValidatingAdmissionPolicyBinding", admissionpolicy.ValidatingName},
+				&ep: {"ValidatingAdmissionPolicy", admissionpolicy.ExecFormName}, &eb: {"ValidatingAdmissionPolicyBinding", admissionpolicy.ExecFormName},
+			} {
+				if err := chart.Into(r.Find(kn[0], kn[1]), obj); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -121,6 +128,8 @@ func TestPolicyModeRender(t *testing.T) {
 			same(t, "MutatingAdmissionPolicyBinding", mb.Spec, gen.MutatingBinding.Spec)
 			same(t, "ValidatingAdmissionPolicy", vp.Spec, gen.Validating.Spec)
 			same(t, "ValidatingAdmissionPolicyBinding", vb.Spec, gen.ValidatingBinding.Spec)
+			same(t, "exec-form ValidatingAdmissionPolicy", ep.Spec, gen.ExecForm.Spec)
+			same(t, "exec-form ValidatingAdmissionPolicyBinding", eb.Spec, gen.ExecFormBinding.Spec)
 		})
 	}
 }

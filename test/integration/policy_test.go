@@ -70,12 +70,20 @@ func installObjects(t *testing.T, objs *admissionpolicy.Objects) {
 	if _, err := ar.ValidatingAdmissionPolicyBindings().Create(ctx, objs.ValidatingBinding, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("the API server rejects the generated ValidatingAdmissionPolicyBinding: %v", err)
 	}
+	if _, err := ar.ValidatingAdmissionPolicies().Create(ctx, objs.ExecForm, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the API server rejects the generated exec-form ValidatingAdmissionPolicy: %v", err)
+	}
+	if _, err := ar.ValidatingAdmissionPolicyBindings().Create(ctx, objs.ExecFormBinding, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the API server rejects the generated exec-form ValidatingAdmissionPolicyBinding: %v", err)
+	}
 	t.Cleanup(func() {
 		ctx := context.Background()
 		_ = ar.MutatingAdmissionPolicyBindings().Delete(ctx, objs.MutatingBinding.Name, metav1.DeleteOptions{})
 		_ = ar.MutatingAdmissionPolicies().Delete(ctx, objs.Mutating.Name, metav1.DeleteOptions{})
 		_ = ar.ValidatingAdmissionPolicyBindings().Delete(ctx, objs.ValidatingBinding.Name, metav1.DeleteOptions{})
 		_ = ar.ValidatingAdmissionPolicies().Delete(ctx, objs.Validating.Name, metav1.DeleteOptions{})
+		_ = ar.ValidatingAdmissionPolicyBindings().Delete(ctx, objs.ExecFormBinding.Name, metav1.DeleteOptions{})
+		_ = ar.ValidatingAdmissionPolicies().Delete(ctx, objs.ExecForm.Name, metav1.DeleteOptions{})
 	})
 }
 
@@ -318,14 +326,7 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 		})
 	}
 	wg.Wait()
-	sort.Strings(failures)
-	for i, f := range failures {
-		if i == 20 {
-			t.Errorf("... and %d more pods differ", len(failures)-20)
-			break
-		}
-		t.Error(f)
-	}
+	reportFailures(t, failures, 20)
 	t.Logf("%d pods compared, %d differ; cases seen: %v", checked, len(failures), seen)
 	// The generator must have reached every rule, or equality proves little.
 	if pods < 300 {
@@ -339,11 +340,28 @@ func equivalence(t *testing.T, name string, cfg policy.Config, pods int) {
 	}
 }
 
+// reportFailures reports the first limit differing pods, in name order.
+func reportFailures(t *testing.T, failures []string, limit int) {
+	t.Helper()
+	sort.Strings(failures)
+	for i, f := range failures {
+		if i == limit {
+			t.Errorf("... and %d more pods differ", len(failures)-limit)
+			break
+		}
+		t.Error(f)
+	}
+}
+
 // side is what one admission path made of a pod.
 type side struct {
 	pod  *corev1.Pod
 	keys []string
-	err  error
+	// shellKept names the containers a warning says keep their shell form:
+	// the webhook's "shell-form command kept", the policy's
+	// admissionpolicy.ExecFormWarning.
+	shellKept []string
+	err       error
 }
 
 // cover names the rules a policy-side result shows, for the test's census.
@@ -406,6 +424,13 @@ func (s side) cover(in *corev1.Pod) []string {
 // give them (docs/operate/policy.md).
 var warningKey = regexp.MustCompile(`podgrace: ((?:[a-z0-9-]+\.)?podgrace\.dev/[^\s="]+)="`)
 
+// Warnings about a shell form left as it is: the webhook's names one
+// container, the exec-form policy's all of them.
+var (
+	webhookShellKept = regexp.MustCompile(`podgrace: ([a-z0-9-]+): shell-form command kept`)
+	policyShellKept  = regexp.MustCompile(`podgrace: ([a-z0-9, -]+): ` + regexp.QuoteMeta(admissionpolicy.ExecFormWarning) + `$`)
+)
+
 // compareSides creates p in both namespaces of v (as a dry run, or for
 // real) and lists the differences. In strict mode both may deny the pod.
 func compareSides(ctx context.Context, v nsVariant, p *corev1.Pod, dryRun, strict bool) ([]string, side) {
@@ -419,14 +444,20 @@ func compareSides(ctx context.Context, v nsVariant, p *corev1.Pod, dryRun, stric
 			opts.DryRun = []string{metav1.DryRunAll}
 		}
 		got, err := c.CoreV1().Pods(ns).Create(ctx, p.DeepCopy(), opts)
-		var keys []string
+		var keys, kept []string
 		for _, s := range w.Take() {
 			for _, m := range warningKey.FindAllStringSubmatch(s, -1) {
 				keys = append(keys, m[1])
 			}
+			if m := webhookShellKept.FindStringSubmatch(s); m != nil {
+				kept = append(kept, m[1])
+			}
+			if m := policyShellKept.FindStringSubmatch(s); m != nil {
+				kept = append(kept, strings.Split(m[1], ", ")...)
+			}
 		}
 		slices.Sort(keys)
-		return side{got, slices.Compact(keys), err}
+		return side{got, slices.Compact(keys), kept, err}
 	}
 	wh, pol := create(v.webhook), create(v.policy)
 	var diffs []string
@@ -467,10 +498,67 @@ func compareSides(ctx context.Context, v nsVariant, p *corev1.Pod, dryRun, stric
 	if ws != ps {
 		diffs = append(diffs, fmt.Sprintf("status: webhook %s\n          policy  %s", ws, ps))
 	}
+	diffs = append(diffs, compareExecForm(p, wh, pol)...)
 	return diffs, pol
 }
 
-// claimedFields are the status fields the policy writes for each container.
+// compareExecForm holds the policy's exec-form rewrite to the webhook's
+// (docs/operate/policy.md): a container the policy rewrites, the webhook
+// rewrites the same way (command, args and the status's execForm); one the
+// policy leaves and the webhook rewrites, the policy's warning names; one
+// the webhook warns about keeping, the policy's warning names too.
+func compareExecForm(in *corev1.Pod, wh, pol side) []string {
+	var diffs []string
+	orig := map[string]corev1.Container{}
+	for _, c := range slices.Concat(in.Spec.Containers, in.Spec.InitContainers) {
+		orig[c.Name] = c
+	}
+	whRec, polRec := execFormRecords(wh.pod), execFormRecords(pol.pod)
+	byName := func(p *corev1.Pod) map[string]corev1.Container {
+		m := map[string]corev1.Container{}
+		for _, c := range slices.Concat(p.Spec.Containers, p.Spec.InitContainers) {
+			m[c.Name] = c
+		}
+		return m
+	}
+	whC, polC := byName(wh.pod), byName(pol.pod)
+	argv := func(c corev1.Container) string { b, _ := json.Marshal([][]string{c.Command, c.Args}); return string(b) }
+	for name, pc := range polC {
+		wc, ok := whC[name]
+		if !ok {
+			continue // the container counts differ: reported already
+		}
+		o, had := orig[name]
+		switch {
+		case polRec[name] != "":
+			if polRec[name] != whRec[name] || argv(pc) != argv(wc) {
+				diffs = append(diffs, fmt.Sprintf("container %s: the policy rewrites (%s) %s, the webhook (%q) gives %s", name, polRec[name], argv(pc), whRec[name], argv(wc)))
+			}
+		case had && argv(pc) != argv(o):
+			diffs = append(diffs, fmt.Sprintf("container %s: the policy changes the command to %s without recording it", name, argv(pc)))
+		case whRec[name] != "" && !slices.Contains(pol.shellKept, name):
+			diffs = append(diffs, fmt.Sprintf("container %s: the webhook rewrites (%s) %s, the policy neither rewrites nor names it in a warning", name, whRec[name], argv(wc)))
+		}
+		if slices.Contains(wh.shellKept, name) && !slices.Contains(pol.shellKept, name) {
+			diffs = append(diffs, fmt.Sprintf("container %s: the webhook warns that it keeps the shell form %s, the policy does not", name, argv(pc)))
+		}
+	}
+	return diffs
+}
+
+// execFormRecords reads every container's execForm from a status annotation.
+func execFormRecords(p *corev1.Pod) map[string]string {
+	var st inject.Status
+	_ = json.Unmarshal([]byte(p.Annotations[policy.AnnotationStatus]), &st)
+	out := map[string]string{}
+	for _, c := range st.Containers {
+		out[c.Name] = c.ExecForm
+	}
+	return out
+}
+
+// claimedFields are the status fields the policy writes for each container
+// (and execForm, which compareExecForm compares).
 var claimedFields = []string{"name", "init", "role", "skipped", "preStopSleep", "hook", "preStopSkipped"}
 
 // claimedStatus is the part of a status annotation the policy claims to
