@@ -141,7 +141,7 @@ func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grac
 		drain = seconds(cfg.SidecarShutdownBudget.Duration)
 		d, declared, warns := policy.DeclaredDrain(m.in.Pod.Annotations)
 		for _, w := range warns {
-			m.warn = append(m.warn, Truncate(w))
+			m.warn = append(m.warn, Warning{Code: WarnDrainIgnored, Message: Truncate(w)})
 		}
 		if declared {
 			drain = d
@@ -182,14 +182,14 @@ func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grac
 		if v < 1 {
 			reports[i].PreStopSkipped = SkipGraceTooShort
 			if drain > 0 {
-				m.warnf("%s: no preStop sleep: grace period %ds leaves under 1s after the %ds shutdown budget and %ds sidecar drain", t.c.Name, limit, budget, drain)
+				m.warnf(WarnNoSleep, "%s: no preStop sleep: grace period %ds leaves under 1s after the %ds shutdown budget and %ds sidecar drain", t.c.Name, limit, budget, drain)
 			} else {
-				m.warnf("%s: no preStop sleep: grace period %ds leaves under 1s after the %ds shutdown budget", t.c.Name, limit, budget)
+				m.warnf(WarnNoSleep, "%s: no preStop sleep: grace period %ds leaves under 1s after the %ds shutdown budget", t.c.Name, limit, budget)
 			}
 			continue
 		}
 		if capped && v < want[i] {
-			m.warnf("%s: preStop sleep shortened to %ds to fit the grace period %ds (maxGracePeriod %ds)", t.c.Name, v, limit, maxGrace)
+			m.warnf(WarnSleepShortened, "%s: preStop sleep shortened to %ds to fit the grace period %ds (maxGracePeriod %ds)", t.c.Name, v, limit, maxGrace)
 		}
 		m.setSleep(t.idx, v, &reports[i])
 		s = max(s, v)
@@ -211,11 +211,11 @@ func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grac
 		v := max(min(w, limit-drain), floor)
 		if v < 1 {
 			reports[i].PreStopSkipped = SkipGraceTooShort
-			m.warnf("%s: no preStop sleep: grace period %ds leaves under 1s after the sidecar's %ds drain", t.c.Name, limit, drain)
+			m.warnf(WarnNoSleep, "%s: no preStop sleep: grace period %ds leaves under 1s after the sidecar's %ds drain", t.c.Name, limit, drain)
 			continue
 		}
 		if v < w {
-			m.warnf("%s: sidecar's preStop sleep shortened to %ds (wanted %ds) to fit the grace period %ds", t.c.Name, v, w, limit)
+			m.warnf(WarnSleepShortened, "%s: sidecar's preStop sleep shortened to %ds (wanted %ds) to fit the grace period %ds", t.c.Name, v, w, limit)
 		}
 		m.setSleep(t.idx, v, &reports[i])
 		placed = max(placed, v)
@@ -225,7 +225,7 @@ func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grac
 	}
 	out := max(grace, min(addSat(placed, drain), limit))
 	if placed > 0 && addSat(placed, drain) > out && len(newNative) > 0 && len(prev.Containers) > 0 {
-		m.warnf("%s: the grace period %ds leaves the sidecar %ds of its %ds drain", strings.Join(newNative, ","), out, max(out-placed, 0), drain)
+		m.warnf(WarnDrainShortened, "%s: the grace period %ds leaves the sidecar %ds of its %ds drain", strings.Join(newNative, ","), out, max(out-placed, 0), drain)
 	}
 	return out
 }

@@ -98,8 +98,8 @@ func TestDenialBounded(t *testing.T) {
 		t.Fatalf("denial of %d bytes: %.300q", len(res.Denied), res.Denied)
 	}
 	for _, w := range res.Warnings {
-		if len(w) > MaxWarningLen {
-			t.Fatalf("warning of %d bytes", len(w))
+		if len(w.Message) > MaxWarningLen {
+			t.Fatalf("warning of %d bytes", len(w.Message))
 		}
 	}
 }

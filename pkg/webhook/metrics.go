@@ -1,13 +1,12 @@
 package webhook
 
 import (
-	"strings"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/podgrace/podgrace/pkg/inject"
-	"github.com/podgrace/podgrace/pkg/policy"
 )
 
 // podgrace's own counters, served on /metrics next to controller-runtime's
@@ -83,7 +82,7 @@ const (
 // observe counts the outcome of one pass of the core.
 func observe(res *inject.Result) {
 	for _, w := range res.Warnings {
-		warningsTotal.WithLabelValues(warningKind(w)).Inc()
+		warningsTotal.WithLabelValues(warningKind(w.Code)).Inc()
 	}
 	if res.Denied != "" {
 		podsDeniedTotal.Inc()
@@ -112,18 +111,23 @@ func observe(res *inject.Result) {
 	}
 }
 
-// warningKind classifies a warning of the core. An invalid setting reads
-// `podgrace: <key>="<value>" …` (policy.Problem), where the key is a podgrace
-// annotation; anything else the core says is about the mutation itself.
-func warningKind(w string) string {
-	rest, ok := strings.CutPrefix(w, "podgrace: ")
-	if !ok {
-		return warnMutation
-	}
-	key, value, ok := strings.Cut(rest, "=")
-	if ok && strings.HasPrefix(value, `"`) && !strings.Contains(key, " ") &&
-		(strings.HasPrefix(key, policy.Prefix+"/") || strings.Contains(key, "."+policy.Prefix+"/")) {
+// warningKind is the podgrace_warnings_total kind of a warning of the core,
+// from its code: a setting's problem or something about the mutation.
+func warningKind(c inject.WarningCode) string {
+	if c == inject.WarnInvalidSetting {
 		return warnInvalidSetting
 	}
 	return warnMutation
+}
+
+// Codes of the webhook's own warnings, besides the core's
+// (inject.WarningCodes).
+const (
+	codeNamespaceUnavailable inject.WarningCode = "namespace-unavailable"
+	codeWarnMode             inject.WarningCode = "warn-mode"
+)
+
+// namespaceWarning says that the namespace's annotations could not be read.
+func namespaceWarning(namespace string) inject.Warning {
+	return inject.Warning{Code: codeNamespaceUnavailable, Message: fmt.Sprintf("podgrace: annotations of namespace %q unavailable; namespace defaults not applied", namespace)}
 }
