@@ -15,7 +15,6 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/podgrace/podgrace/pkg/inject"
 )
@@ -45,7 +44,7 @@ var (
 	})
 )
 
-func init() { ctrlmetrics.Registry.MustRegister(eventsDroppedTotal, eventsQueuedTotal) }
+func init() { register(eventsDroppedTotal, eventsQueuedTotal) }
 
 // podEvent is what an admission hands to the event queue: copies of the few
 // strings the event needs, so the request's pod is not kept alive.

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -53,9 +54,24 @@ var (
 var namespaceLookupsFromCache = namespaceLookupsTotal.WithLabelValues("cache")
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(podsMutatedTotal, podsDeniedTotal, containersSkippedTotal,
+	register(podsMutatedTotal, podsDeniedTotal, containersSkippedTotal,
 		warningsTotal, notHandledTotal, namespaceLookupsTotal, warnModePodsTotal, workloadChecksTotal)
 }
+
+// registered lists, in registration order, every collector podgrace adds to
+// controller-runtime's registry (served on /metrics).
+var registered []prometheus.Collector
+
+// register adds podgrace's collectors to controller-runtime's registry, and
+// to the list Collectors returns.
+func register(cs ...prometheus.Collector) {
+	ctrlmetrics.Registry.MustRegister(cs...)
+	registered = append(registered, cs...)
+}
+
+// Collectors returns every collector podgrace registers: docs/reference/
+// metrics.md is generated from them (`make manifests`).
+func Collectors() []prometheus.Collector { return slices.Clone(registered) }
 
 // Kinds of warnings (podgrace_warnings_total).
 const (
