@@ -124,8 +124,11 @@ func typeOf(c prometheus.Collector) (string, error) {
 		return "", err
 	}
 	mfs, err := reg.Gather()
-	if err != nil || len(mfs) != 1 {
-		return "", fmt.Errorf("collecting %T: %d families, %v", c, len(mfs), err)
+	if err != nil {
+		return "", fmt.Errorf("collecting %T: %w", c, err)
+	}
+	if len(mfs) != 1 {
+		return "", fmt.Errorf("collecting %T: %d families, want 1", c, len(mfs))
 	}
 	return strings.ToLower(mfs[0].GetType().String()), nil
 }
