@@ -93,7 +93,7 @@ namespace. Generated from the collectors podgrace registers.
 	}
 	b.WriteString(`
 Next to them, controller-runtime's webhook request metrics, labeled
-` + "`webhook=\"/mutate-v1-pod\"`" + ` (and ` + "`/validate-workloads`" + ` when the workload check is on):
+` + "`webhook=\"/mutate-v1-pod\"`" + ` (` + "`/validate-workloads`" + ` for the workload check):
 ` + "`controller_runtime_webhook_requests_total{code}`" + `,
 ` + "`controller_runtime_webhook_latency_seconds`" + ` and
 ` + "`controller_runtime_webhook_requests_in_flight`" + `.
