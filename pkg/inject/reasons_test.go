@@ -2,14 +2,25 @@ package inject
 
 import (
 	"go/ast"
-	"go/parser"
 	"go/token"
 	"io/fs"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/podgrace/podgrace/internal/gosource"
 )
+
+// parseDir parses the non-test Go files of one directory.
+func parseDir(t *testing.T, dir string) []*ast.File {
+	t.Helper()
+	_, files, err := gosource.ParseDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
 
 // TestSkipReasonsDistinct: the reasons a container, a sleep or a rewrite is
 // skipped share the status annotation's fields and the
@@ -77,26 +88,4 @@ func TestSkipReasonsDistinct(t *testing.T) {
 			t.Errorf("%s (%q) is declared but never set", q, v)
 		}
 	}
-}
-
-// parseDir parses the non-test Go files of one directory.
-func parseDir(t *testing.T, dir string) []*ast.File {
-	t.Helper()
-	paths, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*ast.File
-	fset := token.NewFileSet()
-	for _, p := range paths {
-		if strings.HasSuffix(p, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, p, nil, parser.SkipObjectResolution)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, f)
-	}
-	return out
 }
