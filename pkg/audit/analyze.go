@@ -39,7 +39,7 @@ func mutate(ctx context.Context, env *Env, tmpl *corev1.Pod, nsAnnotations map[s
 	res := inject.Pod(ctx, inject.PodInput{
 		Pod: tmpl, NamespaceAnnotations: nsAnnotations, Config: env.Config, HookAction: env.HookAction, Images: env.Images,
 	})
-	out := outcome{status: res.Status, changed: res.Changed(), warnings: res.Warnings, denied: res.Denied}
+	out := outcome{status: res.Status, changed: res.Changed(), warnings: inject.Messages(res.Warnings), denied: res.Denied}
 	if res.Denied == "" && res.Changed() {
 		out.after = res.Pod
 	}

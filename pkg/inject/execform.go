@@ -32,7 +32,7 @@ func (m *mutation) rewriteShellForm(idx int, init bool, r *ContainerReport) {
 			return
 		case info.Err != nil:
 			r.ExecFormSkipped = SkipImageLookup
-			m.warnf("%s: exec-form left alone: image config of %s unreadable: %v", c.Name, c.Image, info.Err)
+			m.warnf(WarnImageUnreadable, "%s: exec-form left alone: image config of %s unreadable: %v", c.Name, c.Image, info.Err)
 			return
 		}
 		img = &info
@@ -53,7 +53,7 @@ func (m *mutation) rewriteShellForm(idx int, init bool, r *ContainerReport) {
 			if detail == "" {
 				detail = string(out.Reason)
 			}
-			m.warnf("%s: shell-form command kept: %s", c.Name, detail)
+			m.warnf(WarnShellFormKept, "%s: shell-form command kept: %s", c.Name, detail)
 		}
 		return
 	}

@@ -60,7 +60,7 @@ func FuzzMutate(f *testing.F) {
 			t.Fatalf("denied without strict mode: %s", first.Denied)
 		}
 		for _, w := range first.Warnings {
-			if len(w) > MaxWarningLen {
+			if len(w.Message) > MaxWarningLen {
 				t.Fatalf("warning over %d bytes: %q", MaxWarningLen, w)
 			}
 		}

@@ -57,12 +57,66 @@ func addSat(a, b int64) int64 {
 // Containers an earlier pass handled are never touched: their sleeps are
 // fixed terms of the sum.
 func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grace int64, prev *Status) int64 {
-	cfg, pp := m.in.Config, m.in.Policy
-	budget := seconds(cfg.ShutdownBudget.Duration)
+	p := sleepPlan{targets: targets, reports: reports, grace: grace, budget: seconds(m.in.Config.ShutdownBudget.Duration)}
+	p.want, p.fixedSidecar = m.wants(targets, reports, grace)
+	newNative := newNativeSidecars(targets)
+	if grace <= 0 || !anyWanted(p.want) && (len(newNative) == 0 || len(prev.Containers) == 0) {
+		return grace
+	}
+	prevApp := prevAppSleep(prev, grace)
+	ownHook, hasSidecar := m.sidecarHooks()
+	if hasSidecar {
+		p.drain = m.sidecarDrain()
+	}
+	m.fitLimit(&p, max(prevApp, p.wantApp()), ownHook)
 
-	// What each target wants: want[i] > 0 is a sleep still to be fitted.
-	want := make([]int64, len(targets))
-	fixedSidecar := make([]bool, len(targets)) // a per-container duration on a sidecar
+	s := m.placeAppSleeps(&p, prevApp)
+	placed := m.placeSidecarSleeps(&p, s, ownHook)
+	if placed == 0 {
+		return grace
+	}
+	out := max(grace, min(addSat(placed, p.drain), p.limit))
+	if placed > 0 && addSat(placed, p.drain) > out && len(newNative) > 0 && len(prev.Containers) > 0 {
+		m.warnf(WarnDrainShortened, "%s: the grace period %ds leaves the sidecar %ds of its %ds drain", strings.Join(newNative, ","), out, max(out-placed, 0), p.drain)
+	}
+	return out
+}
+
+// sleepPlan is what placeSleeps decides with: the targets and their
+// reports, T, B and SB, what each target wants, and the grace period the
+// pod can have.
+type sleepPlan struct {
+	targets []target
+	reports []ContainerReport
+	// grace is T, budget B, drain SB, in seconds.
+	grace, budget, drain int64
+	// want[i] > 0 is a sleep still to be fitted, -1 a sidecar's sized once S
+	// is known, 0 none; fixedSidecar[i] marks a sidecar's own duration.
+	want         []int64
+	fixedSidecar []bool
+	// limit is the grace period the pod can have; capped says maxGracePeriod
+	// cut it, and maxGrace is that bound.
+	limit, maxGrace int64
+	capped          bool
+}
+
+// wantApp is the longest sleep this pass's app containers want.
+func (p *sleepPlan) wantApp() int64 {
+	var w int64
+	for i, t := range p.targets {
+		if t.cp.Role == policy.RoleApp {
+			w = max(w, p.want[i])
+		}
+	}
+	return w
+}
+
+// wants decides what each target wants, and records why a target gets no
+// sleep at all.
+func (m *mutation) wants(targets []target, reports []ContainerReport, grace int64) (want []int64, fixedSidecar []bool) {
+	cfg, pp := m.in.Config, m.in.Policy
+	want = make([]int64, len(targets))
+	fixedSidecar = make([]bool, len(targets)) // a per-container duration on a sidecar
 	for i, t := range targets {
 		r := &reports[i]
 		if t.cp.Skip != "" || t.cp.Role == policy.RoleNativeSidecar {
@@ -95,34 +149,38 @@ func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grac
 			r.PreStopSkipped, want[i] = SkipGraceZero, 0
 		}
 	}
-	var wantApp int64
-	for i, t := range targets {
-		if t.cp.Role == policy.RoleApp {
-			wantApp = max(wantApp, want[i])
-		}
-	}
-	// A native sidecar that arrives on reinvocation (a mesh injector ran
-	// after podgrace) needs no hook, but its drain joins the grace period.
-	var newNative []string
+	return want, fixedSidecar
+}
+
+// newNativeSidecars names the native sidecars of this pass. One that arrives
+// on reinvocation (a mesh injector ran after podgrace) needs no hook, but
+// its drain joins the grace period.
+func newNativeSidecars(targets []target) []string {
+	var names []string
 	for _, t := range targets {
 		if t.cp.Skip == "" && t.cp.Role == policy.RoleNativeSidecar {
-			newNative = append(newNative, t.c.Name)
+			names = append(names, t.c.Name)
 		}
 	}
-	if grace <= 0 || !anyWanted(want) && (len(newNative) == 0 || len(prev.Containers) == 0) {
-		return grace
-	}
+	return names
+}
 
-	// The fixed terms: app sleeps of earlier passes, sidecars' own hooks
-	// (podgrace's of earlier passes included), the sidecars' drain.
-	var prevApp int64
+// prevAppSleep is the longest app sleep of earlier passes: a fixed term.
+func prevAppSleep(prev *Status, grace int64) int64 {
+	var s int64
 	for i := range prev.Containers {
 		if r := &prev.Containers[i]; r.Role == "" && !r.Init {
-			prevApp = max(prevApp, min(r.PreStopSleep, grace))
+			s = max(s, min(r.PreStopSleep, grace))
 		}
 	}
-	var ownHook int64
-	hasSidecar := false
+	return s
+}
+
+// sidecarHooks is the longest sleep of the listed sidecars' own hooks
+// (podgrace's of earlier passes included), and whether the pod has a
+// sidecar at all.
+func (m *mutation) sidecarHooks() (ownHook int64, hasSidecar bool) {
+	pp := m.in.Policy
 	for i := range pp.Containers {
 		cp := &pp.Containers[i]
 		if cp.Skip != "" || cp.Role != policy.RoleSidecar {
@@ -136,98 +194,106 @@ func (m *mutation) placeSleeps(targets []target, reports []ContainerReport, grac
 	for i := range pp.InitContainers {
 		hasSidecar = hasSidecar || pp.InitContainers[i].Skip == ""
 	}
-	var drain int64
-	if hasSidecar {
-		drain = seconds(cfg.SidecarShutdownBudget.Duration)
-		d, declared, warns := policy.DeclaredDrain(m.in.Pod.Annotations)
-		for _, w := range warns {
-			m.warn = append(m.warn, Truncate(w))
-		}
-		if declared {
-			drain = d
-		}
-	}
+	return ownHook, hasSidecar
+}
 
-	// N, and the grace period it can have.
-	s := max(prevApp, wantApp)
+// sidecarDrain is SB: the config's sidecar budget, or the drain the mesh's
+// annotations declare.
+func (m *mutation) sidecarDrain() int64 {
+	drain := seconds(m.in.Config.SidecarShutdownBudget.Duration)
+	d, declared, warns := policy.DeclaredDrain(m.in.Pod.Annotations)
+	for _, w := range warns {
+		m.warn = append(m.warn, Warning{Code: WarnDrainIgnored, Message: Truncate(w)})
+	}
+	if declared {
+		drain = d
+	}
+	return drain
+}
+
+// fitLimit computes N from S (s) and the sidecars' own hooks, and the grace
+// period the pod can have: T raised to N when extendGrace is on, capped at
+// maxGracePeriod.
+func (m *mutation) fitLimit(p *sleepPlan, s, ownHook int64) {
 	autoSidecar := false
 	need := ownHook
-	for i := range targets {
-		if fixedSidecar[i] {
-			need = max(need, want[i])
+	for i := range p.targets {
+		if p.fixedSidecar[i] {
+			need = max(need, p.want[i])
 		}
-		autoSidecar = autoSidecar || want[i] < 0
+		autoSidecar = autoSidecar || p.want[i] < 0
 	}
 	if s > 0 || autoSidecar {
-		need = max(need, addSat(s, budget))
+		need = max(need, addSat(s, p.budget))
 	}
-	need = addSat(need, drain)
-	limit := grace
-	maxGrace := seconds(cfg.MaxGracePeriod.Duration)
-	capped := false
-	if need > grace && pp.ExtendGrace.Value {
-		limit = need
-		if maxGrace > 0 && limit > max(maxGrace, grace) {
-			limit, capped = max(maxGrace, grace), true
+	need = addSat(need, p.drain)
+	p.limit = p.grace
+	p.maxGrace = seconds(m.in.Config.MaxGracePeriod.Duration)
+	if need > p.grace && m.in.Policy.ExtendGrace.Value {
+		p.limit = need
+		if p.maxGrace > 0 && p.limit > max(p.maxGrace, p.grace) {
+			p.limit, p.capped = max(p.maxGrace, p.grace), true
 		}
 	}
+}
 
-	// This pass's app sleeps first: each fits limit − B − SB.
-	s = prevApp
-	for i, t := range targets {
-		if want[i] <= 0 || t.cp.Role != policy.RoleApp {
+// placeAppSleeps places this pass's app sleeps first, each within
+// limit − B − SB, and returns S, the longest app sleep.
+func (m *mutation) placeAppSleeps(p *sleepPlan, prevApp int64) int64 {
+	s := prevApp
+	for i, t := range p.targets {
+		if p.want[i] <= 0 || t.cp.Role != policy.RoleApp {
 			continue
 		}
-		v := min(want[i], limit-addSat(budget, drain))
+		v := min(p.want[i], p.limit-addSat(p.budget, p.drain))
 		if v < 1 {
-			reports[i].PreStopSkipped = SkipGraceTooShort
-			if drain > 0 {
-				m.warnf("%s: no preStop sleep: grace period %ds leaves under 1s after the %ds shutdown budget and %ds sidecar drain", t.c.Name, limit, budget, drain)
+			p.reports[i].PreStopSkipped = SkipGraceTooShort
+			if p.drain > 0 {
+				m.warnf(WarnNoSleep, "%s: no preStop sleep: grace period %ds leaves under 1s after the %ds shutdown budget and %ds sidecar drain", t.c.Name, p.limit, p.budget, p.drain)
 			} else {
-				m.warnf("%s: no preStop sleep: grace period %ds leaves under 1s after the %ds shutdown budget", t.c.Name, limit, budget)
+				m.warnf(WarnNoSleep, "%s: no preStop sleep: grace period %ds leaves under 1s after the %ds shutdown budget", t.c.Name, p.limit, p.budget)
 			}
 			continue
 		}
-		if capped && v < want[i] {
-			m.warnf("%s: preStop sleep shortened to %ds to fit the grace period %ds (maxGracePeriod %ds)", t.c.Name, v, limit, maxGrace)
+		if p.capped && v < p.want[i] {
+			m.warnf(WarnSleepShortened, "%s: preStop sleep shortened to %ds to fit the grace period %ds (maxGracePeriod %ds)", t.c.Name, v, p.limit, p.maxGrace)
 		}
-		m.setSleep(t.idx, v, &reports[i])
+		m.setSleep(t.idx, v, &p.reports[i])
 		s = max(s, v)
 	}
-	// Then the sidecars: S + B (or their own duration) within limit − SB;
-	// an automatic one never below S, so that it outlives the app's sleep.
+	return s
+}
+
+// placeSidecarSleeps places the sidecars' sleeps after the app's: S + B (or
+// their own duration) within limit − SB; an automatic one never below S, so
+// that it outlives the app's sleep. It returns the longest of S + B and the
+// sidecars' sleeps, their own hooks included (0: there is nothing to fit).
+func (m *mutation) placeSidecarSleeps(p *sleepPlan, s, ownHook int64) int64 {
 	placed := ownHook
 	if s > 0 {
-		placed = max(placed, addSat(s, budget))
+		placed = max(placed, addSat(s, p.budget))
 	}
-	for i, t := range targets {
-		if want[i] == 0 || t.cp.Role != policy.RoleSidecar {
+	for i, t := range p.targets {
+		if p.want[i] == 0 || t.cp.Role != policy.RoleSidecar {
 			continue
 		}
-		w, floor := addSat(s, budget), min(s, limit)
-		if fixedSidecar[i] {
-			w, floor = want[i], 0
+		w, floor := addSat(s, p.budget), min(s, p.limit)
+		if p.fixedSidecar[i] {
+			w, floor = p.want[i], 0
 		}
-		v := max(min(w, limit-drain), floor)
+		v := max(min(w, p.limit-p.drain), floor)
 		if v < 1 {
-			reports[i].PreStopSkipped = SkipGraceTooShort
-			m.warnf("%s: no preStop sleep: grace period %ds leaves under 1s after the sidecar's %ds drain", t.c.Name, limit, drain)
+			p.reports[i].PreStopSkipped = SkipGraceTooShort
+			m.warnf(WarnNoSleep, "%s: no preStop sleep: grace period %ds leaves under 1s after the sidecar's %ds drain", t.c.Name, p.limit, p.drain)
 			continue
 		}
 		if v < w {
-			m.warnf("%s: sidecar's preStop sleep shortened to %ds (wanted %ds) to fit the grace period %ds", t.c.Name, v, w, limit)
+			m.warnf(WarnSleepShortened, "%s: sidecar's preStop sleep shortened to %ds (wanted %ds) to fit the grace period %ds", t.c.Name, v, w, p.limit)
 		}
-		m.setSleep(t.idx, v, &reports[i])
+		m.setSleep(t.idx, v, &p.reports[i])
 		placed = max(placed, v)
 	}
-	if placed == 0 {
-		return grace
-	}
-	out := max(grace, min(addSat(placed, drain), limit))
-	if placed > 0 && addSat(placed, drain) > out && len(newNative) > 0 && len(prev.Containers) > 0 {
-		m.warnf("%s: the grace period %ds leaves the sidecar %ds of its %ds drain", strings.Join(newNative, ","), out, max(out-placed, 0), drain)
-	}
-	return out
+	return placed
 }
 
 func anyWanted(want []int64) bool {

@@ -55,8 +55,9 @@ type Result struct {
 	Patch []PatchOp
 	// Status is the record written to the status annotation.
 	Status Status
-	// Warnings are short admission warnings, each starting with "podgrace:".
-	Warnings []string
+	// Warnings are short admission warnings, each with a code and a message
+	// starting with "podgrace:".
+	Warnings []Warning
 	// Denied is set in strict mode when a setting is invalid: the pod must be
 	// rejected with this message and nothing else applies.
 	Denied string
@@ -125,15 +126,15 @@ type mutation struct {
 	in    *Input
 	pod   *corev1.Pod
 	patch []PatchOp
-	warn  []string
+	warn  []Warning
 }
 
 func (m *mutation) add(path string, v any) {
 	m.patch = append(m.patch, PatchOp{Operation: "add", Path: path, Value: v})
 }
 
-func (m *mutation) warnf(format string, args ...any) {
-	m.warn = append(m.warn, Truncate("podgrace: "+fmt.Sprintf(format, args...)))
+func (m *mutation) warnf(code WarningCode, format string, args ...any) {
+	m.warn = append(m.warn, Warning{Code: code, Message: Truncate("podgrace: " + fmt.Sprintf(format, args...))})
 }
 
 // Mutate applies podgrace's policy to a pod: the preStop sleeps of app
@@ -144,7 +145,7 @@ func Mutate(in Input) Result {
 	pp := in.Policy
 	var res Result
 	for _, p := range pp.Problems {
-		res.Warnings = append(res.Warnings, Truncate(p.String()))
+		res.Warnings = append(res.Warnings, Warning{Code: WarnInvalidSetting, Message: Truncate(p.String())})
 	}
 	if in.Config.Strict && len(pp.Problems) > 0 {
 		res.Denied = denial(pp.Problems)
@@ -165,7 +166,7 @@ func Mutate(in Input) Result {
 		prev = &p
 	}
 	if prev.Present && !prev.Valid {
-		m.warnf("%s is not podgrace's JSON; replaced", policy.AnnotationStatus)
+		m.warnf(WarnStatusReplaced, "%s is not podgrace's JSON; replaced", policy.AnnotationStatus)
 	}
 	grace := DefaultGracePeriod
 	if pod.Spec.TerminationGracePeriodSeconds != nil {

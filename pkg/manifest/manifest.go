@@ -219,7 +219,7 @@ func injectObject(ctx context.Context, ob object, o Options) (DocResult, []injec
 	result := inject.Pod(ctx, inject.PodInput{
 		Pod: &pod, NamespaceAnnotations: o.NamespaceAnnotations, Config: o.Config, HookAction: o.HookAction, Images: o.Images,
 	})
-	res.Warnings, res.Status = result.Warnings, result.Status
+	res.Warnings, res.Status = inject.Messages(result.Warnings), result.Status
 	if result.Denied != "" {
 		return res, nil, errors.New(result.Denied)
 	}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // The bounds of the cluster config are declared here and in durationBounds
@@ -45,6 +47,63 @@ func (b *NumberBound) Schema() string {
 	}
 	return fmt.Sprintf(`{"type": %q, "minimum": %s, "maximum": %s}`, t,
 		strconv.FormatFloat(b.Min, 'f', -1, 64), strconv.FormatFloat(b.Max, 'f', -1, 64))
+}
+
+// QuantityBound is the inclusive range, in bytes, of a quantity of the
+// cluster config (a resource.Quantity such as `16Mi`).
+type QuantityBound struct {
+	Path     string
+	Min, Max int64
+	get      func(*Config) *resource.Quantity
+}
+
+var quantityBounds = []QuantityBound{
+	{Path: "imageInspection.cacheBytes", Min: MinImageCacheBytes, Max: MaxImageCacheBytes,
+		get: func(c *Config) *resource.Quantity { return &c.ImageInspection.CacheBytes }},
+}
+
+// QuantityBounds returns the bounds of every quantity of the cluster config.
+func QuantityBounds() []QuantityBound { return append([]QuantityBound(nil), quantityBounds...) }
+
+// Range renders the bound as error messages write it: [1Mi, 1Gi].
+func (b *QuantityBound) Range() string {
+	return "[" + resource.NewQuantity(b.Min, resource.BinarySI).String() + ", " + resource.NewQuantity(b.Max, resource.BinarySI).String() + "]"
+}
+
+// quantityUnits are the suffixes of the chart's quantity grammar, largest
+// first, and what each multiplies by.
+var quantityUnits = []struct {
+	Suffix string
+	Len    int64
+}{{"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}, {"", 1}}
+
+// Pattern is the chart's grammar of the quantity, a regular expression of
+// alternatives without anchors: a whole number of bytes, Ki, Mi or Gi with
+// no more digits than the maximum has in that unit. The chart's templates
+// convert it to bytes to check the range (Helm has no quantity parser).
+func (b *QuantityBound) Pattern() string {
+	var alts []string
+	for _, u := range quantityUnits {
+		if n := b.Max / u.Len; n > 0 {
+			alts = append(alts, fmt.Sprintf("[0-9]{1,%d}%s", len(strconv.FormatInt(n, 10)), u.Suffix))
+		}
+	}
+	return strings.Join(alts, "|")
+}
+
+// Schema is the bound's JSON schema: the chart's grammar for a string, the
+// range for a number of bytes.
+func (b *QuantityBound) Schema() string {
+	return fmt.Sprintf(`{"type": ["string", "integer"], "pattern": %q, "minimum": %d, "maximum": %d}`, "^("+b.Pattern()+")$", b.Min, b.Max)
+}
+
+// check returns the bound's error on c, or nil.
+func (b *QuantityBound) check(c *Config) error {
+	q := b.get(c)
+	if v := q.Value(); v < b.Min || v > b.Max {
+		return fmt.Errorf("%s: %s is outside %s", b.Path, q.String(), b.Range())
+	}
+	return nil
 }
 
 // DurationRelation says that the sum of the durations Lower, plus Margin,
@@ -170,6 +229,11 @@ func schemaOf(f ConfigField) string {
 	for i := range numberBounds {
 		if numberBounds[i].Path == f.Path {
 			return numberBounds[i].Schema()
+		}
+	}
+	for i := range quantityBounds {
+		if quantityBounds[i].Path == f.Path {
+			return quantityBounds[i].Schema()
 		}
 	}
 	return f.Schema

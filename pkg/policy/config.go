@@ -350,6 +350,11 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("enforcement: %q is not mutate or warn", c.Enforcement))
 	}
+	for i := range quantityBounds {
+		if err := quantityBounds[i].check(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	errs = append(errs, c.ImageInspection.validateNetwork()...)
 	return errors.Join(errs...)
 }

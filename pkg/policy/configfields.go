@@ -68,7 +68,7 @@ var ConfigFields = []ConfigField{
 	{"imageInspection.errorTTL", "How long a failed lookup is remembered.", schemaBounded},
 	{"imageInspection.cacheSize", "Number of image configs cached (by digest).", schemaBounded},
 	{"imageInspection.cacheBytes", "Memory the cached image configs may hold, as a quantity (`16Mi`), within [1Mi, 1Gi]; keep it well under the container's memory limit (`docs/operate/security.md`). Only Entrypoint, Cmd and Shell are kept, and an image whose argv exceeds 16 KiB is not rewritten.",
-		`{"type": ["string", "integer"], "pattern": "^[0-9]+(Ki|Mi|Gi)?$"}`},
+		schemaBounded},
 	{"imageInspection.allowedRegistries", "Registries image inspection may ask (`host`, `host:port` or `*.domain`); empty allows any not denied.", schemaRegistries},
 	{"imageInspection.deniedRegistries", "Registries image inspection never asks (same forms); they win over allowedRegistries.", schemaRegistries},
 	{"imageInspection.insecureRegistries", "Registries spoken to over plain HTTP (`host` or `host:port`, as image references write them); every other registry is HTTPS only.", schemaRegistries},

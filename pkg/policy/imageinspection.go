@@ -23,13 +23,9 @@ var (
 	registryExact   = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]*[a-z0-9])?|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$`)
 )
 
-// validateNetwork checks the registry lists, the denied networks and the
-// cache's byte bound.
+// validateNetwork checks the registry lists and the denied networks.
 func (i *ImageInspection) validateNetwork() []error {
 	var errs []error
-	if b := i.CacheBytes.Value(); b < MinImageCacheBytes || b > MaxImageCacheBytes {
-		errs = append(errs, fmt.Errorf("imageInspection.cacheBytes: %s is outside [1Mi, 1Gi]", i.CacheBytes.String()))
-	}
 	for _, l := range []struct {
 		key  string
 		list []string

@@ -103,24 +103,28 @@ type Key struct {
 	// set it at every level and expect an effect exactly where it is valid).
 	Example string
 	Doc     string
+	// Config is the cluster config field whose value applies where the key
+	// is not set ("" when none does); Default says what applies otherwise.
+	Config  string
+	Default string
 }
 
 // Keys lists every public name in the order the README shows them.
 var Keys = []Key{
 	{Name: LabelInject, Label: true, Levels: OnNamespace, Values: "`enabled` / `disabled`", Example: InjectEnabled,
-		Doc: "Opt a namespace in (default install mode: only labeled namespaces); `disabled` opts it out in cluster-wide mode."},
+		Doc: "Opt a namespace in (default install mode: only labeled namespaces); `disabled` opts it out in cluster-wide mode.", Default: "the chart's `namespaceSelector` decides"},
 	{Name: LabelInject, Label: true, Levels: OnPod, Values: "`disabled`", Example: InjectDisabled,
-		Doc: "Skip this pod. It is the webhook's objectSelector, so the API server does not even call podgrace."},
+		Doc: "Skip this pod. It is the webhook's objectSelector, so the API server does not even call podgrace.", Default: "the pod is handled"},
 	{Name: AnnotationPreStopSleep, Levels: OnNamespace | OnPod | PerContainer, Values: "`auto`, a duration (`15s`, `1m30s`, `20` = seconds), `off`", Example: "20s",
-		Doc: "The preStop sleep; `auto` sizes it from terminationGracePeriodSeconds."},
+		Doc: "The preStop sleep; `auto` sizes it from terminationGracePeriodSeconds.", Config: "preStopSleep"},
 	{Name: AnnotationExecForm, Levels: OnNamespace | OnPod | PerContainer, Values: "`on`, `off`", Example: SwitchOff,
-		Doc: "Rewrite shell-form commands into exec form."},
+		Doc: "Rewrite shell-form commands into exec form.", Config: "execForm"},
 	{Name: AnnotationExtendGrace, Levels: OnNamespace | OnPod, Values: "`true`, `false`", Example: "false",
-		Doc: "May terminationGracePeriodSeconds be raised so that sleep + shutdown budget fits."},
+		Doc: "May terminationGracePeriodSeconds be raised so that sleep + shutdown budget fits.", Config: "extendGrace"},
 	{Name: AnnotationContainers, Levels: OnPod, Values: "comma list of container names", Example: "app",
-		Doc: "Act on these containers only."},
+		Doc: "Act on these containers only.", Default: "all containers"},
 	{Name: AnnotationStatus, Levels: OnPod, Written: true, Values: "JSON", Example: `{"v":1}`,
-		Doc: "What was applied, per container (sidecars with their role), with the grace period before and after and a format version `v`; makes a second pass a no-op."},
+		Doc: "What was applied, per container (sidecars with their role), with the grace period before and after and a format version `v`; makes a second pass a no-op.", Default: "written by podgrace"},
 }
 
 // annotationKey returns the annotation named name, if Keys declares one.

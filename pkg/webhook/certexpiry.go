@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
 // servingCertFile is the serving certificate the expiry gauge reads, set by
@@ -43,7 +42,7 @@ var certExpiry = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 	return float64(cert.NotAfter.Unix())
 })
 
-func init() { ctrlmetrics.Registry.MustRegister(certExpiry) }
+func init() { register(certExpiry) }
 
 // watchCertExpiry points the gauge at the certificate of certDir.
 func watchCertExpiry(certDir, certName string) {

@@ -15,7 +15,8 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/podgrace/podgrace/pkg/inject"
 )
 
 // Event reasons podgrace records (docs/design.md §7).
@@ -43,7 +44,7 @@ var (
 	})
 )
 
-func init() { ctrlmetrics.Registry.MustRegister(eventsDroppedTotal, eventsQueuedTotal) }
+func init() { register(eventsDroppedTotal, eventsQueuedTotal) }
 
 // podEvent is what an admission hands to the event queue: copies of the few
 // strings the event needs, so the request's pod is not kept alive.
@@ -169,7 +170,7 @@ func ownerRef(namespace string, o *metav1.OwnerReference) *corev1.ObjectReferenc
 // eventOf is the event of one admission, or false when there is nothing to
 // say. Messages leave out the pod's name, so that the recorder folds the
 // same problem of many pods into one Event with a count.
-func eventOf(pod *corev1.Pod, owner *metav1.OwnerReference, warnings []string, denied string) (podEvent, bool) {
+func eventOf(pod *corev1.Pod, owner *metav1.OwnerReference, warnings []inject.Warning, denied string) (podEvent, bool) {
 	ev := podEvent{namespace: pod.Namespace, pod: pod.Name, eventType: corev1.EventTypeWarning}
 	if owner != nil {
 		o := *owner
@@ -184,10 +185,10 @@ func eventOf(pod *corev1.Pod, owner *metav1.OwnerReference, warnings []string, d
 	}
 	var invalid, other []string
 	for _, w := range warnings {
-		if warningKind(w) == warnInvalidSetting {
-			invalid = append(invalid, w)
+		if w.Code == inject.WarnInvalidSetting {
+			invalid = append(invalid, w.Message)
 		} else {
-			other = append(other, w)
+			other = append(other, w.Message)
 		}
 	}
 	switch {

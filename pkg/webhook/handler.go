@@ -151,13 +151,13 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) (*admissionv
 		name = pod.GenerateName
 	}
 
-	var warnings []string
+	var warnings []inject.Warning
 	var nsAnnotations map[string]string
 	if h.Namespaces != nil {
 		ann, err := h.Namespaces(ctx, req.Namespace)
 		if err != nil {
 			h.Log.Error(err, "Namespace annotations unavailable; using the cluster config alone", requestKV(req, name)...)
-			warnings = append(warnings, fmt.Sprintf("podgrace: annotations of namespace %q unavailable; namespace defaults not applied", req.Namespace))
+			warnings = append(warnings, namespaceWarning(req.Namespace))
 			warningsTotal.WithLabelValues(warnNamespace).Inc()
 		}
 		nsAnnotations = ann
@@ -176,9 +176,9 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) (*admissionv
 		return nil, &requestError{code: http.StatusServiceUnavailable, reason: reasonDeadline, msg: "admission abandoned: " + res.Err.Error()}
 	}
 	if h.Config.Enforcement == policy.EnforcementWarn {
-		resp := h.warnOnly(req, name, pod, &res, warnings)
-		h.recordEvents(req, pod, resp.Warnings, "")
-		return resp, nil
+		warnings = h.warnOnly(req, name, pod, &res, warnings)
+		h.recordEvents(req, pod, warnings, "")
+		return &admissionv1.AdmissionResponse{Allowed: true, Warnings: inject.Messages(warnings)}, nil
 	}
 	observe(&res)
 	h.recordEvents(req, pod, res.Warnings, res.Denied)
@@ -187,7 +187,7 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) (*admissionv
 		h.Log.Info("Denied pod: invalid podgrace setting in strict mode", append(requestKV(req, name), "reason", res.Denied)...)
 		return &admissionv1.AdmissionResponse{
 			Allowed:  false,
-			Warnings: warnings,
+			Warnings: inject.Messages(warnings),
 			Result: &metav1.Status{
 				Status:  metav1.StatusFailure,
 				Code:    http.StatusForbidden,
@@ -201,7 +201,7 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) (*admissionv
 		if v := h.Log.V(1); v.Enabled() {
 			v.Info("Pod unchanged", append(requestKV(req, name), "warnings", len(warnings))...)
 		}
-		return &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}, nil
+		return &admissionv1.AdmissionResponse{Allowed: true, Warnings: inject.Messages(warnings)}, nil
 	}
 	patch, err := encodePatch(res.Patch)
 	if err != nil { // values are API types and strings: should not happen
@@ -214,12 +214,12 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) (*admissionv
 			"containers", containerSummary(res.Status.Containers), "operations", len(res.Patch), "warnings", len(warnings))...)
 	}
 	pt := admissionv1.PatchTypeJSONPatch
-	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt, Warnings: warnings}, nil
+	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt, Warnings: inject.Messages(warnings)}, nil
 }
 
 // recordEvents queues the Events of an admission that has something to
 // report; dry runs record none (the webhook's sideEffects: NoneOnDryRun).
-func (h *Handler) recordEvents(req *admissionRequest, pod *corev1.Pod, warnings []string, denied string) {
+func (h *Handler) recordEvents(req *admissionRequest, pod *corev1.Pod, warnings []inject.Warning, denied string) {
 	if h.Events == nil || (req.DryRun != nil && *req.DryRun) || (len(warnings) == 0 && denied == "") {
 		return
 	}
@@ -232,12 +232,13 @@ func (h *Handler) recordEvents(req *admissionRequest, pod *corev1.Pod, warnings 
 // the pod: the API server keeps warnings up to 4 KiB in all.
 const warnModeMaxLen = 480
 
-// warnOnly answers in warn mode (cluster config enforcement: warn): the
-// result the core computed comes back as one warning, a log line and a
-// metric by namespace, and nothing is patched or denied, strict or not.
+// warnOnly is the warnings of a warn-mode answer (cluster config
+// enforcement: warn): the result the core computed comes back as one
+// warning, a log line and a metric by namespace, and nothing is patched or
+// denied, strict or not.
 // Warnings of pods a controller creates reach the controller, not the user:
 // the metric and `podgrace audit` are how a team sees those.
-func (h *Handler) warnOnly(req *admissionRequest, name string, pod *corev1.Pod, res *inject.Result, warnings []string) *admissionv1.AdmissionResponse {
+func (h *Handler) warnOnly(req *admissionRequest, name string, pod *corev1.Pod, res *inject.Result, warnings []inject.Warning) []inject.Warning {
 	outcome, summary := warnUnchanged, ""
 	switch {
 	case res.Denied != "":
@@ -255,13 +256,13 @@ func (h *Handler) warnOnly(req *admissionRequest, name string, pod *corev1.Pod, 
 	}
 	warnModePodsTotal.WithLabelValues(req.Namespace, outcome).Inc()
 	if summary != "" {
-		warnings = append(warnings, truncateTo("podgrace (warn mode): "+summary, warnModeMaxLen))
+		warnings = append(warnings, inject.Warning{Code: codeWarnMode, Message: truncateTo("podgrace (warn mode): "+summary, warnModeMaxLen)})
 		h.Log.Info("Warn mode: pod not mutated", append(requestKV(req, name), "outcome", outcome, "would", summary)...)
 	}
 	if res.Denied == "" {
 		warnings = append(warnings, res.Warnings...)
 	}
-	return &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}
+	return warnings
 }
 
 // requestKV is the log key/values naming a request (and its pod, when named),

@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/podgrace/podgrace/pkg/imageconfig"
 	"github.com/podgrace/podgrace/pkg/inject"
@@ -39,7 +38,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(imageLookupsTotal, imageLookupSeconds, imageCacheHitsTotal, imageErrorsTotal)
+	register(imageLookupsTotal, imageLookupSeconds, imageCacheHitsTotal, imageErrorsTotal)
 }
 
 // imageMetrics reports the inspector's observations to Prometheus.

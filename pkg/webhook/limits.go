@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 )
 
@@ -95,7 +94,7 @@ var connectionsRejectedTotal = prometheus.NewCounter(prometheus.CounterOpts{
 	Help: "Connections to the webhook port closed on accept because the connection limit (--max-connections) was reached.",
 })
 
-func init() { ctrlmetrics.Registry.MustRegister(connectionsRejectedTotal) }
+func init() { register(connectionsRejectedTotal) }
 
 // bodyBudget is the byte budget request bodies share (Limits.MaxBodyMemory).
 type bodyBudget struct {

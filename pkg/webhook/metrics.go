@@ -1,13 +1,13 @@
 package webhook
 
 import (
-	"strings"
+	"fmt"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/podgrace/podgrace/pkg/inject"
-	"github.com/podgrace/podgrace/pkg/policy"
 )
 
 // podgrace's own counters, served on /metrics next to controller-runtime's
@@ -54,9 +54,24 @@ var (
 var namespaceLookupsFromCache = namespaceLookupsTotal.WithLabelValues("cache")
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(podsMutatedTotal, podsDeniedTotal, containersSkippedTotal,
+	register(podsMutatedTotal, podsDeniedTotal, containersSkippedTotal,
 		warningsTotal, notHandledTotal, namespaceLookupsTotal, warnModePodsTotal, workloadChecksTotal)
 }
+
+// registered lists, in registration order, every collector podgrace adds to
+// controller-runtime's registry (served on /metrics).
+var registered []prometheus.Collector
+
+// register adds podgrace's collectors to controller-runtime's registry, and
+// to the list Collectors returns.
+func register(cs ...prometheus.Collector) {
+	ctrlmetrics.Registry.MustRegister(cs...)
+	registered = append(registered, cs...)
+}
+
+// Collectors returns every collector podgrace registers: docs/reference/
+// metrics.md is generated from them (`make manifests`).
+func Collectors() []prometheus.Collector { return slices.Clone(registered) }
 
 // Kinds of warnings (podgrace_warnings_total).
 const (
@@ -83,7 +98,7 @@ const (
 // observe counts the outcome of one pass of the core.
 func observe(res *inject.Result) {
 	for _, w := range res.Warnings {
-		warningsTotal.WithLabelValues(warningKind(w)).Inc()
+		warningsTotal.WithLabelValues(warningKind(w.Code)).Inc()
 	}
 	if res.Denied != "" {
 		podsDeniedTotal.Inc()
@@ -112,18 +127,23 @@ func observe(res *inject.Result) {
 	}
 }
 
-// warningKind classifies a warning of the core. An invalid setting reads
-// `podgrace: <key>="<value>" …` (policy.Problem), where the key is a podgrace
-// annotation; anything else the core says is about the mutation itself.
-func warningKind(w string) string {
-	rest, ok := strings.CutPrefix(w, "podgrace: ")
-	if !ok {
-		return warnMutation
-	}
-	key, value, ok := strings.Cut(rest, "=")
-	if ok && strings.HasPrefix(value, `"`) && !strings.Contains(key, " ") &&
-		(strings.HasPrefix(key, policy.Prefix+"/") || strings.Contains(key, "."+policy.Prefix+"/")) {
+// warningKind is the podgrace_warnings_total kind of a warning of the core,
+// from its code: a setting's problem or something about the mutation.
+func warningKind(c inject.WarningCode) string {
+	if c == inject.WarnInvalidSetting {
 		return warnInvalidSetting
 	}
 	return warnMutation
+}
+
+// Codes of the webhook's own warnings, besides the core's
+// (inject.WarningCodes).
+const (
+	codeNamespaceUnavailable inject.WarningCode = "namespace-unavailable"
+	codeWarnMode             inject.WarningCode = "warn-mode"
+)
+
+// namespaceWarning says that the namespace's annotations could not be read.
+func namespaceWarning(namespace string) inject.Warning {
+	return inject.Warning{Code: codeNamespaceUnavailable, Message: fmt.Sprintf("podgrace: annotations of namespace %q unavailable; namespace defaults not applied", namespace)}
 }

@@ -128,12 +128,12 @@ func (h *WorkloadHandler) check(ctx context.Context, req *requestMeta, object, o
 		return notHandled(reasonUndecodable, err.Error())
 	}
 
-	var warnings []string
+	var warnings []inject.Warning
 	var nsAnnotations map[string]string
 	if h.Pods.Namespaces != nil {
 		ann, err := h.Pods.Namespaces(ctx, req.Namespace)
 		if err != nil {
-			warnings = append(warnings, fmt.Sprintf("podgrace: annotations of namespace %q unavailable; namespace defaults not applied", req.Namespace))
+			warnings = append(warnings, namespaceWarning(req.Namespace))
 		}
 		nsAnnotations = ann
 	}
@@ -166,7 +166,7 @@ func (h *WorkloadHandler) check(ctx context.Context, req *requestMeta, object, o
 	if v := h.Pods.Log.V(1); v.Enabled() {
 		v.Info("Workload warned", append(kv, "warnings", len(warnings))...)
 	}
-	return &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}
+	return &admissionv1.AdmissionResponse{Allowed: true, Warnings: inject.Messages(warnings)}
 }
 
 // reasonNotWorkload is a review of a kind the workload check does not know.

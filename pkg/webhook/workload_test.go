@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
 
@@ -184,11 +185,13 @@ func TestEventOf(t *testing.T) {
 	if _, ok := eventOf(p, nil, nil, ""); ok {
 		t.Error("an event with nothing to say")
 	}
-	ev, ok := eventOf(p, nil, []string{`podgrace: podgrace.dev/prestop-sleep="abc" is not a duration, "auto" or "off"; using auto`, "podgrace: app: shell-form command kept: trap"}, "")
-	if !ok || ev.reason != EventInvalidSetting || len(ev.messages) != 2 || strings.Contains(strings.Join(ev.messages, ""), "web-abc") {
+	invalid := inject.Warning{Code: inject.WarnInvalidSetting, Message: `podgrace: podgrace.dev/prestop-sleep="abc" is not a duration, "auto" or "off"; using auto`}
+	kept := inject.Warning{Code: inject.WarnShellFormKept, Message: "podgrace: app: shell-form command kept: trap"}
+	ev, ok := eventOf(p, nil, []inject.Warning{kept, invalid}, "")
+	if !ok || ev.reason != EventInvalidSetting || !slices.Equal(ev.messages, []string{invalid.Message, kept.Message}) || strings.Contains(strings.Join(ev.messages, ""), "web-abc") {
 		t.Errorf("event %+v", ev)
 	}
-	ev, _ = eventOf(p, nil, []string{"podgrace: app: shell-form command kept: trap"}, "")
+	ev, _ = eventOf(p, nil, []inject.Warning{kept}, "")
 	if ev.reason != EventNotApplied {
 		t.Errorf("reason %s", ev.reason)
 	}

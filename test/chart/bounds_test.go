@@ -27,8 +27,10 @@ type boundCase struct {
 // above each duration's maximum (in the chart's grammar, so that the
 // template's check, not the schema, refuses it), zero where zero is
 // excluded, a fraction where whole seconds are required, each number past
-// each end, each relation between durations broken, and the preStopSleep
-// range as seconds and as a duration.
+// each end, each quantity past each end (in the chart's grammar, so that the
+// template refuses it, and as a number of bytes, which the schema refuses),
+// each relation between durations broken, and the preStopSleep range as
+// seconds and as a duration.
 func outOfBounds() []boundCase {
 	var cases []boundCase
 	for _, b := range policy.DurationBounds() {
@@ -48,6 +50,13 @@ func outOfBounds() []boundCase {
 		cases = append(cases,
 			boundCase{b.Path + " below min", b.Path, map[string]any{b.Path: lo}},
 			boundCase{b.Path + " above max", b.Path, map[string]any{b.Path: hi}})
+	}
+	for _, b := range policy.QuantityBounds() {
+		cases = append(cases,
+			boundCase{b.Path + " below min", b.Path, map[string]any{b.Path: fmt.Sprintf("%dKi", b.Min/1024-1)}},
+			boundCase{b.Path + " above max", b.Path, map[string]any{b.Path: fmt.Sprintf("%dMi", b.Max/(1<<20)+1)}},
+			boundCase{b.Path + " bytes below min", b.Path, map[string]any{b.Path: float64(b.Min - 1)}},
+			boundCase{b.Path + " bytes above max", b.Path, map[string]any{b.Path: float64(b.Max + 1)}})
 	}
 	for _, r := range policy.DurationRelations() {
 		v := map[string]any{}
@@ -130,6 +139,9 @@ func TestChartAcceptsOnlyWhatBinaryAccepts(t *testing.T) {
 	for _, b := range policy.NumberBounds() {
 		paths = append(paths, b.Path)
 	}
+	for _, b := range policy.QuantityBounds() {
+		paths = append(paths, b.Path)
+	}
 	paths = append(paths, policy.SleepBound.Path)
 	accepted, refused := 0, 0
 	for i := range 200 {
@@ -176,6 +188,19 @@ func randomValue(rng *rand.Rand, path string) any {
 				return float64(rng.Int64N(3000) - 5)
 			}
 			return math.Round((rng.Float64()*12-1)*100) / 100
+		}
+	}
+	for _, b := range policy.QuantityBounds() {
+		if b.Path == path {
+			ns := []int64{0, 1, 1023, 1024, 1025, 16, 1 << 20, 1<<20 - 1, 1<<20 + 1, 1 << 30, 1<<30 + 1}
+			n := ns[rng.IntN(len(ns))]
+			switch rng.IntN(6) {
+			case 0:
+				return float64(n)
+			case 1:
+				return "1.5Mi"
+			}
+			return fmt.Sprintf("%d%s", n, []string{"", "Ki", "Mi", "Gi", "M"}[rng.IntN(5)])
 		}
 	}
 	units := []string{"s", "s", "s", "m", "m", "h", "ms", "", "us", "m30s"}

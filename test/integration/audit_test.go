@@ -20,6 +20,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -440,20 +441,39 @@ func TestAuditCoversEveryKind(t *testing.T) {
 // workloadObject is a valid object of a workload kind whose pod has no
 // preStop hook yet, its template at the table's path.
 func workloadObject(k workload.Kind, name string) map[string]any {
-	labels := map[string]any{"app": name}
 	// An explicit sleep: run-to-completion pods (a Pod, Job or CronJob
 	// with restartPolicy Never) get no default one (docs/design.md §2).
-	pod := map[string]any{
-		"metadata": map[string]any{"labels": labels, "annotations": map[string]any{policy.AnnotationPreStopSleep: "10s"}},
-		"spec": map[string]any{"restartPolicy": "Never", "containers": []any{
-			map[string]any{"name": "app", "image": "registry.example/app:1", "command": []any{"/app"}},
-		}},
+	obj, err := workloadOf(k, name, corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{policy.AnnotationPreStopSleep: "10s"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1", Command: []string{"/app"}}}},
+	})
+	if err != nil {
+		panic(err) // a PodTemplateSpec always converts
 	}
-	if k.Kind != "Pod" && k.Kind != "Job" && k.Kind != "CronJob" {
-		pod["spec"].(map[string]any)["restartPolicy"] = "Always"
+	return obj
+}
+
+// workloadOf is a valid object of a workload kind around a pod template,
+// as a user writes it: the pod labeled app=name and selected by it,
+// restartPolicy Never for a Pod, Job or CronJob (Always otherwise), a
+// CronJob scheduled.
+func workloadOf(k workload.Kind, name string, tmpl corev1.PodTemplateSpec) (map[string]any, error) {
+	tmpl = *tmpl.DeepCopy()
+	if tmpl.Labels == nil {
+		tmpl.Labels = map[string]string{}
+	}
+	tmpl.Labels["app"] = name
+	tmpl.Spec.RestartPolicy = corev1.RestartPolicyAlways
+	if k.Kind == "Pod" || k.Kind == "Job" || k.Kind == "CronJob" {
+		tmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
+	}
+	pod, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&tmpl)
+	if err != nil {
+		return nil, err
 	}
 	obj := k.Object(name, pod)
 	spec, _ := obj["spec"].(map[string]any)
+	labels := map[string]any{"app": name}
 	switch k.Kind {
 	case "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet":
 		spec["selector"] = map[string]any{"matchLabels": labels}
@@ -462,7 +482,7 @@ func workloadObject(k workload.Kind, name string) map[string]any {
 	case "CronJob":
 		spec["schedule"] = "0 0 * * *"
 	}
-	return obj
+	return obj, nil
 }
 
 // TestAuditFindsInstallation: without --config-map, `podgrace audit` reads

@@ -9,83 +9,53 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/webhook"
+	"github.com/podgrace/podgrace/pkg/workload"
 )
 
-// workloadKind creates one kind of workload from a pod template.
-type workloadKind struct {
-	kind   string
-	create func(ctx context.Context, cs kubernetes.Interface, ns, name string, tmpl corev1.PodTemplateSpec, opts metav1.CreateOptions) error
+// templateKinds are the rows of workload.Kinds with a pod template: the
+// kinds the workload check covers (a Pod is the pod path's).
+func templateKinds() []workload.Kind {
+	var out []workload.Kind
+	for _, k := range workload.Kinds {
+		if len(k.Template) > 0 {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
-// workloadKinds are the kinds the workload check covers, each built as a
-// user would write it.
-func workloadKinds() []workloadKind {
-	sel := func(name string) *metav1.LabelSelector {
-		return &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}}
+// workloadClients are a typed and a dynamic client that share one
+// collector of the API server's warnings.
+func workloadClients(t *testing.T) (*kubernetes.Clientset, dynamic.Interface, *warnings) {
+	t.Helper()
+	cs, w := client(t)
+	cfg := rest.CopyConfig(restConfig)
+	cfg.WarningHandler = w
+	return cs, dynamic.NewForConfigOrDie(cfg), w
+}
+
+// createWorkload creates a workload of kind k around tmpl, as a user would
+// write it (workloadOf), through the dynamic client.
+func createWorkload(ctx context.Context, dyn dynamic.Interface, k workload.Kind, ns, name string, tmpl corev1.PodTemplateSpec, o metav1.CreateOptions) error {
+	obj, err := workloadOf(k, name, tmpl)
+	if err != nil {
+		return err
 	}
-	labeled := func(tmpl corev1.PodTemplateSpec, name string) corev1.PodTemplateSpec {
-		tmpl = *tmpl.DeepCopy()
-		if tmpl.Labels == nil {
-			tmpl.Labels = map[string]string{}
-		}
-		tmpl.Labels["app"] = name
-		return tmpl
-	}
-	batch := func(tmpl corev1.PodTemplateSpec) corev1.PodTemplateSpec {
-		tmpl = *tmpl.DeepCopy()
-		tmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
-		return tmpl
-	}
-	return []workloadKind{
-		{"Deployment", func(ctx context.Context, cs kubernetes.Interface, ns, name string, tmpl corev1.PodTemplateSpec, o metav1.CreateOptions) error {
-			_, err := cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name},
-				Spec: appsv1.DeploymentSpec{Selector: sel(name), Template: labeled(tmpl, name)}}, o)
-			return err
-		}},
-		{"StatefulSet", func(ctx context.Context, cs kubernetes.Interface, ns, name string, tmpl corev1.PodTemplateSpec, o metav1.CreateOptions) error {
-			_, err := cs.AppsV1().StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: name},
-				Spec: appsv1.StatefulSetSpec{Selector: sel(name), Template: labeled(tmpl, name)}}, o)
-			return err
-		}},
-		{"DaemonSet", func(ctx context.Context, cs kubernetes.Interface, ns, name string, tmpl corev1.PodTemplateSpec, o metav1.CreateOptions) error {
-			_, err := cs.AppsV1().DaemonSets(ns).Create(ctx, &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: name},
-				Spec: appsv1.DaemonSetSpec{Selector: sel(name), Template: labeled(tmpl, name)}}, o)
-			return err
-		}},
-		{"ReplicaSet", func(ctx context.Context, cs kubernetes.Interface, ns, name string, tmpl corev1.PodTemplateSpec, o metav1.CreateOptions) error {
-			_, err := cs.AppsV1().ReplicaSets(ns).Create(ctx, &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name},
-				Spec: appsv1.ReplicaSetSpec{Selector: sel(name), Template: labeled(tmpl, name)}}, o)
-			return err
-		}},
-		{"ReplicationController", func(ctx context.Context, cs kubernetes.Interface, ns, name string, tmpl corev1.PodTemplateSpec, o metav1.CreateOptions) error {
-			t := labeled(tmpl, name)
-			_, err := cs.CoreV1().ReplicationControllers(ns).Create(ctx, &corev1.ReplicationController{ObjectMeta: metav1.ObjectMeta{Name: name},
-				Spec: corev1.ReplicationControllerSpec{Selector: map[string]string{"app": name}, Template: &t}}, o)
-			return err
-		}},
-		{"Job", func(ctx context.Context, cs kubernetes.Interface, ns, name string, tmpl corev1.PodTemplateSpec, o metav1.CreateOptions) error {
-			_, err := cs.BatchV1().Jobs(ns).Create(ctx, &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name},
-				Spec: batchv1.JobSpec{Template: batch(tmpl)}}, o)
-			return err
-		}},
-		{"CronJob", func(ctx context.Context, cs kubernetes.Interface, ns, name string, tmpl corev1.PodTemplateSpec, o metav1.CreateOptions) error {
-			_, err := cs.BatchV1().CronJobs(ns).Create(ctx, &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: name},
-				Spec: batchv1.CronJobSpec{Schedule: "*/5 * * * *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: batch(tmpl)}}}}, o)
-			return err
-		}},
-	}
+	_, err = dyn.Resource(k.GroupVersionResource()).Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: obj}, o)
+	return err
 }
 
 // template is a pod template with one shell-form container and annotations.
@@ -131,9 +101,10 @@ func serveWorkloads(t *testing.T, name string, cfg *policy.Config) {
 
 // waitForWorkloadCheck waits until a dry-run Deployment in ns with an
 // invalid key is answered by the workload check (warned or denied).
-func waitForWorkloadCheck(ctx context.Context, cs kubernetes.Interface, warned *warnings, ns string) error {
+func waitForWorkloadCheck(ctx context.Context, dyn dynamic.Interface, warned *warnings, ns string) error {
+	deployment, _ := workload.Lookup("apps/v1", "Deployment")
 	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		err := workloadKinds()[0].create(ctx, cs, ns, "probe", template(map[string]string{policy.AnnotationPreStopSleep: "abc"}),
+		err := createWorkload(ctx, dyn, deployment, ns, "probe", template(map[string]string{policy.AnnotationPreStopSleep: "abc"}),
 			metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if apierrors.IsForbidden(err) {
 			return true, nil
@@ -155,8 +126,8 @@ func TestWorkloadWarnings(t *testing.T) {
 	cfg := baseConfig()
 	serveWorkloads(t, "workloads", &cfg)
 	ns := namespace(t, forInstance("workloads"), nil)
-	cs, warned := client(t)
-	if err := waitForWorkloadCheck(t.Context(), cs, warned, ns); err != nil {
+	cs, dyn, warned := workloadClients(t)
+	if err := waitForWorkloadCheck(t.Context(), dyn, warned, ns); err != nil {
 		t.Fatal(err)
 	}
 	warned.Take()
@@ -167,34 +138,34 @@ func TestWorkloadWarnings(t *testing.T) {
 		kept    = `podgrace: app: shell-form command kept`
 	)
 	bad := map[string]string{policy.AnnotationPreStopSleep: "abc", "podgrace.dev/prestop-slep": "10s"}
-	for _, k := range workloadKinds() {
-		name := strings.ToLower(k.kind)
+	for _, k := range templateKinds() {
+		name := strings.ToLower(k.Kind)
 		tmpl := template(bad)
 		tmpl.Spec.Containers[0].Command = []string{"sh", "-c", "trap 'exit 0' TERM; bundle exec puma"}
-		if err := k.create(t.Context(), cs, ns, name, tmpl, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("%s: %v", k.kind, err)
+		if err := createWorkload(t.Context(), dyn, k, ns, name, tmpl, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("%s: %v", k.Kind, err)
 		}
 		ws := warned.Take()
 		for _, want := range []string{invalid, unknown, kept} {
 			if !slices.ContainsFunc(ws, func(w string) bool { return strings.Contains(w, want) }) {
-				t.Errorf("%s: warnings %q, want one containing %q", k.kind, ws, want)
+				t.Errorf("%s: warnings %q, want one containing %q", k.Kind, ws, want)
 			}
 		}
 		// A template that opts out is not checked (the chart's matchCondition).
 		off := template(bad)
 		off.Labels = map[string]string{policy.LabelInject: policy.InjectDisabled}
-		if err := k.create(t.Context(), cs, ns, name+"-off", off, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("%s opted out: %v", k.kind, err)
+		if err := createWorkload(t.Context(), dyn, k, ns, name+"-off", off, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("%s opted out: %v", k.Kind, err)
 		}
 		if ws := warned.Take(); len(ws) != 0 {
-			t.Errorf("%s opted out: warnings %q, want none", k.kind, ws)
+			t.Errorf("%s opted out: warnings %q, want none", k.Kind, ws)
 		}
 		// A clean template: no warning.
-		if err := k.create(t.Context(), cs, ns, name+"-clean", template(nil), metav1.CreateOptions{}); err != nil {
-			t.Fatalf("%s clean: %v", k.kind, err)
+		if err := createWorkload(t.Context(), dyn, k, ns, name+"-clean", template(nil), metav1.CreateOptions{}); err != nil {
+			t.Fatalf("%s clean: %v", k.Kind, err)
 		}
 		if ws := warned.Take(); len(ws) != 0 {
-			t.Errorf("%s clean: warnings %q, want none", k.kind, ws)
+			t.Errorf("%s clean: warnings %q, want none", k.Kind, ws)
 		}
 	}
 	// Nothing was mutated: the stored template is what was sent.
@@ -219,23 +190,24 @@ func TestWorkloadStrict(t *testing.T) {
 	cfg.Strict = true
 	serveWorkloads(t, "wstrict", &cfg)
 	ns := namespace(t, forInstance("wstrict"), nil)
-	cs, warned := client(t)
-	if err := waitForWorkloadCheck(t.Context(), cs, warned, ns); err != nil {
+	cs, dyn, warned := workloadClients(t)
+	if err := waitForWorkloadCheck(t.Context(), dyn, warned, ns); err != nil {
 		t.Fatal(err)
 	}
 	bad := map[string]string{policy.AnnotationPreStopSleep: "abc"}
 	const denial = `admission webhook "` + webhook.WorkloadWebhookName + `" denied the request: pod template: podgrace: podgrace.dev/prestop-sleep="abc" is not a duration, "auto" or "off" (strict mode)`
-	for _, k := range workloadKinds() {
-		err := k.create(t.Context(), cs, ns, strings.ToLower(k.kind), template(bad), metav1.CreateOptions{})
+	for _, k := range templateKinds() {
+		err := createWorkload(t.Context(), dyn, k, ns, strings.ToLower(k.Kind), template(bad), metav1.CreateOptions{})
 		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), denial) {
-			t.Errorf("%s: strict mode: %v, want a denial %q", k.kind, err, denial)
+			t.Errorf("%s: strict mode: %v, want a denial %q", k.Kind, err, denial)
 		}
 	}
 
 	// A Deployment written before its namespace was served: its template
 	// is one strict mode denies.
 	old := namespace(t, map[string]string{policy.LabelInject: policy.InjectEnabled}, nil)
-	if err := workloadKinds()[0].create(t.Context(), cs, old, "web", template(bad), metav1.CreateOptions{}); err != nil {
+	deployment, _ := workload.Lookup("apps/v1", "Deployment")
+	if err := createWorkload(t.Context(), dyn, deployment, old, "web", template(bad), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	n, err := admin.CoreV1().Namespaces().Get(t.Context(), old, metav1.GetOptions{})

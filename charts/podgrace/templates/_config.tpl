@@ -17,6 +17,22 @@ duration parser.
 {{- end -}}
 
 {{- /*
+podgrace.quantityBytes: a quantity of the chart's grammar (a whole number of
+bytes, Ki, Mi or Gi; values.schema.json checks it) in bytes. Helm has no
+quantity parser.
+*/ -}}
+{{- define "podgrace.quantityBytes" -}}
+{{- $q := . -}}
+{{- if or (kindIs "float64" $q) (kindIs "int" $q) (kindIs "int64" $q) -}}{{ int64 $q }}
+{{- else if hasSuffix "Gi" $q -}}{{ mul (trimSuffix "Gi" $q | atoi) 1073741824 }}
+{{- else if hasSuffix "Mi" $q -}}{{ mul (trimSuffix "Mi" $q | atoi) 1048576 }}
+{{- else if hasSuffix "Ki" $q -}}{{ mul (trimSuffix "Ki" $q | atoi) 1024 }}
+{{- else if regexMatch "^[0-9]+$" $q -}}{{ atoi $q }}
+{{- else -}}{{ fail (printf "%q is not a quantity podgrace's chart reads (a whole number of bytes, Ki, Mi or Gi)" $q) }}
+{{- end -}}
+{{- end -}}
+
+{{- /*
 podgrace.validateConfig fails, naming the key, on a config value out of the
 binary's range, so that `helm install` refuses what would crash-loop the webhook.
 */ -}}
@@ -48,6 +64,9 @@ binary's range, so that `helm install` refuses what would crash-loop the webhook
 {{- if or (lt $ms7 0) (gt $ms7 3600000) -}}{{ fail (printf "config.imageInspection.errorTTL: %s is outside [0s, 1h0m0s]" $v7) }}{{- end -}}
 {{- if lt $ms1 $ms0 -}}{{ fail (printf "config.max (%s) must be at least config.min (%s)" $v1 $v0) }}{{- end -}}
 {{- if lt $ms4 (add $ms2 $ms3 1000) -}}{{ fail (printf "config.maxGracePeriod (%s) must be at least config.shutdownBudget (%s) + config.sidecarShutdownBudget (%s) + 1s" $v4 $v2 $v3) }}{{- end -}}
+{{- $q0 := (dig "imageInspection" "cacheBytes" "16Mi" $c) -}}
+{{- $bytes0 := include "podgrace.quantityBytes" $q0 | atoi -}}
+{{- if or (lt $bytes0 1048576) (gt $bytes0 1073741824) -}}{{ fail (printf "config.imageInspection.cacheBytes: %v is outside [1Mi, 1Gi]" $q0) }}{{- end -}}
 {{- $sleep := toString (dig "preStopSleep" "auto" $c) -}}
 {{- if not (has $sleep (list "auto" "off")) -}}
 {{- $ms := 0 -}}

@@ -36,6 +36,22 @@ duration parser.
 {{- end -}}
 
 {{- /*
+podgrace.quantityBytes: a quantity of the chart's grammar (a whole number of
+bytes, Ki, Mi or Gi; values.schema.json checks it) in bytes. Helm has no
+quantity parser.
+*/ -}}
+{{- define "podgrace.quantityBytes" -}}
+{{- $q := . -}}
+{{- if or (kindIs "float64" $q) (kindIs "int" $q) (kindIs "int64" $q) -}}{{ int64 $q }}
+{{- else if hasSuffix "Gi" $q -}}{{ mul (trimSuffix "Gi" $q | atoi) 1073741824 }}
+{{- else if hasSuffix "Mi" $q -}}{{ mul (trimSuffix "Mi" $q | atoi) 1048576 }}
+{{- else if hasSuffix "Ki" $q -}}{{ mul (trimSuffix "Ki" $q | atoi) 1024 }}
+{{- else if regexMatch "^[0-9]+$" $q -}}{{ atoi $q }}
+{{- else -}}{{ fail (printf "%q is not a quantity podgrace's chart reads (a whole number of bytes, Ki, Mi or Gi)" $q) }}
+{{- end -}}
+{{- end -}}
+
+{{- /*
 podgrace.validateConfig fails, naming the key, on a config value out of the
 binary's range, so that ` + "`helm install`" + ` refuses what would crash-loop the webhook.
 */ -}}
@@ -72,6 +88,13 @@ binary's range, so that ` + "`helm install`" + ` refuses what would crash-loop t
 		}
 		fmt.Fprintf(&b, "{{- if lt $ms%s %s -}}{{ fail (printf \"config.%s (%%s) must be at least %s\" $v%s %s) }}{{- end -}}\n",
 			vars[r.Upper], total, r.Upper, strings.Join(names, " + "), vars[r.Upper], strings.Join(args, " "))
+	}
+	for i, qb := range policy.QuantityBounds() {
+		v, n := fmt.Sprintf("$q%d", i), fmt.Sprintf("$bytes%d", i)
+		fmt.Fprintf(&b, "{{- %s := %s -}}\n", v, digExpr(qb.Path))
+		fmt.Fprintf(&b, "{{- %s := include \"podgrace.quantityBytes\" %s | atoi -}}\n", n, v)
+		fmt.Fprintf(&b, "{{- if or (lt %s %d) (gt %s %d) -}}{{ fail (printf \"config.%s: %%v is outside %s\" %s) }}{{- end -}}\n",
+			n, qb.Min, n, qb.Max, qb.Path, qb.Range(), v)
 	}
 	sb := policy.SleepBound
 	fmt.Fprintf(&b, `{{- $sleep := toString %s -}}

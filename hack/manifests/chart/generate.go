@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/podgrace/podgrace/hack/manifests/reference"
 	"github.com/podgrace/podgrace/pkg/admissionpolicy"
 )
 
@@ -268,8 +269,9 @@ func Readme(chartDir string) (string, []byte, error) {
 }
 
 // Generated returns every generated file (the chart's config value and its
-// schema from pkg/policy, config/ and the chart README from the chart) by path
-// relative to the repository root.
+// schema from pkg/policy, config/ and the chart README from the chart, and
+// the reference pages of docs/reference) by path relative to the repository
+// root.
 func Generated(chartDir string) (map[string][]byte, error) {
 	files, err := Kustomize(chartDir)
 	if err != nil {
@@ -292,6 +294,13 @@ func Generated(chartDir string) (map[string][]byte, error) {
 		return nil, err
 	}
 	files[PolicyFile] = pol
+	pages, err := reference.Pages()
+	if err != nil {
+		return nil, err
+	}
+	for p, data := range pages {
+		files[p] = data
+	}
 	return files, nil
 }
 
