@@ -14,11 +14,16 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/podgrace/podgrace/pkg/admissionpolicy"
+	"github.com/podgrace/podgrace/pkg/dashboard"
 )
 
 // PolicyFile is the chart's copy of the generated admission policies
 // (`podgrace generate policy`), relative to the repository root.
 const PolicyFile = Path + "/files/policy.yaml"
+
+// DashboardFile is the chart's Grafana dashboard (pkg/dashboard), relative
+// to the repository root.
+const DashboardFile = Path + "/files/dashboard.json"
 
 // ConfigDir is where the kustomize manifests live, relative to the repository root.
 const ConfigDir = "config"
@@ -268,7 +273,8 @@ func Readme(chartDir string) (string, []byte, error) {
 }
 
 // Generated returns every generated file (the chart's config value and its
-// schema from pkg/policy, config/ and the chart README from the chart) by path
+// schema from pkg/policy, config/ and the chart README from the chart, the
+// admission policies and the Grafana dashboard) by path
 // relative to the repository root.
 func Generated(chartDir string) (map[string][]byte, error) {
 	files, err := Kustomize(chartDir)
@@ -292,6 +298,11 @@ func Generated(chartDir string) (map[string][]byte, error) {
 		return nil, err
 	}
 	files[PolicyFile] = pol
+	dash, err := dashboard.JSON()
+	if err != nil {
+		return nil, err
+	}
+	files[DashboardFile] = dash
 	return files, nil
 }
 
