@@ -84,6 +84,10 @@ type Objects struct {
 	MutatingBinding   *admissionregistrationv1.MutatingAdmissionPolicyBinding
 	Validating        *admissionregistrationv1.ValidatingAdmissionPolicy
 	ValidatingBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	// WorkloadValidating and its binding warn about workloads' pod
+	// templates (workload.go).
+	WorkloadValidating        *admissionregistrationv1.ValidatingAdmissionPolicy
+	WorkloadValidatingBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
 }
 
 // CheckConfig reports settings of the cluster config the policy cannot carry.
@@ -285,7 +289,8 @@ func build(s Settings, o Options) (*Objects, error) {
 			PolicyName: vp.Name, MatchResources: match.DeepCopy(), ValidationActions: actions,
 		},
 	}
-	return &Objects{Mutating: mp, MutatingBinding: mb, Validating: vp, ValidatingBinding: vb}, nil
+	wp, wb := workloadValidating(s, o, match)
+	return &Objects{Mutating: mp, MutatingBinding: mb, Validating: vp, ValidatingBinding: vb, WorkloadValidating: wp, WorkloadValidatingBinding: wb}, nil
 }
 
 // matchConditions are the webhook's: mirror pods reflect static pod files on
@@ -321,10 +326,10 @@ func Header() string {
 
 // YAML renders the objects as one multi-document stream with the header.
 func (o *Objects) YAML() ([]byte, error) {
-	return toYAML(o.Mutating, o.MutatingBinding, o.Validating, o.ValidatingBinding)
+	return toYAML(o.Mutating, o.MutatingBinding, o.Validating, o.ValidatingBinding, o.WorkloadValidating, o.WorkloadValidatingBinding)
 }
 
-// PoliciesYAML renders the two policies with a placeholder (@KEY@) for
+// PoliciesYAML renders the three policies with a placeholder (@KEY@) for
 // each setting and @config@ for AnnotationConfig: the chart's
 // files/policy.yaml, which its template fills from the values (Helm cannot
 // run this generator) and test/chart compares with Generate.
@@ -338,7 +343,7 @@ func PoliciesYAML() ([]byte, error) {
 		return nil, err
 	}
 	objs.Mutating.Annotations[AnnotationConfig] = placeholder("config")
-	return toYAML(objs.Mutating, objs.Validating)
+	return toYAML(objs.Mutating, objs.Validating, objs.WorkloadValidating)
 }
 
 func toYAML(objs ...any) ([]byte, error) {

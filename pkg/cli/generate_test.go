@@ -41,7 +41,8 @@ func TestGeneratePolicy(t *testing.T) {
 		kinds = append(kinds, u.GetKind())
 		byKind[u.GetKind()] = &u
 	}
-	want := "MutatingAdmissionPolicy MutatingAdmissionPolicyBinding ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding"
+	want := "MutatingAdmissionPolicy MutatingAdmissionPolicyBinding ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding" +
+		" ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding" // the workload policy
 	if strings.Join(kinds, " ") != want {
 		t.Fatalf("kinds %v, want %s (no parameter object)", kinds, want)
 	}

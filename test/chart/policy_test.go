@@ -59,7 +59,7 @@ func TestPolicyModeRender(t *testing.T) {
 			}
 			r := render(t, rel, values)
 			got := kinds(r)
-			want := []string{"MutatingAdmissionPolicy/podgrace", "MutatingAdmissionPolicyBinding/podgrace", "ValidatingAdmissionPolicy/podgrace-warnings", "ValidatingAdmissionPolicyBinding/podgrace-warnings"}
+			want := []string{"MutatingAdmissionPolicy/podgrace", "MutatingAdmissionPolicyBinding/podgrace", "ValidatingAdmissionPolicy/podgrace-warnings", "ValidatingAdmissionPolicy/podgrace-workload-warnings", "ValidatingAdmissionPolicyBinding/podgrace-warnings", "ValidatingAdmissionPolicyBinding/podgrace-workload-warnings"}
 			slices.Sort(got)
 			if !slices.Equal(got, want) {
 				t.Fatalf("rendered %v, want exactly %v (no parameter object)", got, want)
@@ -93,8 +93,16 @@ func TestPolicyModeRender(t *testing.T) {
 				vp admissionregistrationv1.ValidatingAdmissionPolicy
 				vb admissionregistrationv1.ValidatingAdmissionPolicyBinding
 			)
-			for obj, kind := range map[any]string{&mp: "MutatingAdmissionPolicy", &mb: "MutatingAdmissionPolicyBinding", &vp: "ValidatingAdmissionPolicy", &vb: "ValidatingAdmissionPolicyBinding"} {
+			for obj, kind := range map[any]string{&mp: "MutatingAdmissionPolicy", &mb: "MutatingAdmissionPolicyBinding"} {
 				if err := chart.Into(r.OfKind(kind)[0], obj); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var wp admissionregistrationv1.ValidatingAdmissionPolicy
+			var wb admissionregistrationv1.ValidatingAdmissionPolicyBinding
+			for obj, kn := range map[any][2]string{&vp: {"ValidatingAdmissionPolicy", "podgrace-warnings"}, &vb: {"ValidatingAdmissionPolicyBinding", "podgrace-warnings"},
+				&wp: {"ValidatingAdmissionPolicy", admissionpolicy.WorkloadName}, &wb: {"ValidatingAdmissionPolicyBinding", admissionpolicy.WorkloadName}} {
+				if err := chart.Into(r.Find(kn[0], kn[1]), obj); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -121,6 +129,8 @@ func TestPolicyModeRender(t *testing.T) {
 			same(t, "MutatingAdmissionPolicyBinding", mb.Spec, gen.MutatingBinding.Spec)
 			same(t, "ValidatingAdmissionPolicy", vp.Spec, gen.Validating.Spec)
 			same(t, "ValidatingAdmissionPolicyBinding", vb.Spec, gen.ValidatingBinding.Spec)
+			same(t, "workload ValidatingAdmissionPolicy", wp.Spec, gen.WorkloadValidating.Spec)
+			same(t, "workload ValidatingAdmissionPolicyBinding", wb.Spec, gen.WorkloadValidatingBinding.Spec)
 		})
 	}
 }

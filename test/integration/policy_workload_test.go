@@ -1,0 +1,172 @@
+package integration
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/podgrace/podgrace/pkg/admissionpolicy"
+	"github.com/podgrace/podgrace/pkg/policy"
+)
+
+// installWorkloadPolicy creates the generated ValidatingAdmissionPolicy on
+// workload kinds and its binding for cfg, selecting the namespaces labeled
+// for instance name; the API server must accept both.
+func installWorkloadPolicy(t *testing.T, name string, cfg *policy.Config) {
+	t.Helper()
+	objs, err := admissionpolicy.Generate(cfg, admissionpolicy.Options{
+		Namespace: namespace(t, nil, nil), NamePrefix: name + "-", ExtraNamespaceSelector: instanceSelector(name),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	ar := admin.AdmissionregistrationV1()
+	if _, err := ar.ValidatingAdmissionPolicies().Create(ctx, objs.WorkloadValidating, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the API server rejects the generated workload ValidatingAdmissionPolicy: %v", err)
+	}
+	if _, err := ar.ValidatingAdmissionPolicyBindings().Create(ctx, objs.WorkloadValidatingBinding, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("the API server rejects the generated workload ValidatingAdmissionPolicyBinding: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_ = ar.ValidatingAdmissionPolicyBindings().Delete(ctx, objs.WorkloadValidatingBinding.Name, metav1.DeleteOptions{})
+		_ = ar.ValidatingAdmissionPolicies().Delete(ctx, objs.WorkloadValidating.Name, metav1.DeleteOptions{})
+	})
+}
+
+// TestPolicyWorkloadWarnings: in policy mode, creating any workload kind
+// whose pod template has an invalid or unknown podgrace key returns the
+// pod policy's warning to the client that creates it, from the generated
+// ValidatingAdmissionPolicy on the real API server; a template labeled
+// podgrace.dev/inject=disabled and a clean one get none; a scale (the
+// template unchanged) gets none.
+func TestPolicyWorkloadWarnings(t *testing.T) {
+	needsPolicyAPI(t)
+	t.Parallel()
+	cfg := baseConfig()
+	installWorkloadPolicy(t, "pworkloads", &cfg)
+	ns := namespace(t, forInstance("pworkloads"), nil)
+	cs, warned := client(t)
+	if err := waitForWorkloadCheck(t.Context(), cs, warned, ns); err != nil {
+		t.Fatalf("the workload policy never answered: %v", err)
+	}
+	warned.Take()
+
+	const (
+		invalid = `podgrace: podgrace.dev/prestop-sleep="abc" is not a duration, "auto" or "off"`
+		unknown = `podgrace: podgrace.dev/prestop-slep="10s" is not a podgrace key; ignored`
+	)
+	bad := map[string]string{policy.AnnotationPreStopSleep: "abc", "podgrace.dev/prestop-slep": "10s"}
+	for _, k := range workloadKinds() {
+		name := strings.ToLower(k.kind)
+		if err := k.create(t.Context(), cs, ns, name, template(bad), metav1.CreateOptions{}); err != nil {
+			t.Fatalf("%s: %v", k.kind, err)
+		}
+		ws := warned.Take()
+		for _, want := range []string{invalid, unknown} {
+			if !slices.ContainsFunc(ws, func(w string) bool { return strings.Contains(w, want) }) {
+				t.Errorf("%s: warnings %q, want one containing %q", k.kind, ws, want)
+			}
+		}
+		off := template(bad)
+		off.Labels = map[string]string{policy.LabelInject: policy.InjectDisabled}
+		if err := k.create(t.Context(), cs, ns, name+"-off", off, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("%s opted out: %v", k.kind, err)
+		}
+		if ws := warned.Take(); len(ws) != 0 {
+			t.Errorf("%s opted out: warnings %q, want none", k.kind, ws)
+		}
+		if err := k.create(t.Context(), cs, ns, name+"-clean", template(nil), metav1.CreateOptions{}); err != nil {
+			t.Fatalf("%s clean: %v", k.kind, err)
+		}
+		if ws := warned.Take(); len(ws) != 0 {
+			t.Errorf("%s clean: warnings %q, want none", k.kind, ws)
+		}
+	}
+	// A scale leaves the template alone: not checked again.
+	if _, err := cs.AppsV1().Deployments(ns).UpdateScale(t.Context(), "deployment", &autoscalingv1.Scale{
+		ObjectMeta: metav1.ObjectMeta{Name: "deployment", Namespace: ns}, Spec: autoscalingv1.ScaleSpec{Replicas: 3},
+	}, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if ws := warned.Take(); len(ws) != 0 {
+		t.Errorf("scale: warnings %q, want none", ws)
+	}
+}
+
+// TestPolicyWorkloadStrict: in strict mode the workload policy denies a
+// CREATE of every kind whose template has an invalid key, and an UPDATE
+// that changes such a template; an UPDATE that leaves the template alone
+// (a scale through /scale) is allowed, so controllers are never stalled.
+func TestPolicyWorkloadStrict(t *testing.T) {
+	needsPolicyAPI(t)
+	t.Parallel()
+	cfg := baseConfig()
+	cfg.Strict = true
+	installWorkloadPolicy(t, "pwstrict", &cfg)
+	ns := namespace(t, forInstance("pwstrict"), nil)
+	cs, _ := client(t)
+	bad := map[string]string{policy.AnnotationPreStopSleep: "abc"}
+	const denial = `podgrace: podgrace.dev/prestop-sleep="abc" is not a duration, "auto" or "off"`
+	// The API server picks the policy up shortly: dry-run until it denies.
+	if err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		err := workloadKinds()[0].create(ctx, cs, ns, "probe", template(bad), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil && strings.Contains(err.Error(), denial), nil
+	}); err != nil {
+		t.Fatalf("the workload policy never denied: %v", err)
+	}
+	for _, k := range workloadKinds() {
+		err := k.create(t.Context(), cs, ns, strings.ToLower(k.kind), template(bad), metav1.CreateOptions{})
+		if err == nil || !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), denial) {
+			t.Errorf("%s: strict mode: %v, want a denial containing %q", k.kind, err, denial)
+		}
+	}
+
+	// A Deployment written before its namespace was served.
+	old := namespace(t, map[string]string{policy.LabelInject: policy.InjectEnabled}, nil)
+	if err := workloadKinds()[0].create(t.Context(), cs, old, "web", template(bad), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := admin.CoreV1().Namespaces().Get(t.Context(), old, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Labels[instanceLabel] = "pwstrict"
+	if _, err := admin.CoreV1().Namespaces().Update(t.Context(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deployments := cs.AppsV1().Deployments(old)
+	changeTemplate := func() error {
+		d, err := deployments.Get(t.Context(), "web", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		d.Spec.Template.Spec.Containers[0].Image = "registry.example/app:2"
+		_, err = deployments.Update(t.Context(), d, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err
+	}
+	// The namespace's new label reaches the API server's selection shortly.
+	if err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return changeTemplate() != nil, nil
+	}); err != nil {
+		t.Fatalf("a template change of the Deployment was never denied: %v", err)
+	}
+	if err := changeTemplate(); err == nil || !strings.Contains(err.Error(), denial) {
+		t.Errorf("template change: %v, want a denial containing %q", err, denial)
+	}
+	for i := int32(1); i <= 2; i++ {
+		if _, err := deployments.UpdateScale(t.Context(), "web", &autoscalingv1.Scale{
+			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: old}, Spec: autoscalingv1.ScaleSpec{Replicas: i},
+		}, metav1.UpdateOptions{}); err != nil {
+			t.Errorf("scale to %d in strict mode: %v, want allowed (the template is unchanged)", i, err)
+		}
+	}
+}
