@@ -271,22 +271,15 @@ func build(s Settings, o Options) (*Objects, error) {
 			MatchConstraints: podCreate.DeepCopy(),
 			MatchConditions:  matchConditions(),
 			Variables:        validatingVars(validationVariables()),
-			Validations: []admissionregistrationv1.Validation{{
-				Expression:        "variables.problems.size() == 0",
-				MessageExpression: "variables.problems.join('; ')",
-			}},
-			FailurePolicy: &ignore,
+			Validations:      problemsValidation(),
+			FailurePolicy:    &ignore,
 		},
-	}
-	actions := []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}
-	if s["strict"] == "true" {
-		actions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
 	}
 	vb := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
 		ObjectMeta: metav1.ObjectMeta{Name: o.NamePrefix + ValidatingName},
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName: vp.Name, MatchResources: match.DeepCopy(), ValidationActions: actions,
+			PolicyName: vp.Name, MatchResources: match.DeepCopy(), ValidationActions: validationActions(s),
 		},
 	}
 	wp, wb := workloadValidating(s, o, match)

@@ -121,17 +121,10 @@ func workloadValidating(s Settings, o Options, match *admissionregistrationv1.Ma
 				{Name: "template-not-opted-out", Expression: optOut},
 				{Name: "template-written", Expression: "request.operation == " + lit(string(admissionregistrationv1.Create)) + " || oldObject == null || " + templateOf("object") + " != " + templateOf("oldObject")},
 			},
-			Variables: vars,
-			Validations: []admissionregistrationv1.Validation{{
-				Expression:        "variables.problems.size() == 0",
-				MessageExpression: "variables.problems.join('; ')",
-			}},
+			Variables:     vars,
+			Validations:   problemsValidation(),
 			FailurePolicy: &ignore,
 		},
-	}
-	actions := []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}
-	if s["strict"] == "true" {
-		actions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
 	}
 	vb := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicyBinding"},
@@ -139,8 +132,26 @@ func workloadValidating(s Settings, o Options, match *admissionregistrationv1.Ma
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
 			// The namespaces of the pod policies; no objectSelector (above).
 			PolicyName: vp.Name, MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: match.NamespaceSelector.DeepCopy()},
-			ValidationActions: actions,
+			ValidationActions: validationActions(s),
 		},
 	}
 	return vp, vb
+}
+
+// problemsValidation fails when the validation variables found a problem,
+// with every problem in one message (the pod and the workload policies).
+func problemsValidation() []admissionregistrationv1.Validation {
+	return []admissionregistrationv1.Validation{{
+		Expression:        "variables.problems.size() == 0",
+		MessageExpression: "variables.problems.join('; ')",
+	}}
+}
+
+// validationActions are the validating bindings' actions: warnings, or
+// denials in strict mode.
+func validationActions(s Settings) []admissionregistrationv1.ValidationAction {
+	if s["strict"] == "true" {
+		return []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
+	}
+	return []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}
 }

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/podgrace/podgrace/pkg/admissionpolicy"
 	"github.com/podgrace/podgrace/pkg/policy"
@@ -131,18 +133,7 @@ func TestPolicyWorkloadStrict(t *testing.T) {
 	}
 
 	// A Deployment written before its namespace was served.
-	old := namespace(t, map[string]string{policy.LabelInject: policy.InjectEnabled}, nil)
-	if err := workloadKinds()[0].create(t.Context(), cs, old, "web", template(bad), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	n, err := admin.CoreV1().Namespaces().Get(t.Context(), old, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Labels[instanceLabel] = "pwstrict"
-	if _, err := admin.CoreV1().Namespaces().Update(t.Context(), n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	old := servedLater(t, cs, "pwstrict", template(bad))
 	deployments := cs.AppsV1().Deployments(old)
 	changeTemplate := func() error {
 		d, err := deployments.Get(t.Context(), "web", metav1.GetOptions{})
@@ -169,4 +160,24 @@ func TestPolicyWorkloadStrict(t *testing.T) {
 			t.Errorf("scale to %d in strict mode: %v, want allowed (the template is unchanged)", i, err)
 		}
 	}
+}
+
+// servedLater creates a namespace opted in but not selected for instance,
+// a Deployment "web" in it with tmpl, then labels the namespace for the
+// instance: a workload written before its namespace was served.
+func servedLater(t *testing.T, cs kubernetes.Interface, instance string, tmpl corev1.PodTemplateSpec) string {
+	t.Helper()
+	ns := namespace(t, map[string]string{policy.LabelInject: policy.InjectEnabled}, nil)
+	if err := workloadKinds()[0].create(t.Context(), cs, ns, "web", tmpl, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := admin.CoreV1().Namespaces().Get(t.Context(), ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Labels[instanceLabel] = instance
+	if _, err := admin.CoreV1().Namespaces().Update(t.Context(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return ns
 }

@@ -234,18 +234,7 @@ func TestWorkloadStrict(t *testing.T) {
 
 	// A Deployment written before its namespace was served: its template
 	// is one strict mode denies.
-	old := namespace(t, map[string]string{policy.LabelInject: policy.InjectEnabled}, nil)
-	if err := workloadKinds()[0].create(t.Context(), cs, old, "web", template(bad), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	n, err := admin.CoreV1().Namespaces().Get(t.Context(), old, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Labels[instanceLabel] = "wstrict"
-	if _, err := admin.CoreV1().Namespaces().Update(t.Context(), n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	old := servedLater(t, cs, "wstrict", template(bad))
 	deployments := cs.AppsV1().Deployments(old)
 	changeTemplate := func(dryRun bool) error {
 		d, err := deployments.Get(t.Context(), "web", metav1.GetOptions{})
@@ -261,7 +250,7 @@ func TestWorkloadStrict(t *testing.T) {
 		return err
 	}
 	// Once the API server sees the new label, a template change is denied.
-	err = wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		err := changeTemplate(true)
 		if apierrors.IsForbidden(err) {
 			return true, nil
