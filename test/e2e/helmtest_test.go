@@ -152,6 +152,20 @@ func TestHelmTest(t *testing.T) {
 	t.Logf("helm test passed in %.1fs:\n%s", time.Since(start).Seconds(), logs)
 
 	restore := podgraceDown(t)
+	// Killed pods can still answer for a moment on the connections the API
+	// server holds to them: wait until a pod in an opted-in namespace comes
+	// back without podgrace's status, as the hook's will.
+	ns := newNamespace(t, "e2e-helmtest", true)
+	if err := poll(context.Background(), 3*time.Minute, func(ctx context.Context) (bool, error) {
+		p, err := kube.CoreV1().Pods(ns).Create(ctx, probePod("probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return retry(err)
+		}
+		_, mutated := p.Annotations[statusAnnotation]
+		return !mutated, nil
+	}); err != nil {
+		t.Fatalf("podgrace still mutates pods after it was scaled to zero: %v", err)
+	}
 	start = time.Now()
 	// The hook retries for --timeout while a namespace it just created is
 	// not served yet (60 s by default); 10 s is plenty here and keeps the
