@@ -78,20 +78,7 @@ func TestPolicyWorkloadWarnings(t *testing.T) {
 				t.Errorf("%s: warnings %q, want one containing %q", k.kind, ws, want)
 			}
 		}
-		off := template(bad)
-		off.Labels = map[string]string{policy.LabelInject: policy.InjectDisabled}
-		if err := k.create(t.Context(), cs, ns, name+"-off", off, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("%s opted out: %v", k.kind, err)
-		}
-		if ws := warned.Take(); len(ws) != 0 {
-			t.Errorf("%s opted out: warnings %q, want none", k.kind, ws)
-		}
-		if err := k.create(t.Context(), cs, ns, name+"-clean", template(nil), metav1.CreateOptions{}); err != nil {
-			t.Fatalf("%s clean: %v", k.kind, err)
-		}
-		if ws := warned.Take(); len(ws) != 0 {
-			t.Errorf("%s clean: warnings %q, want none", k.kind, ws)
-		}
+		quietTemplates(t, k, cs, warned, ns, name, bad)
 	}
 	// A scale leaves the template alone: not checked again.
 	if _, err := cs.AppsV1().Deployments(ns).UpdateScale(t.Context(), "deployment", &autoscalingv1.Scale{
@@ -180,4 +167,21 @@ func servedLater(t *testing.T, cs kubernetes.Interface, instance string, tmpl co
 		t.Fatal(err)
 	}
 	return ns
+}
+
+// quietTemplates creates a workload of kind k whose template has the bad
+// annotations but opts out (podgrace.dev/inject=disabled), and one with a
+// clean template: neither may be warned about.
+func quietTemplates(t *testing.T, k workloadKind, cs kubernetes.Interface, warned *warnings, ns, name string, bad map[string]string) {
+	t.Helper()
+	off := template(bad)
+	off.Labels = map[string]string{policy.LabelInject: policy.InjectDisabled}
+	for suffix, tmpl := range map[string]corev1.PodTemplateSpec{"-off": off, "-clean": template(nil)} {
+		if err := k.create(t.Context(), cs, ns, name+suffix, tmpl, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("%s%s: %v", k.kind, suffix, err)
+		}
+		if ws := warned.Take(); len(ws) != 0 {
+			t.Errorf("%s%s: warnings %q, want none", k.kind, suffix, ws)
+		}
+	}
 }
