@@ -9,12 +9,14 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/podgrace/podgrace/pkg/execform"
 	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/workload"
 )
 
 // TestLiteralsFromGo: every word in a CEL string literal and every number
@@ -55,6 +57,13 @@ func TestLiteralsFromGo(t *testing.T) {
 		exprs = append(exprs, c.Expression)
 	}
 	for _, c := range objs.Mutating.Spec.MatchConditions {
+		exprs = append(exprs, c.Expression)
+	}
+	// The workload policy (workload.go).
+	for _, v := range objs.WorkloadValidating.Spec.Variables {
+		exprs = append(exprs, v.Expression)
+	}
+	for _, c := range objs.WorkloadValidating.Spec.MatchConditions {
 		exprs = append(exprs, c.Expression)
 	}
 
@@ -144,6 +153,12 @@ func vocabulary() map[string]bool {
 	add(execform.ShapeRefusedFirst()...)
 	add(execform.ShapeBuiltins()...)
 	add(execform.BashEnv, string(execform.KindDirect), string(execform.KindExec), "remove", execOther)
+	// The workload policy: the kinds of pkg/workload, the opt-out label's
+	// value and the admission operation it matches.
+	for _, k := range workload.Kinds {
+		add(k.Kind)
+	}
+	add(policy.InjectDisabled, string(admissionregistrationv1.Create))
 	return w
 }
 

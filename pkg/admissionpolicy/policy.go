@@ -92,6 +92,10 @@ type Objects struct {
 	ValidatingBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
 	ExecForm          *admissionregistrationv1.ValidatingAdmissionPolicy
 	ExecFormBinding   *admissionregistrationv1.ValidatingAdmissionPolicyBinding
+	// WorkloadValidating and its binding warn about workloads' pod
+	// templates (workload.go).
+	WorkloadValidating        *admissionregistrationv1.ValidatingAdmissionPolicy
+	WorkloadValidatingBinding *admissionregistrationv1.ValidatingAdmissionPolicyBinding
 }
 
 // CheckConfig reports settings of the cluster config the policy cannot carry.
@@ -268,11 +272,7 @@ func build(s Settings, o Options) (*Objects, error) {
 			PolicyName: mp.Name, MatchResources: match.DeepCopy(),
 		},
 	}
-	actions := []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}
-	if s["strict"] == "true" {
-		actions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}
-	}
-	validating := func(name string, vars []variable, v admissionregistrationv1.Validation, actions []admissionregistrationv1.ValidationAction, conds ...admissionregistrationv1.MatchCondition) (
+	validating := func(name string, vars []variable, v []admissionregistrationv1.Validation, actions []admissionregistrationv1.ValidationAction, conds ...admissionregistrationv1.MatchCondition) (
 		*admissionregistrationv1.ValidatingAdmissionPolicy, *admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
 		p := &admissionregistrationv1.ValidatingAdmissionPolicy{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingAdmissionPolicy"},
@@ -281,7 +281,7 @@ func build(s Settings, o Options) (*Objects, error) {
 				MatchConstraints: podCreate.DeepCopy(),
 				MatchConditions:  append(matchConditions(), conds...),
 				Variables:        validatingVars(vars),
-				Validations:      []admissionregistrationv1.Validation{v},
+				Validations:      v,
 				FailurePolicy:    &ignore,
 			},
 		}
@@ -293,15 +293,14 @@ func build(s Settings, o Options) (*Objects, error) {
 			},
 		}
 	}
-	vp, vb := validating(ValidatingName, validationVariables(), admissionregistrationv1.Validation{
-		Expression:        "variables.problems.size() == 0",
-		MessageExpression: "variables.problems.join('; ')",
-	}, actions)
-	ep, eb := validating(ExecFormName, execWarnVariables(s), admissionregistrationv1.Validation{
+	vp, vb := validating(ValidatingName, validationVariables(), problemsValidation(), validationActions(s))
+	ep, eb := validating(ExecFormName, execWarnVariables(s), []admissionregistrationv1.Validation{{
 		Expression:        "variables.left.size() == 0",
 		MessageExpression: "'podgrace: ' + variables.left.join(', ') + ': ' + " + lit(ExecFormWarning),
-	}, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}, execFormMatch())
-	return &Objects{Mutating: mp, MutatingBinding: mb, Validating: vp, ValidatingBinding: vb, ExecForm: ep, ExecFormBinding: eb}, nil
+	}}, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}, execFormMatch())
+	wp, wb := workloadValidating(s, o, match)
+	return &Objects{Mutating: mp, MutatingBinding: mb, Validating: vp, ValidatingBinding: vb, ExecForm: ep, ExecFormBinding: eb,
+		WorkloadValidating: wp, WorkloadValidatingBinding: wb}, nil
 }
 
 // matchConditions are the webhook's: mirror pods reflect static pod files on
@@ -337,10 +336,10 @@ func Header() string {
 
 // YAML renders the objects as one multi-document stream with the header.
 func (o *Objects) YAML() ([]byte, error) {
-	return toYAML(o.Mutating, o.MutatingBinding, o.Validating, o.ValidatingBinding, o.ExecForm, o.ExecFormBinding)
+	return toYAML(o.Mutating, o.MutatingBinding, o.Validating, o.ValidatingBinding, o.ExecForm, o.ExecFormBinding, o.WorkloadValidating, o.WorkloadValidatingBinding)
 }
 
-// PoliciesYAML renders the three policies with a placeholder (@KEY@) for
+// PoliciesYAML renders the four policies with a placeholder (@KEY@) for
 // each setting and @config@ for AnnotationConfig: the chart's
 // files/policy.yaml, which its template fills from the values (Helm cannot
 // run this generator) and test/chart compares with Generate.
@@ -354,7 +353,7 @@ func PoliciesYAML() ([]byte, error) {
 		return nil, err
 	}
 	objs.Mutating.Annotations[AnnotationConfig] = placeholder("config")
-	return toYAML(objs.Mutating, objs.Validating, objs.ExecForm)
+	return toYAML(objs.Mutating, objs.Validating, objs.ExecForm, objs.WorkloadValidating)
 }
 
 func toYAML(objs ...any) ([]byte, error) {

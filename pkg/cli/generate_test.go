@@ -43,7 +43,9 @@ func TestGeneratePolicy(t *testing.T) {
 			byKind[u.GetKind()] = &u
 		}
 	}
-	want := "MutatingAdmissionPolicy MutatingAdmissionPolicyBinding ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding"
+	want := "MutatingAdmissionPolicy MutatingAdmissionPolicyBinding ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding" +
+		" ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding" + // the exec-form warning policy
+		" ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding" // the workload policy
 	if strings.Join(kinds, " ") != want {
 		t.Fatalf("kinds %v, want %s (no parameter object)", kinds, want)
 	}

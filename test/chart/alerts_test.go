@@ -10,12 +10,10 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// TestAlertRules runs Prometheus's own `promtool test rules` ($PROMTOOL,
-// built into bin/ by the Makefile) on the chart's PrometheusRule: the unit
-// tests in testdata/alerts make each alert fire on series that should fire it
-// and stay silent on the others. Every alert of the rule must be tested.
-func TestAlertRules(t *testing.T) {
-	t.Parallel()
+// promtool returns $PROMTOOL, built into bin/ by the Makefile; it fails the
+// test when it is missing.
+func promtool(t *testing.T) string {
+	t.Helper()
 	bin := os.Getenv("PROMTOOL")
 	if bin == "" {
 		t.Fatal("PROMTOOL is not set: run `make test-alerts` (it builds promtool into bin/ and sets it)")
@@ -23,6 +21,16 @@ func TestAlertRules(t *testing.T) {
 	if _, err := exec.LookPath(bin); err != nil {
 		t.Fatalf("PROMTOOL=%s: %v (`make test-alerts` builds it)", bin, err)
 	}
+	return bin
+}
+
+// TestAlertRules runs Prometheus's own `promtool test rules` ($PROMTOOL,
+// built into bin/ by the Makefile) on the chart's PrometheusRule: the unit
+// tests in testdata/alerts make each alert fire on series that should fire it
+// and stay silent on the others. Every alert of the rule must be tested.
+func TestAlertRules(t *testing.T) {
+	t.Parallel()
+	bin := promtool(t)
 	r := render(t, rel, map[string]any{"metrics": map[string]any{"prometheusRule": map[string]any{"enabled": true}}})
 	objs := r.OfKind("PrometheusRule")
 	if len(objs) != 1 {

@@ -59,8 +59,8 @@ func TestPolicyModeRender(t *testing.T) {
 			}
 			r := render(t, rel, values)
 			got := kinds(r)
-			want := []string{"MutatingAdmissionPolicy/podgrace", "MutatingAdmissionPolicyBinding/podgrace", "ValidatingAdmissionPolicy/podgrace-exec-form", "ValidatingAdmissionPolicy/podgrace-warnings",
-				"ValidatingAdmissionPolicyBinding/podgrace-exec-form", "ValidatingAdmissionPolicyBinding/podgrace-warnings"}
+			want := []string{"MutatingAdmissionPolicy/podgrace", "MutatingAdmissionPolicyBinding/podgrace", "ValidatingAdmissionPolicy/podgrace-exec-form", "ValidatingAdmissionPolicy/podgrace-warnings", "ValidatingAdmissionPolicy/podgrace-workload-warnings",
+				"ValidatingAdmissionPolicyBinding/podgrace-exec-form", "ValidatingAdmissionPolicyBinding/podgrace-warnings", "ValidatingAdmissionPolicyBinding/podgrace-workload-warnings"}
 			slices.Sort(got)
 			if !slices.Equal(got, want) {
 				t.Fatalf("rendered %v, want exactly %v (no parameter object)", got, want)
@@ -105,6 +105,13 @@ func TestPolicyModeRender(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			var wp admissionregistrationv1.ValidatingAdmissionPolicy
+			var wb admissionregistrationv1.ValidatingAdmissionPolicyBinding
+			for obj, kn := range map[any][2]string{&wp: {"ValidatingAdmissionPolicy", admissionpolicy.WorkloadName}, &wb: {"ValidatingAdmissionPolicyBinding", admissionpolicy.WorkloadName}} {
+				if err := chart.Into(r.Find(kn[0], kn[1]), obj); err != nil {
+					t.Fatal(err)
+				}
+			}
 			// The settings the chart compiled in (its podgrace.dev/config
 			// annotation) are the webhook's config: Helm passes durations
 			// on as written (90s), Go prints them as time.Duration does.
@@ -130,6 +137,8 @@ func TestPolicyModeRender(t *testing.T) {
 			same(t, "ValidatingAdmissionPolicyBinding", vb.Spec, gen.ValidatingBinding.Spec)
 			same(t, "exec-form ValidatingAdmissionPolicy", ep.Spec, gen.ExecForm.Spec)
 			same(t, "exec-form ValidatingAdmissionPolicyBinding", eb.Spec, gen.ExecFormBinding.Spec)
+			same(t, "workload ValidatingAdmissionPolicy", wp.Spec, gen.WorkloadValidating.Spec)
+			same(t, "workload ValidatingAdmissionPolicyBinding", wb.Spec, gen.WorkloadValidatingBinding.Spec)
 		})
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/podgrace/podgrace/pkg/audit"
 	"github.com/podgrace/podgrace/pkg/cli"
@@ -37,48 +36,9 @@ func TestFailOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	wh := mwc.Webhooks[0]
-	dep, err := kube.AppsV1().Deployments(pg.Namespace).Get(ctx, pg.Deployment, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	replicas := *dep.Spec.Replicas
-	scale := func(n int32) error {
-		patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, n)
-		_, err := kube.AppsV1().Deployments(pg.Namespace).Patch(ctx, pg.Deployment, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
-		return err
-	}
-	restored := false
-	restore := func() {
-		if restored {
-			return
-		}
-		restored = true
-		if err := scale(replicas); err != nil {
-			t.Errorf("scaling podgrace back to %d: %v", replicas, err)
-			return
-		}
-		if err := waitPodgraceReady(ctx, pg); err != nil {
-			t.Errorf("podgrace did not come back: %v", err)
-			return
-		}
-		if err := waitWebhookServing(ctx); err != nil {
-			t.Errorf("podgrace does not serve again: %v", err)
-		}
-	}
-	t.Cleanup(restore)
-
-	// podgrace goes away as in a crash: no replica, its pods killed at
-	// once (the API server keeps connections to a pod that drains, as
-	// podgrace's own preStop sleep lets it).
 	before := failOpenCount(t, wh.Name)
-	if err := scale(0); err != nil {
-		t.Fatal(err)
-	}
-	sel := metav1.FormatLabelSelector(dep.Spec.Selector)
-	if err := kube.CoreV1().Pods(pg.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))},
-		metav1.ListOptions{LabelSelector: sel}); err != nil {
-		t.Fatal(err)
-	}
+	restore := podgraceDown(t)
+
 	// Pods are created until two are admitted without podgrace's status.
 	var unmutated []string
 	start := time.Now()

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
 )
@@ -30,6 +31,9 @@ type podgraceInstall struct {
 	Deployment string
 	Image      string
 	Webhook    string // MutatingWebhookConfiguration name
+	// TestHook are the chart's `helm test` objects, which the install
+	// leaves out as `helm install` does (TestHelmTest runs them).
+	TestHook []*unstructured.Unstructured
 }
 
 func (p *podgraceInstall) close() { stopRegistry() }
@@ -77,12 +81,14 @@ func installPodgrace(ctx context.Context) (*podgraceInstall, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rendering %s: %w", dir, err)
 	}
-	manifest, err := chart.ToYAML(rendered.Objects)
-	if err != nil {
-		return nil, err
-	}
 	p := &podgraceInstall{Namespace: rel.Namespace, Image: ref}
+	var install []*unstructured.Unstructured
 	for _, o := range rendered.Objects {
+		if o.GetAnnotations()["helm.sh/hook"] == "test" {
+			p.TestHook = append(p.TestHook, o)
+			continue
+		}
+		install = append(install, o)
 		switch o.GetKind() {
 		case "Deployment":
 			p.Deployment = o.GetName()
@@ -92,6 +98,10 @@ func installPodgrace(ctx context.Context) (*podgraceInstall, error) {
 	}
 	if p.Deployment == "" || p.Webhook == "" {
 		return nil, errors.New("the rendered chart has no Deployment or no MutatingWebhookConfiguration")
+	}
+	manifest, err := chart.ToYAML(install)
+	if err != nil {
+		return nil, err
 	}
 
 	if err := kubectl(ctx, nil, "create", "namespace", rel.Namespace); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {

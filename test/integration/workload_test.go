@@ -151,22 +151,9 @@ func TestWorkloadWarnings(t *testing.T) {
 				t.Errorf("%s: warnings %q, want one containing %q", k.Kind, ws, want)
 			}
 		}
-		// A template that opts out is not checked (the chart's matchCondition).
-		off := template(bad)
-		off.Labels = map[string]string{policy.LabelInject: policy.InjectDisabled}
-		if err := createWorkload(t.Context(), dyn, k, ns, name+"-off", off, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("%s opted out: %v", k.Kind, err)
-		}
-		if ws := warned.Take(); len(ws) != 0 {
-			t.Errorf("%s opted out: warnings %q, want none", k.Kind, ws)
-		}
-		// A clean template: no warning.
-		if err := createWorkload(t.Context(), dyn, k, ns, name+"-clean", template(nil), metav1.CreateOptions{}); err != nil {
-			t.Fatalf("%s clean: %v", k.Kind, err)
-		}
-		if ws := warned.Take(); len(ws) != 0 {
-			t.Errorf("%s clean: warnings %q, want none", k.Kind, ws)
-		}
+		// A template that opts out is not checked (the chart's
+		// matchCondition); a clean one gets no warning.
+		quietTemplates(t, k, dyn, warned, ns, name, bad)
 	}
 	// Nothing was mutated: the stored template is what was sent.
 	d, err := cs.AppsV1().Deployments(ns).Get(t.Context(), "deployment", metav1.GetOptions{})
@@ -205,19 +192,7 @@ func TestWorkloadStrict(t *testing.T) {
 
 	// A Deployment written before its namespace was served: its template
 	// is one strict mode denies.
-	old := namespace(t, map[string]string{policy.LabelInject: policy.InjectEnabled}, nil)
-	deployment, _ := workload.Lookup("apps/v1", "Deployment")
-	if err := createWorkload(t.Context(), dyn, deployment, old, "web", template(bad), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	n, err := admin.CoreV1().Namespaces().Get(t.Context(), old, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.Labels[instanceLabel] = "wstrict"
-	if _, err := admin.CoreV1().Namespaces().Update(t.Context(), n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	old := servedLater(t, dyn, "wstrict", template(bad))
 	deployments := cs.AppsV1().Deployments(old)
 	changeTemplate := func(dryRun bool) error {
 		d, err := deployments.Get(t.Context(), "web", metav1.GetOptions{})
@@ -233,7 +208,7 @@ func TestWorkloadStrict(t *testing.T) {
 		return err
 	}
 	// Once the API server sees the new label, a template change is denied.
-	err = wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
 		err := changeTemplate(true)
 		if apierrors.IsForbidden(err) {
 			return true, nil

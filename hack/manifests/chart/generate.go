@@ -15,11 +15,16 @@ import (
 
 	"github.com/podgrace/podgrace/hack/manifests/reference"
 	"github.com/podgrace/podgrace/pkg/admissionpolicy"
+	"github.com/podgrace/podgrace/pkg/dashboard"
 )
 
 // PolicyFile is the chart's copy of the generated admission policies
 // (`podgrace generate policy`), relative to the repository root.
 const PolicyFile = Path + "/files/policy.yaml"
+
+// DashboardFile is the chart's Grafana dashboard (pkg/dashboard), relative
+// to the repository root.
+const DashboardFile = Path + "/files/dashboard.json"
 
 // ConfigDir is where the kustomize manifests live, relative to the repository root.
 const ConfigDir = "config"
@@ -269,9 +274,9 @@ func Readme(chartDir string) (string, []byte, error) {
 }
 
 // Generated returns every generated file (the chart's config value and its
-// schema from pkg/policy, config/ and the chart README from the chart, and
-// the reference pages of docs/reference) by path relative to the repository
-// root.
+// schema from pkg/policy, config/ and the chart README from the chart, the
+// admission policies, the Grafana dashboard and the reference pages of
+// docs/reference) by path relative to the repository root.
 func Generated(chartDir string) (map[string][]byte, error) {
 	files, err := Kustomize(chartDir)
 	if err != nil {
@@ -301,6 +306,11 @@ func Generated(chartDir string) (map[string][]byte, error) {
 	for p, data := range pages {
 		files[p] = data
 	}
+	dash, err := dashboard.JSON()
+	if err != nil {
+		return nil, err
+	}
+	files[DashboardFile] = dash
 	return files, nil
 }
 
