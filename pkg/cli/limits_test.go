@@ -71,11 +71,8 @@ func TestInputLimit(t *testing.T) {
 // large input, exits 130 within a second or so and writes nothing to stdout
 // (issue 23, finding 7: it went on for 31 s and exited 0).
 func TestInterrupt(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "podgrace")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/podgrace")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	t.Parallel()
+	bin := buildBinary(t)
 	in := filepath.Join(t.TempDir(), "pods.yaml")
 	if err := os.WriteFile(in, []byte(smallPods(20000)), 0o600); err != nil {
 		t.Fatal(err)
@@ -109,4 +106,71 @@ func TestInterrupt(t *testing.T) {
 		t.Errorf("%d bytes written to stdout after SIGINT", stdout.Len())
 	}
 	t.Logf("exited %d, %v after SIGINT", ee.ExitCode(), took)
+}
+
+// buildBinary builds the podgrace binary into the test's temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "podgrace")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/podgrace")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// peakRSS runs the binary with args and stdin from the file in and returns
+// its exit error and its peak resident set size in bytes (the kernel's
+// ru_maxrss of the child), with its stdout and stderr.
+func peakRSS(t *testing.T, bin, in string, args ...string) (rss int64, stdout, stderr []byte, err error) {
+	t.Helper()
+	f, err := os.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	var out, errOut bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = f, &out, &errOut
+	err = cmd.Run()
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		t.Fatalf("no rusage for the child on this platform")
+	}
+	return ru.Maxrss << 10, out.Bytes(), errOut.Bytes(), err // Linux: KiB
+}
+
+// TestInjectPeakMemory: the real binary injecting 10 MiB of small pods (every
+// one of them mutated) peaks under 10x the input in resident memory, the
+// bound docs/reference/cli.md states (issue 23, finding 7: 130x, since the
+// splitter kept every document and the output was built whole in memory).
+// A ratio of the kernel's peak RSS to the input size, not a timing.
+func TestInjectPeakMemory(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	const size = 10 << 20
+	one := len(smallPods(1))
+	src := smallPods(size/one + 1)
+	in := filepath.Join(t.TempDir(), "pods.yaml")
+	if err := os.WriteFile(in, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rss, stdout, stderr, err := peakRSS(t, bin, in, "inject", "-f", "-")
+	if err != nil {
+		t.Fatalf("inject: %v\n%s", err, stderr)
+	}
+	// The run did the work: every pod was mutated and printed.
+	if n := bytes.Count(stdout, []byte("preStop:")); n != size/one+1 {
+		t.Fatalf("%d pods mutated in the output, want %d", n, size/one+1)
+	}
+	idle, _, _, err := peakRSS(t, bin, in, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ratio := float64(rss) / float64(len(src))
+	t.Logf("input %.1f MiB, output %.1f MiB, peak RSS %.1f MiB (%.1fx the input; the binary alone %.1f MiB)",
+		float64(len(src))/(1<<20), float64(len(stdout))/(1<<20), float64(rss)/(1<<20), ratio, float64(idle)/(1<<20))
+	if ratio > 10 {
+		t.Errorf("peak RSS %.1fx the input, over the documented 10x", ratio)
+	}
 }
