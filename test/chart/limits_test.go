@@ -76,6 +76,6 @@ func TestLimitsValues(t *testing.T) {
 		}
 	}
 	if _, err := chart.Render(chartDir(t), rel, limitValues(map[string]any{"maxConections": 5})); err == nil {
-		t.Error("a misspelt webhook.limits key was accepted")
+		t.Error("a misspelled webhook.limits key was accepted")
 	}
 }
