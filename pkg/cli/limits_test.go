@@ -84,7 +84,15 @@ func TestInterrupt(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // reading and mutating by now
+	// Mutating by now: a second of CPU is past the start-up (the signal
+	// handler is set before the command runs) on a machine however loaded;
+	// a fixed sleep sent SIGINT before the handler on a busy one.
+	for start := time.Now(); cpuTicks(t, cmd.Process.Pid) < 100; {
+		if time.Since(start) > time.Minute {
+			t.Fatal("the process used under 1s of CPU in a minute")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	sent := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -107,6 +115,24 @@ func TestInterrupt(t *testing.T) {
 		t.Errorf("%d bytes written to stdout after SIGINT", stdout.Len())
 	}
 	t.Logf("exited %d, %v after SIGINT", ee.ExitCode(), took)
+}
+
+// cpuTicks is the CPU time (user and system, in clock ticks of 1/100 s) a
+// running process has used, from /proc/PID/stat.
+func cpuTicks(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces) in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("/proc/%d/stat: %q", pid, b)
+	}
+	return utime + stime
 }
 
 // buildBinary builds the podgrace binary into the test's temporary directory.
