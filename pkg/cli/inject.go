@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/pmezard/go-difflib/difflib"
@@ -86,21 +88,29 @@ func (o *injectOptions) run(cmd *cobra.Command) error {
 		opts.Images = newInspector(cfg.ImageInspection).Lookup(
 			func(context.Context, *corev1.Pod) (authn.Keychain, error) { return authn.DefaultKeychain, nil })
 	}
-	out, docs, err := manifest.Inject(cmd.Context(), bytes.NewReader(src), opts)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	for _, d := range docs {
+	// Documents are mutated one at a time and only the lines stderr will
+	// show are kept of their results. An error at any document must leave
+	// stdout empty, so the output is spooled (to a temporary file, or to
+	// memory for --diff, which needs it whole) and printed once the whole
+	// stream has passed: peak memory stays under 10x the input
+	// (docs/reference/cli.md).
+	var notes bytes.Buffer
+	report := func(d *manifest.DocResult) {
 		for _, w := range d.Warnings {
-			_, _ = fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s: %s\n", name, d.Where(), w)
+			_, _ = fmt.Fprintf(&notes, "%s: %s: %s\n", name, d.Where(), w)
 		}
 		if o.diff && d.NotHandled != "" {
-			_, _ = fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s: %s\n", name, d.Where(), d.NotHandled)
+			_, _ = fmt.Fprintf(&notes, "%s: %s: %s\n", name, d.Where(), d.NotHandled)
 		}
 	}
 	if o.diff {
+		var out bytes.Buffer
+		if err := manifest.InjectTo(cmd.Context(), &out, src, opts, report); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		_, _ = notes.WriteTo(cmd.ErrOrStderr())
 		text, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-			A: difflib.SplitLines(string(src)), B: difflib.SplitLines(string(out)),
+			A: difflib.SplitLines(string(src)), B: difflib.SplitLines(out.String()),
 			FromFile: name, ToFile: name + " (podgrace)", Context: 3,
 		})
 		if err != nil {
@@ -109,7 +119,26 @@ func (o *injectOptions) run(cmd *cobra.Command) error {
 		_, err = io.WriteString(cmd.OutOrStdout(), text)
 		return err
 	}
-	_, err = cmd.OutOrStdout().Write(out)
+	spool, err := os.CreateTemp("", "podgrace-inject-*")
+	if err != nil {
+		return fmt.Errorf("a temporary file for the output: %w", err)
+	}
+	defer func() {
+		_ = spool.Close()
+		_ = os.Remove(spool.Name())
+	}()
+	w := bufio.NewWriterSize(spool, 64<<10)
+	if err := manifest.InjectTo(cmd.Context(), w, src, opts, report); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("writing the temporary file %s: %w", spool.Name(), err)
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	_, _ = notes.WriteTo(cmd.ErrOrStderr())
+	_, err = io.Copy(cmd.OutOrStdout(), spool)
 	return err
 }
 

@@ -9,7 +9,7 @@ import (
 
 // DefaultMaxInputMiB is the default limit of --max-input-mib: the manifests
 // `podgrace inject` and `podgrace audit -f` read, all files together. Peak
-// memory is a small multiple of the input (docs/reference/cli.md).
+// memory of inject is under 10x the input (docs/reference/cli.md).
 const DefaultMaxInputMiB = 64
 
 // inputLimit counts what a command has read against its limit.

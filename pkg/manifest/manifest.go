@@ -88,69 +88,97 @@ func Inject(ctx context.Context, r io.Reader, o Options) ([]byte, []DocResult, e
 	if err != nil {
 		return nil, nil, err
 	}
-	units, err := splitStream(src)
-	if err != nil {
-		return nil, nil, err
-	}
 	var results []DocResult
-	// The output is written as the units are read; a changed unit is
-	// checked on the real decoder as soon as it is rewritten, and the
-	// objects of each unit are dropped after it, so that memory stays a
-	// small multiple of the input however many documents it holds
-	// (docs/reference/cli.md, issue 23).
 	var out bytes.Buffer
 	out.Grow(len(src) + len(src)/4)
-	last := 0
-	for i := range units {
+	if err := InjectTo(ctx, &out, src, o, func(d *DocResult) { results = append(results, *d) }); err != nil {
+		return nil, nil, err
+	}
+	return out.Bytes(), results, nil
+}
+
+// InjectTo is Inject for a large stream: it walks src one document at a
+// time and writes the output to w as it goes (each unchanged document and
+// everything between documents as src's own bytes, each changed one as its
+// rewritten text), and passes each object's result to report as soon as it
+// is known (report must not keep d). Nothing of a document is kept once it
+// is written, so memory is src and one document's work, however many
+// documents src holds (docs/reference/cli.md, issue 23). On an error, what
+// was written to w is a prefix of a stream that must not be used: the
+// caller writes to a buffer or a temporary file and prints it only when
+// InjectTo succeeds.
+func InjectTo(ctx context.Context, w io.Writer, src []byte, o Options, report func(d *DocResult)) error {
+	last, units := 0, 0
+	err := eachUnit(src, func(u *unit) error {
 		if err := ctx.Err(); err != nil {
-			return nil, nil, err
+			return err
 		}
-		u := &units[i]
+		units++
 		if u.raw == nil {
-			continue
+			return nil
 		}
-		idx := i + 1
-		objs, err := objectsOf(idx, u.raw)
+		text, err := injectUnit(ctx, u, units, o, report)
+		if err != nil || text == nil {
+			return err
+		}
+		if _, err := w.Write(src[last:u.start]); err != nil {
+			return err
+		}
+		if _, err := w.Write(text); err != nil {
+			return err
+		}
+		last = u.end
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(src[last:])
+	return err
+}
+
+// injectUnit mutates one unit (document) and returns its new text, or nil
+// when it does not change.
+func injectUnit(ctx context.Context, u *unit, idx int, o Options, report func(d *DocResult)) ([]byte, error) {
+	objs, err := objectsOf(idx, u.raw)
+	if err != nil {
+		return nil, fmt.Errorf("document %d: %w", idx, err)
+	}
+	var ops []inject.PatchOp
+	results := make([]DocResult, 0, len(objs))
+	for _, ob := range objs {
+		res, objOps, err := injectObject(ctx, ob, o)
+		results = append(results, res)
 		if err != nil {
-			return nil, nil, fmt.Errorf("document %d: %w", idx, err)
+			return nil, fmt.Errorf("%s: %w", res.Where(), err)
 		}
-		var ops []inject.PatchOp
-		first := len(results)
-		for _, ob := range objs {
-			res, objOps, err := injectObject(ctx, ob, o)
-			results = append(results, res)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", res.Where(), err)
-			}
-			ops = append(ops, objOps...)
-		}
-		if len(ops) == 0 {
-			u.text, u.raw = nil, nil
-			continue
-		}
-		text, expected, note, err := rewriteUnit(u, idx, ops)
+		ops = append(ops, objOps...)
+	}
+	var text []byte
+	if len(ops) > 0 {
+		var expected []*unstructured.Unstructured
+		var note string
+		text, expected, note, err = rewriteUnit(u, idx, ops)
 		if err != nil {
-			return nil, nil, fmt.Errorf("document %d: %w", idx, err)
+			return nil, fmt.Errorf("document %d: %w", idx, err)
 		}
 		if note != "" {
-			results[first].Warnings = append(results[first].Warnings, note)
+			results[0].Warnings = append(results[0].Warnings, note)
 		}
 		// The differential check, on the real decoder: what kubectl will
 		// read from the rewritten document is exactly what was meant.
 		got, err := kubectlObjects(text)
 		if err != nil {
-			return nil, nil, fmt.Errorf("document %d: podgrace's output would not read back (a bug, please report it): %w", idx, err)
+			return nil, fmt.Errorf("document %d: podgrace's output would not read back (a bug, please report it): %w", idx, err)
 		}
 		if err := sameObjects(got, expected); err != nil {
-			return nil, nil, fmt.Errorf("document %d: podgrace's output would not read back as intended (a bug, please report it): %w", idx, err)
+			return nil, fmt.Errorf("document %d: podgrace's output would not read back as intended (a bug, please report it): %w", idx, err)
 		}
-		out.Write(src[last:u.start])
-		out.Write(text)
-		last = u.end
-		u.text, u.raw = nil, nil
 	}
-	out.Write(src[last:])
-	return out.Bytes(), results, nil
+	for i := range results {
+		report(&results[i])
+	}
+	return text, nil
 }
 
 // sameObjects compares what kubectl reads with what was meant, object by object.

@@ -45,9 +45,25 @@ const jsonPeek = 4096
 // k8s.io/apimachinery/pkg/util/yaml.YAMLOrJSONDecoder does (a JSON stream when
 // it starts with `{`; after at most one JSON value a failure switches to
 // YAML), but keeps where each unit lies in src. TestSplitStreamAgrees and
-// FuzzInject check it against the decoder itself.
+// FuzzInject check it against the decoder itself. It holds every unit; the
+// injection walks them with eachUnit instead, one at a time.
 func splitStream(src []byte) ([]unit, error) {
 	var units []unit
+	err := eachUnit(src, func(u *unit) error {
+		units = append(units, *u)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return units, nil
+}
+
+// eachUnit calls fn on every unit of src in order, as soon as it is cut, and
+// stops at the first error (a stream error, or fn's). fn must not keep u:
+// only one unit is alive at a time, so that memory does not grow with the
+// number of documents (docs/reference/cli.md).
+func eachUnit(src []byte, fn func(u *unit) error) error {
 	off := 0
 	if utilyaml.IsJSONBuffer(src[:min(len(src), jsonPeek)]) {
 		dec := json.NewDecoder(bytes.NewReader(src))
@@ -56,23 +72,19 @@ func splitStream(src []byte) ([]unit, error) {
 			var raw json.RawMessage
 			err := dec.Decode(&raw)
 			if errors.Is(err, io.EOF) {
-				return units, nil
+				return nil
 			}
 			if err != nil {
 				if count > 1 {
-					return nil, fmt.Errorf("document %d: %w", count+1, err)
+					return fmt.Errorf("document %d: %w", count+1, err)
 				}
 				// The decoder rewinds to the end of the last JSON value,
 				// eats whitespace up to the first newline and reads YAML.
 				next, werr := skipWhitespaceLine(src, off)
 				if werr != nil {
-					return nil, fmt.Errorf("document %d: %w", count+1, err)
+					return fmt.Errorf("document %d: %w", count+1, err)
 				}
-				more, yerr := splitYAML(src, next, count)
-				if yerr != nil {
-					return nil, yerr
-				}
-				return append(units, more...), nil
+				return eachYAML(src, next, count, fn)
 			}
 			count++
 			end := int(dec.InputOffset())
@@ -80,11 +92,13 @@ func splitStream(src []byte) ([]unit, error) {
 			if !bytes.Equal(raw, []byte("null")) { // runtime.RawExtension keeps no null
 				u.raw = bytes.TrimSpace(raw)
 			}
-			units = append(units, u)
+			if err := fn(&u); err != nil {
+				return err
+			}
 			off = end
 		}
 	}
-	return splitYAML(src, 0, 0)
+	return eachYAML(src, 0, 0, fn)
 }
 
 // skipWhitespaceLine mirrors YAMLOrJSONDecoder.consumeWhitespace, which
@@ -107,11 +121,11 @@ func skipWhitespaceLine(src []byte, off int) (int, error) {
 	return 0, io.EOF
 }
 
-// splitYAML mirrors utilyaml.YAMLReader (documents end at a line starting
+// eachYAML mirrors utilyaml.YAMLReader (documents end at a line starting
 // with `---`, followed by nothing but a comment) over bufio.Reader.ReadLine
-// (which drops a line's \n or \r\n) and YAMLToJSONDecoder.
-func splitYAML(src []byte, off, before int) ([]unit, error) {
-	var units []unit
+// (which drops a line's \n or \r\n) and YAMLToJSONDecoder, calling fn on
+// each document.
+func eachYAML(src []byte, off, before int, fn func(u *unit) error) error {
 	var text bytes.Buffer
 	start := off
 	n := before
@@ -128,9 +142,8 @@ func splitYAML(src []byte, off, before int) ([]unit, error) {
 		if raw := bytes.TrimSpace(ext.Raw); len(raw) > 0 && !bytes.Equal(raw, []byte("null")) {
 			u.raw = raw
 		}
-		units = append(units, u)
 		text.Reset()
-		return nil
+		return fn(&u)
 	}
 	for off < len(src) {
 		lineEnd := bytes.IndexByte(src[off:], '\n')
@@ -144,11 +157,11 @@ func splitYAML(src []byte, off, before int) ([]unit, error) {
 		if bytes.HasPrefix(content, []byte("---")) {
 			rest := strings.TrimSpace(string(content[3:]))
 			if rest != "" && rest[0] != '#' {
-				return nil, fmt.Errorf("document %d: invalid Yaml document separator: %s", n+1, rest)
+				return fmt.Errorf("document %d: invalid Yaml document separator: %s", n+1, rest)
 			}
 			if text.Len() != 0 {
 				if err := flush(off); err != nil {
-					return nil, err
+					return err
 				}
 				off = next
 				start = off
@@ -160,10 +173,7 @@ func splitYAML(src []byte, off, before int) ([]unit, error) {
 		text.WriteByte('\n')
 		off = next
 	}
-	if err := flush(len(src)); err != nil {
-		return nil, err
-	}
-	return units, nil
+	return flush(len(src))
 }
 
 // object is one object kubectl would send, as it decodes it.

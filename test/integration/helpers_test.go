@@ -166,8 +166,14 @@ func startInstanceOnce(ctx context.Context, name string, o webhook.Options) (*in
 	if err != nil {
 		return nil, err
 	}
+	if o.Port != 0 {
+		ports[0] = o.Port // the test's own webhook port
+	}
+	if o.RESTConfig == nil {
+		o.RESTConfig = restConfig // else the test's own API server
+	}
 	log := logger().WithName(name)
-	o.RESTConfig, o.Host, o.Port, o.Logger = restConfig, "127.0.0.1", ports[0], &log
+	o.Host, o.Port, o.Logger = "127.0.0.1", ports[0], &log
 	o.MetricsBindAddress = "127.0.0.1:" + strconv.Itoa(ports[1])
 	o.HealthProbeBindAddress = "127.0.0.1:" + strconv.Itoa(ports[2])
 	srv, err := webhook.NewServer(ctx, o)
