@@ -182,6 +182,36 @@ manifests: ## Regenerate the chart's config values and schema (from pkg/policy/c
 verify-manifests: ## Fail when any file make manifests writes is stale (make test checks it too).
 	$(GO) run ./hack/manifests -check
 
+##@ Release
+
+# make release: where it writes (replaced each time), the cosign key that
+# signs it (COSIGN_PASSWORD its password), the image repository the chart's
+# default values name, and where make publish pushes (host:port; plain HTTP
+# for a loopback address, or PLAIN_HTTP=true). docs/develop/release.md.
+DIST ?= $(CURDIR)/dist/release
+COSIGN_KEY ?=
+IMAGE_REPO ?= ghcr.io/podgrace/podgrace
+REGISTRY ?=
+RELEASE_ENV = VERSION='$(VERSION)' DIST='$(DIST)' COSIGN_KEY='$(COSIGN_KEY)' IMAGE_REPO='$(IMAGE_REPO)' REGISTRY='$(REGISTRY)' \
+	GO='$(GO)' COSIGN='$(COSIGN)' CYCLONEDX_GOMOD='$(CYCLONEDX_GOMOD)' CRANE='$(CRANE)' HELM='$(HELM)'
+
+.PHONY: release
+release: $(COSIGN) $(CYCLONEDX_GOMOD) $(HELM) ## Build a signed release into DIST (VERSION=vX.Y.Z COSIGN_KEY=FILE): multi-arch image index, chart, CLI archives, krew manifest, SBOMs, SHA256SUMS.
+	$(RELEASE_ENV) hack/release.sh build
+
+.PHONY: publish
+publish: $(COSIGN) $(CRANE) $(HELM) ## Push the release in DIST to REGISTRY=host:port (image index, chart), sign the index and attest its SBOM (COSIGN_KEY).
+	$(RELEASE_ENV) hack/release.sh publish
+
+.PHONY: verify-release
+verify-release: $(COSIGN) $(CRANE) ## Verify the release in DIST: every checksum and blob signature; with REGISTRY, the image's signatures and SBOM attestation.
+	$(RELEASE_ENV) hack/release.sh verify
+
+.PHONY: test-release
+test-release: $(RELEASE_TOOLS) ## Test the whole release chain against a registry on loopback (not in make test; ~N min warm).
+	RELEASE_TOOLS_DIR='$(BIN)' COSIGN='$(COSIGN)' CYCLONEDX_GOMOD='$(CYCLONEDX_GOMOD)' CRANE='$(CRANE)' HELM='$(HELM)' \
+	  $(GO) test -tags release ./test/release/ -count=1 -v -timeout 60m
+
 ##@ E2E
 
 # State directory of the e2e cluster (PKI, etcd, containerd, kubelet, logs).
