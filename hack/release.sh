@@ -66,39 +66,38 @@ build() {
   rm -rf "$DIST"
   mkdir -p "$DIST/_build"
   local start=$SECONDS p os arch exe
+  # _build/bin/OS-ARCH: every binary built; _build/cli: links to the CLI
+  # platforms' (the archives), which need not include the image's.
+  mkdir -p "$DIST/_build/bin" "$DIST/_build/cli"
   for p in $PLATFORMS $IMAGE_PLATFORMS; do
     os=${p%/*} arch=${p#*/} exe=
     [ "$os" = windows ] && exe=.exe
-    [ -f "$DIST/_build/$os-$arch/podgrace$exe" ] && continue
+    [ -f "$DIST/_build/bin/$os-$arch/podgrace$exe" ] && continue
     log "go build $p"
     CGO_ENABLED=0 GOOS=$os GOARCH=$arch "$GO" build -trimpath -ldflags "$ldflags" \
-      -o "$DIST/_build/$os-$arch/podgrace$exe" ./cmd/podgrace
+      -o "$DIST/_build/bin/$os-$arch/podgrace$exe" ./cmd/podgrace
   done
-  log "built $(echo $PLATFORMS | wc -w) platforms in $((SECONDS - start))s"
+  for p in $PLATFORMS; do ln -sfn "../bin/${p%/*}-${p#*/}" "$DIST/_build/cli/${p%/*}-${p#*/}"; done
+  log "built the binaries in $((SECONDS - start))s"
 
   log "image index (linux/amd64, linux/arm64)"
   local out digest
   out=$("$GO" run ./hack/image -layout "$DIST/image" -ref "$IMAGE_REPO:$VERSION" -version "$VERSION" \
-    -binaries "amd64=$DIST/_build/linux-amd64/podgrace,arm64=$DIST/_build/linux-arm64/podgrace")
+    -binaries "amd64=$DIST/_build/bin/linux-amd64/podgrace,arm64=$DIST/_build/bin/linux-arm64/podgrace")
   echo "$out"
   digest=$(sed -n 's/.*@\(sha256:[0-9a-f]\{64\}\)$/\1/p' <<<"$out")
   [ -n "$digest" ] || die "no digest from hack/image"
   echo "$digest" >"$DIST/$DIGEST_FILE"
 
   log "CLI archives and krew manifest"
-  "$GO" run ./hack/release -version "$VERSION" -bin "$DIST/_build" -out "$DIST"
-  # The image-only platforms are not released as archives.
-  for p in $IMAGE_PLATFORMS; do
-    os=${p%/*} arch=${p#*/}
-    [[ " $PLATFORMS " == *" $p "* ]] || rm -f "$DIST/podgrace_${VERSION}_${os}_${arch}".*
-  done
+  "$GO" run ./hack/release -version "$VERSION" -bin "$DIST/_build/cli" -out "$DIST"
 
   log "SBOMs (CycloneDX, cyclonedx-gomod)"
   for p in $PLATFORMS; do
     os=${p%/*} arch=${p#*/} exe=
     [ "$os" = windows ] && exe=.exe
     "$CYCLONEDX_GOMOD" bin -json -noserial -notimestamp -version "$VERSION" \
-      -output "$DIST/podgrace_${VERSION}_${os}_${arch}.cdx.json" "$DIST/_build/$os-$arch/podgrace$exe"
+      -output "$DIST/podgrace_${VERSION}_${os}_${arch}.cdx.json" "$DIST/_build/bin/$os-$arch/podgrace$exe"
   done
   # The image's SBOM: the module graph of podgrace's linux build, the only
   # software in the image (its other files are /etc/passwd, /etc/group and

@@ -4,8 +4,8 @@
 //
 //	go run ./hack/release -version v0.2.0 -bin dist/release/_build -out dist/release -epoch 1700000000
 //
-// -bin holds one directory per platform, OS-ARCH, each with the podgrace
-// binary (podgrace.exe on windows). Each platform gets an archive,
+// -bin holds one directory (or link to one) per platform, OS-ARCH, each
+// with the podgrace binary (podgrace.exe on windows). Each platform gets an archive,
 // podgrace_VERSION_OS_ARCH.tar.gz (a .zip on windows), holding podgrace,
 // the same binary as kubectl-podgrace (kubectl's plugin name) and LICENSE.
 // Every entry has the time -epoch (SOURCE_DATE_EPOCH) and fixed modes, so
@@ -78,8 +78,8 @@ func (o *options) run() error {
 	var platforms []platform
 	for _, d := range dirs {
 		goos, arch, ok := strings.Cut(d.Name(), "-")
-		if !d.IsDir() || !ok {
-			continue
+		if fi, err := os.Stat(filepath.Join(o.bin, d.Name())); err != nil || !fi.IsDir() || !ok {
+			continue // a file, or a link to no directory
 		}
 		p, err := o.archive(goos, arch, license)
 		if err != nil {
