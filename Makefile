@@ -192,7 +192,9 @@ DIST ?= $(CURDIR)/dist/release
 COSIGN_KEY ?=
 IMAGE_REPO ?= ghcr.io/podgrace/podgrace
 REGISTRY ?=
-RELEASE_ENV = VERSION='$(VERSION)' DIST='$(DIST)' COSIGN_KEY='$(COSIGN_KEY)' IMAGE_REPO='$(IMAGE_REPO)' REGISTRY='$(REGISTRY)' \
+# The CLI archives' platforms; the image is linux/amd64 and linux/arm64.
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+RELEASE_ENV = VERSION='$(VERSION)' PLATFORMS='$(RELEASE_PLATFORMS)' DIST='$(DIST)' COSIGN_KEY='$(COSIGN_KEY)' IMAGE_REPO='$(IMAGE_REPO)' REGISTRY='$(REGISTRY)' \
 	GO='$(GO)' COSIGN='$(COSIGN)' CYCLONEDX_GOMOD='$(CYCLONEDX_GOMOD)' CRANE='$(CRANE)' HELM='$(HELM)'
 
 .PHONY: release

@@ -191,7 +191,12 @@ func checkFiles(t *testing.T, dist string) {
 		sums[file] = sum
 	}
 	krew := readFile(t, filepath.Join(dist, "podgrace.krew.yaml"))
-	for _, p := range []string{"linux_amd64", "linux_arm64", "darwin_amd64", "darwin_arm64", "windows_amd64", "windows_arm64"} {
+	// make's RELEASE_PLATFORMS, when the caller narrows it.
+	platforms := "linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64"
+	if p := os.Getenv("RELEASE_PLATFORMS"); p != "" {
+		platforms = p
+	}
+	for _, p := range strings.Fields(strings.ReplaceAll(platforms, "/", "_")) {
 		ext := ".tar.gz"
 		if strings.HasPrefix(p, "windows") {
 			ext = ".zip"
