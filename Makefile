@@ -210,7 +210,7 @@ verify-release: $(COSIGN) $(CRANE) ## Verify the release in DIST: every checksum
 	$(RELEASE_ENV) hack/release.sh verify
 
 .PHONY: test-release
-test-release: $(RELEASE_TOOLS) ## Test the whole release chain against a registry on loopback (not in make test; ~N min warm).
+test-release: $(RELEASE_TOOLS) ## Test the whole release chain against a registry on loopback (not in make test; docs/develop/release.md).
 	RELEASE_TOOLS_DIR='$(BIN)' COSIGN='$(COSIGN)' CYCLONEDX_GOMOD='$(CYCLONEDX_GOMOD)' CRANE='$(CRANE)' HELM='$(HELM)' \
 	  $(GO) test -tags release ./test/release/ -count=1 -v -timeout 60m
 
