@@ -99,12 +99,14 @@ build() {
     "$CYCLONEDX_GOMOD" bin -json -noserial -notimestamp -version "$VERSION" \
       -output "$DIST/podgrace_${VERSION}_${os}_${arch}.cdx.json" "$DIST/_build/bin/$os-$arch/podgrace$exe"
   done
-  # The image's SBOM: the module graph of podgrace's linux build, the only
-  # software in the image (its other files are /etc/passwd, /etc/group and
-  # the CA bundle hack/image writes from golang.org/x/crypto/x509roots/fallback
-  # at go.mod's version; that module is not in this graph).
-  GOOS=linux GOARCH=amd64 "$CYCLONEDX_GOMOD" app -json -noserial -notimestamp -main cmd/podgrace \
-    -output "$DIST/$IMAGE_SBOM" .
+  # The image's SBOM: that of its linux/amd64 podgrace (the arm64 one links
+  # the same modules), the only software in the image; its other files are
+  # /etc/passwd, /etc/group and the CA bundle hack/image writes from
+  # golang.org/x/crypto/x509roots/fallback at go.mod's version. bin mode
+  # reads the module list the linker embedded and takes the version given
+  # (app mode would ask git, which fails in a worktree).
+  "$CYCLONEDX_GOMOD" bin -json -noserial -notimestamp -version "$VERSION" \
+    -output "$DIST/$IMAGE_SBOM" "$DIST/_build/bin/linux-amd64/podgrace"
 
   log "chart $CHART_VERSION, image pinned by digest"
   local chart=$DIST/_build/chart/podgrace

@@ -324,6 +324,9 @@ func podgraceBinary(t *testing.T, img v1.Image) []byte {
 func checkChart(t *testing.T, helm, reg, digest, tmp string) {
 	chartRef := "oci://" + reg + "/charts/podgrace"
 	pulled := filepath.Join(tmp, "pulled")
+	if err := os.MkdirAll(pulled, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	run(t, nil, helm, "pull", chartRef, "--version", strings.TrimPrefix(version, "v"), "--plain-http", "-d", pulled)
 	tgz := filepath.Join(pulled, "podgrace-"+strings.TrimPrefix(version, "v")+".tgz")
 	chart := run(t, nil, helm, "show", "chart", tgz)
