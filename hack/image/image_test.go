@@ -181,7 +181,7 @@ func TestIndex(t *testing.T) {
 			if d.Platform == nil || d.Platform.OS != cf.OS || d.Platform.Architecture != cf.Architecture || d.MediaType != types.OCIManifestSchema1 {
 				t.Errorf("index entry %+v, config platform %s/%s", d, cf.OS, cf.Architecture)
 			}
-			if !cf.Created.Time.Equal(time.Unix(1700000000, 0)) {
+			if !cf.Created.Equal(time.Unix(1700000000, 0)) {
 				t.Errorf("%s created %s, want SOURCE_DATE_EPOCH's 1700000000", cf.Architecture, cf.Created)
 			}
 			layers, err := img.Layers()

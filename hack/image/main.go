@@ -154,7 +154,7 @@ func (o *options) index(created time.Time) (v1.ImageIndex, error) {
 	for _, pair := range strings.Split(o.binaries, ",") {
 		arch, file, ok := strings.Cut(pair, "=")
 		if !ok || arch == "" || file == "" {
-			return nil, fmt.Errorf("-binaries %q: want ARCH=FILE,...", o.binaries)
+			return nil, fmt.Errorf("-binaries %q: want ARCH=FILE pairs joined by commas", o.binaries)
 		}
 		bin, err := os.ReadFile(file)
 		if err != nil {
