@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"crypto/x509"
 	"debug/elf"
 	"encoding/json"
 	"errors"
@@ -14,11 +15,15 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/crypto/x509roots/fallback/bundle"
 
 	"github.com/podgrace/podgrace/internal/ocilayout"
 )
@@ -111,11 +116,7 @@ func TestImage(t *testing.T) {
 	if d := files["tmp/"]; d.hdr == nil || d.hdr.Mode != 0o1777 {
 		t.Error("no world-writable sticky /tmp")
 	}
-	if _, err := os.Stat(hostCABundle); err == nil {
-		if _, ok := files["etc/ssl/certs/ca-certificates.crt"]; !ok {
-			t.Error("no CA certificates in the image")
-		}
-	}
+	checkCABundle(t, files["etc/ssl/certs/ca-certificates.crt"].data)
 
 	// Same binary, same image: the build is reproducible.
 	again, err := build2(t, bin)
@@ -127,13 +128,87 @@ func TestImage(t *testing.T) {
 	}
 }
 
+// TestIndex writes the release's image index (make release) from two
+// stand-in binaries: one OCI image per architecture, each with its platform
+// in the index and its config, the creation time given, and the same
+// digest when written twice. make test-release checks the real arm64
+// binary's ELF machine.
+func TestIndex(t *testing.T) {
+	t.Parallel()
+	tmp := t.TempDir()
+	var pairs []string
+	for _, arch := range []string{"amd64", "arm64"} {
+		f := filepath.Join(tmp, "podgrace-"+arch)
+		if err := os.WriteFile(f, []byte("stand-in for the "+arch+" binary"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		pairs = append(pairs, arch+"="+f)
+	}
+	digests := map[string]bool{}
+	for i := range 2 {
+		o := options{layoutDir: filepath.Join(tmp, "layout", strconv.Itoa(i)), binaries: strings.Join(pairs, ","),
+			ref: "ghcr.io/podgrace/podgrace:v0.0.0-test", version: "v0.0.0-test", created: "1700000000"}
+		if err := o.run(); err != nil {
+			t.Fatal(err)
+		}
+		outer, err := layout.ImageIndexFromPath(o.layoutDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		om, err := outer.IndexManifest()
+		if err != nil || len(om.Manifests) != 1 || om.Manifests[0].MediaType != types.OCIImageIndex || om.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != o.ref {
+			t.Fatalf("index.json: %+v, %v; want one OCI image index named %s", om, err, o.ref)
+		}
+		digests[om.Manifests[0].Digest.String()] = true
+		idx, err := outer.ImageIndex(om.Manifests[0].Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, d := range im.Manifests {
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cf, err := img.ConfigFile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Platform == nil || d.Platform.OS != cf.OS || d.Platform.Architecture != cf.Architecture || d.MediaType != types.OCIManifestSchema1 {
+				t.Errorf("index entry %+v, config platform %s/%s", d, cf.OS, cf.Architecture)
+			}
+			if !cf.Created.Equal(time.Unix(1700000000, 0)) {
+				t.Errorf("%s created %s, want SOURCE_DATE_EPOCH's 1700000000", cf.Architecture, cf.Created)
+			}
+			layers, err := img.Layers()
+			if err != nil || len(layers) != 1 {
+				t.Fatalf("layers: %d, %v", len(layers), err)
+			}
+			if want := "stand-in for the " + cf.Architecture + " binary"; string(layerFiles(t, layers[0])["podgrace"].data) != want {
+				t.Errorf("%s image: /podgrace is not its binary", cf.Architecture)
+			}
+			got = append(got, cf.OS+"/"+cf.Architecture)
+		}
+		if !slices.Equal(got, []string{"linux/amd64", "linux/arm64"}) {
+			t.Errorf("platforms %v, want linux/amd64 and linux/arm64", got)
+		}
+	}
+	if len(digests) != 1 {
+		t.Errorf("two writes of the same binaries give index digests %v", digests)
+	}
+}
+
 func build2(t *testing.T, bin string) (v1.Image, error) {
 	t.Helper()
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		return nil, err
 	}
-	return build(data, "v0.0.0-test", "amd64")
+	return build(data, "v0.0.0-test", "amd64", time.Unix(0, 0).UTC())
 }
 
 func digest(t *testing.T, img v1.Image) string {
@@ -184,6 +259,25 @@ func checkDockerfile(t *testing.T, c v1.Config) {
 	}
 	if len(want) > 0 {
 		t.Errorf("the Dockerfile's final stage lacks %v", want)
+	}
+}
+
+// checkCABundle: the image's CA bundle is the pinned fallback roots, parsed
+// as PEM into a pool that holds them all, whatever the build host has.
+func checkCABundle(t *testing.T, ca []byte) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		t.Fatal("no CA certificates in the image")
+	}
+	var want int
+	for r := range bundle.Roots() {
+		if r.Constraint == nil {
+			want++
+		}
+	}
+	if n := bytes.Count(ca, []byte("-----BEGIN CERTIFICATE-----")); n != want || want < 100 {
+		t.Errorf("%d CA certificates in the image, the pinned bundle has %d without constraint", n, want)
 	}
 }
 
