@@ -20,23 +20,12 @@ import (
 // the workload; the controller that creates its pods drops theirs.
 const WorkloadName = "podgrace-workload-warnings"
 
-// workloadKinds are the workload rows of pkg/workload: every kind but Pod.
-func workloadKinds() []workload.Kind {
-	var out []workload.Kind
-	for _, k := range workload.Kinds {
-		if len(k.Template) > 0 {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
 // workloadRules match CREATE and UPDATE of every workload kind, one rule
 // per API group in the order of pkg/workload.
 func workloadRules() []admissionregistrationv1.NamedRuleWithOperations {
 	var rules []admissionregistrationv1.NamedRuleWithOperations
 	byGV := map[schema.GroupVersion]int{}
-	for _, k := range workloadKinds() {
+	for _, k := range workload.Templated() {
 		gv := k.GroupVersionResource().GroupVersion()
 		i, ok := byGV[gv]
 		if !ok {
@@ -61,18 +50,18 @@ func templateOf(obj string) string {
 	}
 	// The most common path is the default; the others go by kind.
 	count := map[string]int{}
-	for _, k := range workloadKinds() {
+	for _, k := range workload.Templated() {
 		count[k.TemplatePath()]++
 	}
 	var def []string
-	for _, k := range workloadKinds() {
+	for _, k := range workload.Templated() {
 		if def == nil || count[k.TemplatePath()] > count[strings.Join(def, ".")] {
 			def = k.Template
 		}
 	}
 	var b strings.Builder
 	b.WriteString("(")
-	for _, k := range workloadKinds() {
+	for _, k := range workload.Templated() {
 		if k.TemplatePath() != strings.Join(def, ".") {
 			b.WriteString(obj + ".kind == " + lit(k.Kind) + " ? " + path(k.Template) + " : ")
 		}

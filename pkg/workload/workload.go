@@ -38,6 +38,18 @@ var Kinds = []Kind{
 	{APIVersion: "v1", Kind: "Pod", Resource: "pods"},
 }
 
+// Templated returns the rows with a pod template: every kind but Pod, the
+// kinds the workload check and policy mode's workload warnings cover.
+func Templated() []Kind {
+	var out []Kind
+	for _, k := range Kinds {
+		if len(k.Template) > 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // Lookup returns the row of an apiVersion and kind.
 func Lookup(apiVersion, kind string) (Kind, bool) {
 	for _, k := range Kinds {

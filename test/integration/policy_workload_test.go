@@ -78,7 +78,7 @@ func TestPolicyWorkloadWarnings(t *testing.T) {
 		unknown = `podgrace: podgrace.dev/prestop-slep="10s" is not a podgrace key; ignored`
 	)
 	bad := map[string]string{policy.AnnotationPreStopSleep: "abc", "podgrace.dev/prestop-slep": "10s"}
-	for _, k := range templateKinds() {
+	for _, k := range workload.Templated() {
 		name := strings.ToLower(k.Kind)
 		if err := createWorkload(t.Context(), dyn, k, ns, name, template(bad), metav1.CreateOptions{}); err != nil {
 			t.Fatalf("%s: %v", k.Kind, err)
@@ -123,7 +123,7 @@ func TestPolicyWorkloadStrict(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("the workload policy never denied: %v", err)
 	}
-	for _, k := range templateKinds() {
+	for _, k := range workload.Templated() {
 		err := createWorkload(t.Context(), dyn, k, ns, strings.ToLower(k.Kind), template(bad), metav1.CreateOptions{})
 		if err == nil || !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), denial) {
 			t.Errorf("%s: strict mode: %v, want a denial containing %q", k.Kind, err, denial)

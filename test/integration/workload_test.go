@@ -25,18 +25,6 @@ import (
 	"github.com/podgrace/podgrace/pkg/workload"
 )
 
-// templateKinds are the rows of workload.Kinds with a pod template: the
-// kinds the workload check covers (a Pod is the pod path's).
-func templateKinds() []workload.Kind {
-	var out []workload.Kind
-	for _, k := range workload.Kinds {
-		if len(k.Template) > 0 {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
 // workloadClients are a typed and a dynamic client that share one
 // collector of the API server's warnings.
 func workloadClients(t *testing.T) (*kubernetes.Clientset, dynamic.Interface, *warnings) {
@@ -138,7 +126,7 @@ func TestWorkloadWarnings(t *testing.T) {
 		kept    = `podgrace: app: shell-form command kept`
 	)
 	bad := map[string]string{policy.AnnotationPreStopSleep: "abc", "podgrace.dev/prestop-slep": "10s"}
-	for _, k := range templateKinds() {
+	for _, k := range workload.Templated() {
 		name := strings.ToLower(k.Kind)
 		tmpl := template(bad)
 		tmpl.Spec.Containers[0].Command = []string{"sh", "-c", "trap 'exit 0' TERM; bundle exec puma"}
@@ -183,7 +171,7 @@ func TestWorkloadStrict(t *testing.T) {
 	}
 	bad := map[string]string{policy.AnnotationPreStopSleep: "abc"}
 	const denial = `admission webhook "` + webhook.WorkloadWebhookName + `" denied the request: pod template: podgrace: podgrace.dev/prestop-sleep="abc" is not a duration, "auto" or "off" (strict mode)`
-	for _, k := range templateKinds() {
+	for _, k := range workload.Templated() {
 		err := createWorkload(t.Context(), dyn, k, ns, strings.ToLower(k.Kind), template(bad), metav1.CreateOptions{})
 		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), denial) {
 			t.Errorf("%s: strict mode: %v, want a denial %q", k.Kind, err, denial)
