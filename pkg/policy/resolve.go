@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -216,14 +215,18 @@ func Resolve(cfg *Config, nsAnnotations map[string]string, pod *corev1.Pod) PodP
 	}
 	// In name order: the same pod gets the same warnings, and the same
 	// strict-mode denial, at every admission.
-	for _, n := range slices.Sorted(maps.Keys(selected)) {
-		if !known[n] {
-			pp.Problems = append(pp.Problems, Problem{Key: AnnotationContainers, Value: podAnn[AnnotationContainers], Msg: fmt.Sprintf("names no container %q", n)})
+	// (Resolve runs for every pod: most have no selection and no problem,
+	// and pay nothing for the ordering.)
+	if len(selected) > 0 {
+		for _, n := range slices.Sorted(maps.Keys(selected)) {
+			if !known[n] {
+				pp.Problems = append(pp.Problems, Problem{Key: AnnotationContainers, Value: podAnn[AnnotationContainers], Msg: fmt.Sprintf("names no container %q", n)})
+			}
 		}
 	}
 	pp.Problems = append(pp.Problems, unknownKeys(podAnn, known, true)...)
 	pp.Problems = append(pp.Problems, unknownKeys(nsAnnotations, nil, false)...)
-	sort.SliceStable(pp.Problems, func(i, j int) bool { return pp.Problems[i].Key < pp.Problems[j].Key })
+	slices.SortStableFunc(pp.Problems, func(a, b Problem) int { return strings.Compare(a.Key, b.Key) })
 	return pp
 }
 

@@ -211,48 +211,46 @@ func TestWebhookProcessMemory(t *testing.T) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	var dialErrs, answered, refused atomic.Int64
+	// attack runs f on n connections of its own, counting failed dials.
+	attack := func(n int, f func(c *tls.Conn)) {
+		for range n {
+			wg.Go(func() {
+				c, err := dial()
+				if err != nil {
+					dialErrs.Add(1)
+					return
+				}
+				defer func() { _ = c.Close() }()
+				f(c)
+			})
+		}
+	}
 	// Finding 1: header-only connections.
 	const headerOnly = 300
-	for range headerOnly {
-		wg.Go(func() {
-			c, err := dial()
-			if err != nil {
-				dialErrs.Add(1)
-				return
-			}
-			defer func() { _ = c.Close() }()
-			_, _ = io.WriteString(c, header+"{")
-			_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
-			_, _ = io.Copy(io.Discard, c) // until the server's read deadline closes it
-		})
-	}
+	attack(headerOnly, func(c *tls.Conn) {
+		_, _ = io.WriteString(c, header+"{")
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, _ = io.Copy(io.Discard, c) // until the server's read deadline closes it
+	})
 	// Slow bodies: 7 MiB declared, 64 KiB every 50 ms.
 	const slow = 100
-	for range slow {
-		wg.Go(func() {
-			c, err := dial()
-			if err != nil {
-				dialErrs.Add(1)
+	attack(slow, func(c *tls.Conn) {
+		if _, err := io.WriteString(c, header+`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"`); err != nil {
+			return
+		}
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for {
+			select {
+			case <-stop:
 				return
+			case <-time.After(50 * time.Millisecond):
 			}
-			defer func() { _ = c.Close() }()
-			if _, err := io.WriteString(c, header+`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"`); err != nil {
-				return
+			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Write(chunk); err != nil {
+				return // answered 503 or cut at the read deadline
 			}
-			chunk := bytes.Repeat([]byte("x"), 64<<10)
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-				_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-				if _, err := c.Write(chunk); err != nil {
-					return // answered 503 or cut at the read deadline
-				}
-			}
-		})
-	}
+		}
+	})
 	// More concurrent admissions of large pods (~500 KiB reviews) than
 	// --max-in-flight admits, over and over.
 	big := bigReview(t, "big", 400)
