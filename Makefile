@@ -104,7 +104,7 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned, built into bin/).
 
 .PHONY: vulncheck
 vulncheck: $(GOVULNCHECK) ## Fail on any known vulnerability podgrace's code reaches (offline database, pinned; VULNDB=latest for the newest).
-	GO='$(GO)' hack/vulncheck.sh '$(VULNDB)' '$(GOVULNCHECK)' '$(BIN)' -test -tags e2e,bench ./...
+	GO='$(GO)' hack/vulncheck.sh '$(VULNDB)' '$(GOVULNCHECK)' '$(BIN)' -test -tags e2e,bench,scale ./...
 
 .PHONY: kube-score
 kube-score: $(KUBE_SCORE) ## Run kube-score on the rendered chart; fail on a finding docs/operate/install.md does not answer.
@@ -250,6 +250,9 @@ BENCH_INVOCATIONS ?= 3
 BENCH_VARIANTS ?= stdpatch,stddecode
 BENCH_CODECS ?= .
 
+# `make bench-scale`: which scale tests (a -run pattern).
+SCALE_RUN ?= .
+
 .PHONY: bench-codecs
 bench-codecs: envtest-assets build ## Is each hand-written codec still worth it? HTTPS and pod-create benches, podgrace with and without each, alternating (~8 min per invocation).
 	for i in $$(seq 1 $(BENCH_INVOCATIONS)); do \
@@ -261,6 +264,10 @@ bench-codecs: envtest-assets build ## Is each hand-written codec still worth it?
 bench: envtest-assets build ## Measure podgrace against its baselines (docs/develop/performance.md): handler CPU, HTTPS load, pod-create latency, RSS.
 	$(GO) test ./test/bench/handler/ -run '^$$' -bench '^BenchmarkHandlerRatio$$' -benchmem -count=$(BENCH_COUNT) -timeout 30m
 	PODGRACE_BIN=$(BIN)/podgrace $(GO) test -tags bench ./test/bench/ -run '^$$' -bench . -benchtime=1x -count=1 -timeout 30m -v
+
+.PHONY: bench-scale
+bench-scale: envtest-assets build ## Cluster-scale measurements, not in CI (docs/develop/performance.md): pod-create storms against two replicas, slow and failing registries, memory and audit growth.
+	PODGRACE_BIN=$(BIN)/podgrace $(GO) test -tags scale ./test/scale/... -run '$(SCALE_RUN)' -count=1 -timeout 120m -v
 
 ##@ Tools
 
