@@ -93,7 +93,7 @@ type sleepPlan struct {
 	// want[i] > 0 is a sleep still to be fitted, -1 a sidecar's sized once S
 	// is known, 0 none; fixedSidecar[i] marks a sidecar's own duration.
 	want         []int64
-	fixedSidecar []bool
+	fixedSidecar []bool // nil: none
 	// limit is the grace period the pod can have; capped says maxGracePeriod
 	// cut it, and maxGrace is that bound.
 	limit, maxGrace int64
@@ -111,12 +111,16 @@ func (p *sleepPlan) wantApp() int64 {
 	return w
 }
 
+// isFixedSidecar: target i is a sidecar with its own duration.
+func (p *sleepPlan) isFixedSidecar(i int) bool { return p.fixedSidecar != nil && p.fixedSidecar[i] }
+
 // wants decides what each target wants, and records why a target gets no
 // sleep at all.
 func (m *mutation) wants(targets []target, reports []ContainerReport, grace int64) (want []int64, fixedSidecar []bool) {
 	cfg, pp := m.in.Config, m.in.Policy
 	want = make([]int64, len(targets))
-	fixedSidecar = make([]bool, len(targets)) // a per-container duration on a sidecar
+	// fixedSidecar marks a per-container duration on a sidecar; made only
+	// when a pod has one, as most have none.
 	for i, t := range targets {
 		r := &reports[i]
 		if t.cp.Skip != "" || t.cp.Role == policy.RoleNativeSidecar {
@@ -132,6 +136,9 @@ func (m *mutation) wants(targets []target, reports []ContainerReport, grace int6
 			r.PreStopSkipped = SkipOff
 			continue
 		case t.cp.Role == policy.RoleSidecar && sl.Value.Mode == policy.SleepModeFixed:
+			if fixedSidecar == nil {
+				fixedSidecar = make([]bool, len(targets))
+			}
 			want[i], fixedSidecar[i] = sl.Value.Seconds, true
 		case t.cp.Role == policy.RoleSidecar:
 			want[i] = -1
@@ -218,7 +225,7 @@ func (m *mutation) fitLimit(p *sleepPlan, s, ownHook int64) {
 	autoSidecar := false
 	need := ownHook
 	for i := range p.targets {
-		if p.fixedSidecar[i] {
+		if p.isFixedSidecar(i) {
 			need = max(need, p.want[i])
 		}
 		autoSidecar = autoSidecar || p.want[i] < 0
@@ -278,7 +285,7 @@ func (m *mutation) placeSidecarSleeps(p *sleepPlan, s, ownHook int64) int64 {
 			continue
 		}
 		w, floor := addSat(s, p.budget), min(s, p.limit)
-		if p.fixedSidecar[i] {
+		if p.isFixedSidecar(i) {
 			w, floor = p.want[i], 0
 		}
 		v := max(min(w, p.limit-p.drain), floor)

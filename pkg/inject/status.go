@@ -108,12 +108,17 @@ var recordReads *atomic.Int64
 // pod's own status holds a few, and a map would cost more than it saves.
 const listedMax = 8
 
+func listsNone(string, bool) bool { return false }
+
 // lists returns a test of whether the status lists a container. Above
 // listedMax records it indexes them once, so that a pass over a pod is
 // linear however many records a (hostile) annotation holds: a scan per
 // container made 20k containers against 200k records take seconds
 // (issue 23, finding 3).
 func (s *Status) lists() func(name string, init bool) bool {
+	if len(s.Containers) == 0 { // a pod's first admission: no closure to allocate
+		return listsNone
+	}
 	if len(s.Containers) <= listedMax {
 		return func(name string, init bool) bool {
 			if recordReads != nil {

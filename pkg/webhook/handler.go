@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"runtime/debug"
@@ -52,10 +53,17 @@ type Handler struct {
 	bodies *bodyBudget
 }
 
-// deadline is the admission's context: it ends when the API server gives up
-// (the connection closes), at the `timeout` the API server appends to the
-// webhook's URL (`?timeout=10s`), and at Timeout, whichever comes first.
-func (h *Handler) deadline(r *http.Request) (context.Context, context.CancelFunc) {
+// deadline is when the admission ends: at the `timeout` the API server
+// appends to the webhook's URL (`?timeout=10s`) or at Timeout, whichever
+// comes first; zero for neither. (The request's context ends sooner when the
+// API server gives up and closes the connection.)
+//
+// It is a time, not a context.WithDeadline: that costs a timer and four
+// allocations per admission, and most admissions wait for nothing. The
+// waits take it into account instead: the handler checks the clock after
+// each, and an image lookup runs under a context with this deadline
+// (admit).
+func (h *Handler) deadline(r *http.Request) time.Time {
 	d := h.Timeout
 	if q, ok := strings.CutPrefix(r.URL.RawQuery, "timeout="); ok {
 		if t, err := time.ParseDuration(q); err == nil && t > 0 && (d == 0 || t < d) {
@@ -63,9 +71,24 @@ func (h *Handler) deadline(r *http.Request) (context.Context, context.CancelFunc
 		}
 	}
 	if d <= 0 {
-		return r.Context(), func() {}
+		return time.Time{}
 	}
-	return context.WithTimeout(r.Context(), d)
+	return time.Now().Add(d)
+}
+
+// errPastDeadline: the admission's deadline passed during a wait.
+var errPastDeadline = errors.New("the admission's deadline passed (webhook timeout)")
+
+// pastDeadline says whether the admission must stop: the API server gave up
+// (ctx ended), or its deadline passed.
+func pastDeadline(ctx context.Context, deadline time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !deadline.IsZero() && !time.Now().Before(deadline) {
+		return errPastDeadline
+	}
+	return nil
 }
 
 // Reasons a well-formed review is allowed without running the core.
@@ -82,8 +105,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	answered := false
 	defer recoverPanic(w, h.Log, &answered, "Admission handler panicked; the pod is admitted unmutated")
 
-	req, release, rerr := readReview(w, r, h.bodies)
-	defer release()
+	req, reserved, rerr := readReview(w, r, h.bodies)
+	defer h.bodies.release(reserved)
 	if rerr != nil {
 		notHandledTotal.WithLabelValues(rerr.reason).Inc()
 		h.Log.Info("Rejected a request that is not a valid AdmissionReview", "reason", rerr.reason, "error", rerr.msg, "remote", r.RemoteAddr)
@@ -91,9 +114,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, rerr)
 		return
 	}
-	ctx, cancel := h.deadline(r)
-	defer cancel()
-	resp, rerr := h.admit(ctx, req)
+	resp, rerr := h.admit(r.Context(), h.deadline(r), req)
 	if rerr != nil {
 		notHandledTotal.WithLabelValues(rerr.reason).Inc()
 		h.Log.Info("Admission abandoned; the API server applies the failurePolicy", append(requestKV(req, ""), "reason", rerr.reason, "error", rerr.msg)...)
@@ -132,7 +153,7 @@ func recoverPanic(w http.ResponseWriter, log logr.Logger, answered *bool, msg st
 // than through Log.WithValues: zapr encodes WithValues fields eagerly on every
 // admission, while a call's own key/values are encoded only for the lines
 // that pass the level check and zap's sampler.
-func (h *Handler) admit(ctx context.Context, req *admissionRequest) (*admissionv1.AdmissionResponse, *requestError) {
+func (h *Handler) admit(ctx context.Context, deadline time.Time, req *admissionRequest) (*admissionv1.AdmissionResponse, *requestError) {
 	if reason, msg := notPodCreate(req); reason != "" {
 		return h.allowUnchanged(requestKV(req, ""), reason, msg), nil
 	}
@@ -163,17 +184,34 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) (*admissionv
 		nsAnnotations = ann
 	}
 
+	// The namespace read waits only on a cache miss, and bounds its API read
+	// by itself (liveLookupTimeout); whether it ran past the deadline is
+	// checked here.
+	if err := pastDeadline(ctx, deadline); err != nil {
+		return nil, abandoned(err)
+	}
+	images := h.Images
+	if images != nil && !deadline.IsZero() {
+		images = func(ctx context.Context, pod *corev1.Pod, names []string) map[string]inject.ImageInfo {
+			ctx, cancel := context.WithDeadline(ctx, deadline)
+			defer cancel()
+			return h.Images(ctx, pod, names)
+		}
+	}
 	res := inject.Pod(ctx, inject.PodInput{
 		Pod:                  pod,
 		NamespaceAnnotations: nsAnnotations,
 		Config:               h.Config,
 		HookAction:           h.HookAction,
-		Images:               h.Images,
+		Images:               images,
 	})
+	if res.Err == nil {
+		res.Err = pastDeadline(ctx, deadline)
+	}
 	if res.Err != nil {
 		// The API server gave up (or the deadline passed): whatever is
 		// answered now is not applied, and a partial mutation must not be.
-		return nil, &requestError{code: http.StatusServiceUnavailable, reason: reasonDeadline, msg: "admission abandoned: " + res.Err.Error()}
+		return nil, abandoned(res.Err)
 	}
 	if h.Config.Enforcement == policy.EnforcementWarn {
 		warnings = h.warnOnly(req, name, pod, &res, warnings)
@@ -217,13 +255,19 @@ func (h *Handler) admit(ctx context.Context, req *admissionRequest) (*admissionv
 	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt, Warnings: inject.Messages(warnings)}, nil
 }
 
+// abandoned is the answer to an admission stopped by err (pastDeadline):
+// an HTTP error, so the API server applies the failurePolicy.
+func abandoned(err error) *requestError {
+	return &requestError{code: http.StatusServiceUnavailable, reason: reasonDeadline, msg: "admission abandoned: " + err.Error()}
+}
+
 // recordEvents queues the Events of an admission that has something to
 // report; dry runs record none (the webhook's sideEffects: NoneOnDryRun).
 func (h *Handler) recordEvents(req *admissionRequest, pod *corev1.Pod, warnings []inject.Warning, denied string) {
 	if h.Events == nil || (req.DryRun != nil && *req.DryRun) || (len(warnings) == 0 && denied == "") {
 		return
 	}
-	if ev, ok := eventOf(pod, metav1.GetControllerOfNoCopy(pod), warnings, denied); ok {
+	if ev, ok := eventOf(pod, req.controller(), warnings, denied); ok {
 		h.Events.Enqueue(ev)
 	}
 }

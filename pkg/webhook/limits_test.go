@@ -20,8 +20,10 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/selfcert"
 )
@@ -284,25 +286,53 @@ func TestInFlightLimit(t *testing.T) {
 	}
 }
 
-// TestDeadlineAnswersFailure: an admission whose context ended is answered
-// with an HTTP error (the API server applies failurePolicy), not a patch.
+// TestDeadlineAnswersFailure: an admission whose deadline passed during a
+// wait (a namespace read that outlived it; an image lookup, which runs under
+// a context with the deadline) is answered with an HTTP error (the API
+// server applies failurePolicy), not a patch.
 func TestDeadlineAnswersFailure(t *testing.T) {
 	t.Parallel()
-	h := newTestHandler(ptr(policy.Default()), func(ctx context.Context, _ string) (map[string]string, error) {
-		<-ctx.Done() // a lookup that outlives the admission
-		return nil, ctx.Err()
-	})
-	h.Timeout = 50 * time.Millisecond
-	rec := newRecorder()
-	r := httpReq(t)
-	r.Body = io.NopCloser(bytes.NewReader(reviewFor(t, testPod(), nil)))
-	h.ServeHTTP(rec, r)
-	if rec.code != http.StatusServiceUnavailable || bytes.Contains(rec.body.Bytes(), []byte("patch")) {
-		t.Fatalf("past the deadline: %d %s", rec.code, rec.body.Bytes())
+	const timeout = 50 * time.Millisecond
+	imagePod := testPod()
+	imagePod.Spec.Containers[0].Command = nil // its argv comes from the image
+	cases := map[string]struct {
+		pod     *corev1.Pod
+		handler func(*Handler)
+	}{
+		"namespace read": {testPod(), func(h *Handler) {
+			h.Namespaces = func(context.Context, string) (map[string]string, error) {
+				time.Sleep(2 * timeout) // a live read that outlives the admission
+				return nil, nil
+			}
+		}},
+		"image lookup": {imagePod, func(h *Handler) {
+			h.Images = func(ctx context.Context, _ *corev1.Pod, _ []string) map[string]inject.ImageInfo {
+				if _, ok := ctx.Deadline(); !ok {
+					t.Error("the image lookup's context has no deadline")
+				}
+				<-ctx.Done() // a registry that never answers
+				return nil
+			}
+		}},
 	}
-	var rev admissionv1.AdmissionReview
-	if json.Unmarshal(rec.body.Bytes(), &rev) == nil && rev.Response != nil {
-		t.Fatalf("an AdmissionReview was answered past the deadline: %s", rec.body.Bytes())
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			h := newTestHandler(ptr(policy.Default()), nil)
+			tc.handler(h)
+			h.Timeout = timeout
+			rec := newRecorder()
+			r := httpReq(t)
+			r.Body = io.NopCloser(bytes.NewReader(reviewFor(t, tc.pod, nil)))
+			h.ServeHTTP(rec, r)
+			if rec.code != http.StatusServiceUnavailable || bytes.Contains(rec.body.Bytes(), []byte("patch")) {
+				t.Fatalf("past the deadline: %d %s", rec.code, rec.body.Bytes())
+			}
+			var rev admissionv1.AdmissionReview
+			if json.Unmarshal(rec.body.Bytes(), &rev) == nil && rev.Response != nil {
+				t.Fatalf("an AdmissionReview was answered past the deadline: %s", rec.body.Bytes())
+			}
+		})
 	}
 }
 

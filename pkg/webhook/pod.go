@@ -25,11 +25,14 @@ type admissionPod struct {
 	Status          skipped       `json:"status"`
 }
 
-// admissionMeta keeps ownerReferences: the Events of a pod go on its
-// top-level controller (events.go).
+// admissionMeta keeps ownerReferences as they arrived: the Events of a pod go
+// on its top-level controller (events.go), and only an admission that
+// records an Event decodes them (admissionRequest.controller); most record
+// none.
 type admissionMeta struct {
 	metav1.ObjectMeta
-	ManagedFields skipped `json:"managedFields"`
+	ManagedFields   skipped  `json:"managedFields"`
+	OwnerReferences keptJSON `json:"ownerReferences"`
 }
 
 type admissionSpec struct {
@@ -70,6 +73,24 @@ type envName struct {
 	Name string `json:"name"`
 }
 
+// keptJSON is a JSON value kept as it arrived, decoded later if at all.
+type keptJSON []byte
+
+func (r *keptJSON) UnmarshalJSON(b []byte) error {
+	*r = append((*r)[:0], b...)
+	return nil
+}
+
+// UnmarshalJSONFrom keeps the value on decodeFast's engine.
+func (r *keptJSON) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	v, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	*r = append((*r)[:0], v...)
+	return nil
+}
+
 // skipped is a JSON value that is scanned past, never decoded.
 type skipped struct{}
 
@@ -85,10 +106,13 @@ func (*skipped) UnmarshalJSONFrom(dec *jsontext.Decoder) error { return dec.Skip
 // refuse such a pod anyway: a container needs a name).
 func (p *admissionPod) pod() (*corev1.Pod, error) {
 	out := &corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: p.Metadata.ObjectMeta, Spec: p.Spec.PodSpec}
-	for field, list := range map[string][]*admissionContainer{"containers": p.Spec.Containers, "initContainers": p.Spec.InitContainers} {
-		for i, c := range list {
+	for _, l := range [...]struct {
+		field string
+		list  []*admissionContainer
+	}{{"containers", p.Spec.Containers}, {"initContainers", p.Spec.InitContainers}} {
+		for i, c := range l.list {
 			if c == nil {
-				return nil, fmt.Errorf("spec.%s[%d] is null", field, i)
+				return nil, fmt.Errorf("spec.%s[%d] is null", l.field, i)
 			}
 		}
 	}

@@ -1,10 +1,13 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
@@ -186,5 +189,48 @@ func TestAdmissionPodNullContainer(t *testing.T) {
 		if !resp.Allowed || resp.Patch != nil || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "is null") {
 			t.Errorf("response %+v, want allowed unchanged with a warning naming the null container", resp)
 		}
+	}
+}
+
+// TestRequestController: the pod's ownerReferences, kept undecoded, give its
+// controller when an Event asks for it, on both decoders; ownerReferences
+// that do not decode give none, and the pod is still admitted as decoded.
+func TestRequestController(t *testing.T) {
+	pod := testPod()
+	pod.OwnerReferences = []metav1.OwnerReference{
+		{APIVersion: "v1", Kind: "ConfigMap", Name: "other", UID: "u1"},
+		{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d4f8", UID: "u2", Controller: ptr(true)},
+	}
+	read := func(t *testing.T, body []byte) *admissionRequest {
+		t.Helper()
+		r := httptest.NewRequest(http.MethodPost, Path, bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		req, _, rerr := readReview(httptest.NewRecorder(), r, nil)
+		if rerr != nil || req.PodErr != nil {
+			t.Fatalf("readReview: %v %v", rerr, req.PodErr)
+		}
+		return req
+	}
+	body := reviewFor(t, pod, nil)
+	for name, b := range map[string][]byte{
+		"fast decoder": body,
+		// A duplicate key: the fast decoder refuses it, decode takes it.
+		"fallback decoder": bytes.Replace(body, []byte(`"uid":"0a1b2c"`), []byte(`"uid":"0a1b2c","uid":"0a1b2c"`), 1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			req := read(t, b)
+			if len(req.Pod.OwnerReferences) != 0 {
+				t.Errorf("the core's pod holds ownerReferences: %v", req.Pod.OwnerReferences)
+			}
+			c := req.controller()
+			if c == nil || c.Kind != "ReplicaSet" || c.Name != "web-5d4f8" || c.UID != "u2" {
+				t.Fatalf("controller = %+v, want ReplicaSet web-5d4f8", c)
+			}
+		})
+	}
+	bad := bytes.Replace(reviewFor(t, testPod(), nil), []byte(`"metadata":{`), []byte(`"metadata":{"ownerReferences":{"kind":7},`), 1)
+	req := read(t, bad)
+	if c := req.controller(); c != nil {
+		t.Errorf("controller of undecodable ownerReferences = %+v, want none", c)
 	}
 }

@@ -46,6 +46,23 @@ type admissionRequest struct {
 	Pod *corev1.Pod
 	// PodErr says why request.object is not a Pod.
 	PodErr error
+	// owners is the pod's metadata.ownerReferences as it arrived (Pod has
+	// none): see controller.
+	owners keptJSON
+}
+
+// controller is the pod's controller reference, decoded from its
+// ownerReferences only when asked (an admission that records an Event);
+// nil when it has none, or they do not decode.
+func (r *admissionRequest) controller() *metav1.OwnerReference {
+	if len(r.owners) == 0 {
+		return nil
+	}
+	var meta metav1.ObjectMeta
+	if decode(r.owners, &meta.OwnerReferences) != nil {
+		return nil
+	}
+	return metav1.GetControllerOfNoCopy(&meta)
 }
 
 type requestMeta struct {
@@ -137,32 +154,33 @@ func putBody(b *bytes.Buffer) {
 // review. It returns a requestError for anything that is not a well-formed
 // admission.k8s.io/v1 AdmissionReview holding a request with a uid.
 //
-// The body's memory is reserved from bodies (nil: no limit) until the
-// returned release is called, once the request is answered.
-func readReview(w http.ResponseWriter, r *http.Request, bodies *bodyBudget) (_ *admissionRequest, release func(), _ *requestError) {
-	buf, release, rerr := readRequestBody(w, r, bodies)
+// The body's memory is reserved from bodies (nil: no limit); the caller
+// releases what it returns as reserved once the request is answered.
+func readReview(w http.ResponseWriter, r *http.Request, bodies *bodyBudget) (_ *admissionRequest, reserved int64, _ *requestError) {
+	buf, reserved, rerr := readRequestBody(w, r, bodies)
 	if rerr != nil {
-		return nil, release, rerr
+		return nil, reserved, rerr
 	}
 	defer putBody(buf)
 
 	var fast podReview
 	if decodeFast(buf.Bytes(), &fast) == nil {
 		if rerr := checkReview(fast.APIVersion, fast.Kind, fast.Request == nil, fast.Request != nil && fast.Request.UID == ""); rerr != nil {
-			return nil, release, rerr
+			return nil, reserved, rerr
 		}
 		req := &admissionRequest{requestMeta: fast.Request.requestMeta}
 		if fast.Request.Object != nil {
 			req.Pod, req.PodErr = fast.Request.Object.pod()
+			req.owners = fast.Request.Object.Metadata.OwnerReferences
 		}
-		return req, release, nil
+		return req, reserved, nil
 	}
 	var rev rawReview
 	if err := decode(buf.Bytes(), &rev); err != nil {
-		return nil, release, badRequest(reasonJSON, "decoding the AdmissionReview: %v", err)
+		return nil, reserved, badRequest(reasonJSON, "decoding the AdmissionReview: %v", err)
 	}
 	if rerr := checkReview(rev.APIVersion, rev.Kind, rev.Request == nil, rev.Request != nil && rev.Request.UID == ""); rerr != nil {
-		return nil, release, rerr
+		return nil, reserved, rerr
 	}
 	req := &admissionRequest{requestMeta: rev.Request.requestMeta}
 	if len(rev.Request.Object) > 0 && string(rev.Request.Object) != "null" {
@@ -171,43 +189,44 @@ func readReview(w http.ResponseWriter, r *http.Request, bodies *bodyBudget) (_ *
 			req.PodErr = err
 		} else {
 			req.Pod, req.PodErr = obj.pod()
+			req.owners = obj.Metadata.OwnerReferences
 		}
 	}
-	return req, release, nil
+	return req, reserved, nil
 }
 
 // readRequestBody checks the transport (method, media type, size) and reads
 // the body as it arrives into a pooled buffer the caller returns with
-// putBody. Its memory is reserved from bodies (nil: no limit) until release
-// is called, once the request is answered; release is never nil.
-func readRequestBody(w http.ResponseWriter, r *http.Request, bodies *bodyBudget) (_ *bytes.Buffer, release func(), _ *requestError) {
-	release = func() {}
+// putBody. Its memory is reserved from bodies (nil: no limit); the caller
+// releases what it returns as reserved (bodies.release) once the request is
+// answered, whatever the error. (A release func would cost an allocation
+// per admission.)
+func readRequestBody(w http.ResponseWriter, r *http.Request, bodies *bodyBudget) (_ *bytes.Buffer, reserved int64, _ *requestError) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return nil, release, &requestError{code: http.StatusMethodNotAllowed, reason: reasonMethod, msg: "method " + r.Method + " not allowed: POST an AdmissionReview"}
+		return nil, 0, &requestError{code: http.StatusMethodNotAllowed, reason: reasonMethod, msg: "method " + r.Method + " not allowed: POST an AdmissionReview"}
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return nil, release, &requestError{code: http.StatusUnsupportedMediaType, reason: reasonContentType, msg: fmt.Sprintf("content type %q: expected application/json", ct)}
+			return nil, 0, &requestError{code: http.StatusUnsupportedMediaType, reason: reasonContentType, msg: fmt.Sprintf("content type %q: expected application/json", ct)}
 		}
 	}
 	if r.ContentLength > MaxBodyBytes {
-		return nil, release, tooLarge()
+		return nil, 0, tooLarge()
 	}
 	buf := bodyPool.Get().(*bytes.Buffer)
 	reserved, err := readBody(buf, http.MaxBytesReader(w, r.Body, MaxBodyBytes), bodies)
-	release = func() { bodies.release(reserved) }
 	if err != nil {
 		putBody(buf)
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, release, tooLarge()
+			return nil, reserved, tooLarge()
 		}
 		if errors.Is(err, errBudget) {
-			return nil, release, overloaded(fmt.Sprintf("request bodies held over %d bytes", bodies.limit))
+			return nil, reserved, overloaded(fmt.Sprintf("request bodies held over %d bytes", bodies.limit))
 		}
-		return nil, release, &requestError{code: http.StatusBadRequest, reason: reasonBody, msg: "reading the request body: " + err.Error()}
+		return nil, reserved, &requestError{code: http.StatusBadRequest, reason: reasonBody, msg: "reading the request body: " + err.Error()}
 	}
-	return buf, release, nil
+	return buf, reserved, nil
 }
 
 // checkReview rejects what is not an admission.k8s.io/v1 review of a request with a uid.

@@ -60,8 +60,8 @@ func (h *WorkloadHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	log := h.Pods.Log
 	answered := false
 	defer recoverPanic(w, log, &answered, "Workload handler panicked; the workload is admitted")
-	body, release, rerr := readRequestBody(w, r, h.Pods.bodies)
-	defer release()
+	body, reserved, rerr := readRequestBody(w, r, h.Pods.bodies)
+	defer h.Pods.bodies.release(reserved)
 	if rerr != nil {
 		notHandledTotal.WithLabelValues(rerr.reason).Inc()
 		answered = true
