@@ -361,7 +361,11 @@ func (i *Inspector) inspect(ctx context.Context, r Request) (Result, error) {
 			i.metrics.CacheHit(CacheError)
 			return Result{}, fmt.Errorf("%w (registry %s remembered as down)", e.err, ref.Context().RegistryStr())
 		}
-		i.down.remove(ref.Context().RegistryStr())
+		// Expired: this lookup probes the registry. The others keep
+		// failing at once while it runs, so an interval costs one deadline
+		// however many pods are in flight; it clears the mark if the
+		// registry answers, renews it for ErrorTTL if not.
+		i.down.add(ref.Context().RegistryStr(), errEntry{err: e.err, expires: i.now().Add(i.opts.Timeout)})
 	}
 	// 3. The registry, once for all identical concurrent requests. The
 	// lookup runs detached from this caller so that one caller going away

@@ -429,6 +429,24 @@ func TestInspectRegistryDownEveryImage(t *testing.T) {
 	// instant after its caller gave up: let it end first, or it would
 	// remember the registry as down again after the clock moved.)
 	time.Sleep(time.Second)
+	clock.advance(11 * time.Second)
+	// One lookup probes it (still down); while it waits, the other images
+	// still fail at once.
+	probed := make(chan error, 1)
+	go func() {
+		_, err := i.Inspect(context.Background(), Request{Image: reg.Ref("app-1:1")})
+		probed <- err
+	}()
+	for reg.Total() == sent {
+		time.Sleep(5 * time.Millisecond)
+	}
+	sent = reg.Total()
+	_, err = i.Inspect(context.Background(), Request{Image: reg.Ref("app-2:1")})
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "remembered as down") || reg.Total() != sent {
+		t.Errorf("during the probe: %v, %d requests; want the registry remembered as down and no request", err, reg.Total()-sent)
+	}
+	wantErr(t, <-probed, ErrTimeout)
+	time.Sleep(time.Second) // the probe's own lookup ends too
 	reg.SetLatency(0)
 	clock.advance(11 * time.Second)
 	inspect(t, i, Request{Image: reg.Ref("app-1:1")})

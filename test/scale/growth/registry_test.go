@@ -298,11 +298,12 @@ func storm(t *testing.T, ns, host string, order []int, nClients int, deadline ti
 // shell-form images in a random order (each image 4 times), the registry
 // answering each request after 0 (the baseline), 200 ms, 1 s, 5 s, or
 // never. Every pod must be admitted with the preStop sleep, rewritten or
-// warned about by image name, no create slower than the deadline plus the
-// margin the design leaves (policy.WebhookTimeoutMargin), the API server's
-// fail-open counter unmoved; singleflight: no image's manifest fetched
-// more than once per lookup; errorTTL: lookups per image bounded by one
-// per deadline+errorTTL.
+// warned about by image name, no webhook call slower than 2.5 s as the API
+// server times it (the 2 s deadline bounds it), the API server's fail-open
+// and rejection counters unmoved; singleflight: each image's manifest
+// fetched once; errorTTL: a registry that does not answer is remembered as
+// down for every image, so it costs the clients in flight one deadline at
+// the start and one probe per errorTTL after, not a deadline per pod.
 func TestSlowRegistries(t *testing.T) {
 	const (
 		images   = 500
@@ -416,8 +417,11 @@ func TestSlowRegistries(t *testing.T) {
 		if fo1 != fo0 || rej1 != rej0 {
 			t.Errorf("%s: apiserver_admission_webhook_fail_open_count +%v, rejection_count +%v; want 0", c.name, fo1-fo0, rej1-rej0)
 		}
-		if limit := float64(deadline+policy.WebhookTimeoutMargin) / float64(time.Millisecond); p99 > limit {
-			t.Errorf("%s: create p99 %.0f ms, beyond the %v deadline + %v margin", c.name, p99, deadline, policy.WebhookTimeoutMargin)
+		// The deadline bounds the webhook call as the API server times it
+		// (end to end, a create also queues in a saturated API server:
+		// see the no-webhook floor's p99).
+		if slow1 != slow0 {
+			t.Errorf("%s: %v webhook calls took over 2.5 s (the API server's admission duration histogram); the %v deadline must bound them", c.name, slow1-slow0, deadline)
 		}
 		switch {
 		case c.latency == 0 && !c.hang:
@@ -437,8 +441,11 @@ func TestSlowRegistries(t *testing.T) {
 			if maxManifests > lookupBound {
 				t.Errorf("%s: an image's manifest was asked for %d times in %v; errorTTL %v allows %d", c.name, maxManifests, r.wall, errorTTL, lookupBound)
 			}
-			if pings > 2*images*lookupBound {
-				t.Errorf("%s: %d pings for %d images in %v; errorTTL %v allows %d lookups per image", c.name, pings, images, r.wall, errorTTL, lookupBound)
+			// The registry is remembered as down for every image: the
+			// first lookups of the clients in flight, then one probe per
+			// errorTTL (a few more if probes race).
+			if limit := nClients + 2*(1+int(r.wall/errorTTL)); pings > limit {
+				t.Errorf("%s: %d lookups (pings) for %d pods of %d images in %v; one per client at the start and one per errorTTL (%v) after allow %d", c.name, pings, r.pods, images, r.wall, errorTTL, limit)
 			}
 		}
 	}
