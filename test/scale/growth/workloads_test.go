@@ -109,14 +109,9 @@ func TestAuditGrowth(t *testing.T) {
 		}
 		nss = append(nss, ns.Name)
 	}
-	t.Cleanup(func() {
-		zero := int64(0)
-		for _, ns := range nss {
-			_ = kube.CoreV1().Pods(ns).DeleteCollection(context.Background(), metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
-			_ = kube.AppsV1().ReplicaSets(ns).DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{})
-			_ = kube.AppsV1().Deployments(ns).DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{})
-		}
-	})
+	// Nothing is deleted: deleting 50,000 pods takes the API server
+	// minutes, and it ends with the suite (this file sorts last, so the
+	// other tests run against a cluster without them).
 	bins := map[string]string{"podgrace": podgraceBin}
 	if b := os.Getenv("PODGRACE_BASELINE_BIN"); b != "" {
 		bins["baseline"] = b
