@@ -123,11 +123,11 @@ func TestMemoryGrowth(t *testing.T) {
 		t.Logf("pushed %d images in %v", most, time.Since(start).Round(time.Millisecond))
 		ep := serve(t, ip, st, 0, false)
 		var rows []string
-		for _, c := range []struct{ name, cfg string }{
-			{"default bounds (1,000 entries, 16 MiB)", ""},
-			{"cacheSize 20,000 (16 MiB)", "  cacheSize: 20000\n"},
+		for _, c := range []struct{ id, name, cfg string }{
+			{"default", "default bounds (1,000 entries, 16 MiB)", ""},
+			{"big", "cacheSize 20,000 (16 MiB)", "  cacheSize: 20000\n"},
 		} {
-			wh := startWebhook(t, "images-"+strings.Fields(c.name)[0], "imageInspection:\n  enabled: true\n  insecureRegistries: [\""+ep.host+"\"]\n"+c.cfg)
+			wh := startWebhook(t, "images-"+c.id, "imageInspection:\n  enabled: true\n  insecureRegistries: [\""+ep.host+"\"]\n"+c.cfg)
 			ns := servedNamespace(t, wh)
 			time.Sleep(3 * time.Second)
 			base := wh.settle(t)
