@@ -100,7 +100,9 @@ func Scan(ctx context.Context, cs kubernetes.Interface, o LiveOptions) *Report {
 type entry struct {
 	w    Workload
 	tmpl *corev1.Pod
-	pods []*corev1.Pod
+	// pods summarizes the workload's pods as they are listed: a pod is
+	// summarized and dropped with its page, never held until the end.
+	pods Pods
 }
 
 // listPages is a typed List call as a pager's page function.
@@ -214,7 +216,8 @@ func (s *scan) services() (map[string][]labels.Selector, []*corev1.Service) {
 
 // pods lists the running pods and files each under the workload that
 // controls it; a bare pod, or one whose controller the audit does not know
-// (or could not read), is its own template.
+// (or could not read), is its own template. Each pod is summarized as it
+// is read, so the scan holds a page of pods at a time, not the cluster's.
 func (s *scan) pods() {
 	s.list("pods", listers(s.cs)["pods"], func(o runtime.Object) {
 		p := o.(*corev1.Pod)
@@ -234,7 +237,11 @@ func (s *scan) pods() {
 				e.w.ServedReason = "controlled by " + ref.Kind + "/" + ref.Name
 			}
 		}
-		e.pods = append(e.pods, p)
+		var nsAnn map[string]string
+		if info := s.ns[p.Namespace]; info != nil {
+			nsAnn = info.annotations
+		}
+		podSummary(s.ctx, &s.o.Env, &e.pods, p, nsAnn)
 	})
 }
 
@@ -266,10 +273,7 @@ func (s *scan) audit(e *entry, matchers []*matcher, mwcErr error, selectors map[
 	if err := s.listErr("pods", w.Namespace); err != nil {
 		w.Errors = append(w.Errors, "pods: "+err.Error())
 	} else {
-		w.Pods = &Pods{}
-		for _, p := range e.pods {
-			podSummary(s.ctx, &s.o.Env, w.Pods, p, nsAnn)
-		}
+		w.Pods = &e.pods
 		sortUnmutated(w.Pods)
 	}
 	if err := s.listErr("services", w.Namespace); err != nil {

@@ -138,3 +138,19 @@ func cacheable(err error) bool {
 	}
 	return false
 }
+
+// registryDown reports whether err says the registry itself is down rather
+// than that one image is unreadable: it did not answer in time, or it
+// could not be reached (DNS, connection refused or reset). Inspect then
+// skips the registry for every image for ErrorTTL.
+func registryDown(err error) bool {
+	switch ErrorKind(err) {
+	case KindTimeout:
+		return true
+	case KindRegistry:
+		var op *net.OpError
+		var dns *net.DNSError
+		return errors.As(err, &op) || errors.As(err, &dns)
+	}
+	return false
+}

@@ -83,7 +83,10 @@ type Options struct {
 	TagTTL time.Duration
 	// ErrorTTL is how long a failed registry lookup is remembered, so a down
 	// or refusing registry is asked once per ErrorTTL rather than once per
-	// pod. Default 10s; negative disables it.
+	// pod. A registry that did not answer in time or could not be reached
+	// at all is remembered as down for as long, for every image it serves:
+	// an outage costs one deadline per registry per ErrorTTL, not one per
+	// image. Default 10s; negative disables both.
 	ErrorTTL time.Duration
 	// MaxEntries bounds each cache (digest→config, tag→digest, errors).
 	// Default 1000.
@@ -168,6 +171,7 @@ type Inspector struct {
 	nodes *cache[*node]    // identity+repo@digest → config or index, no expiry
 	tags  *cache[tagEntry] // identity+tag → digest, TagTTL
 	errs  *cache[errEntry] // lookup key → error, ErrorTTL
+	down  *cache[errEntry] // registry host → why it is down, ErrorTTL
 
 	lookups singleflight.Group // one registry lookup per lookup key
 	fetches singleflight.Group // one manifest+config fetch per node key
@@ -258,6 +262,7 @@ func New(o Options) *Inspector {
 		nodes:   newSizedLRU(o.MaxEntries, o.CacheBytes, (*node).size),
 		tags:    newLRU[tagEntry](o.MaxEntries),
 		errs:    newLRU[errEntry](o.MaxEntries),
+		down:    newLRU[errEntry](o.MaxEntries),
 	}
 	if i.metrics == nil {
 		i.metrics = nopMetrics{}
@@ -323,8 +328,11 @@ func (i *Inspector) inspect(ctx context.Context, r Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	parent, bounded := ctx.Deadline()
 	ctx, cancel := context.WithTimeout(ctx, i.opts.Timeout)
 	defer cancel()
+	own, _ := ctx.Deadline()
+	ownDeadline := !bounded || parent.After(own) // Timeout, not the caller, bounds this wait
 
 	auth, ident, err := i.identify(ctx, ref.Context(), r.Keychain)
 	if err != nil {
@@ -346,6 +354,19 @@ func (i *Inspector) inspect(ctx context.Context, r Request) (Result, error) {
 		}
 		i.errs.remove(q.key)
 	}
+	// 2b. A registry remembered as down (another image's lookup timed out
+	// or could not connect): do not wait another deadline to learn it again.
+	if e, ok := i.down.get(ref.Context().RegistryStr()); ok {
+		if i.now().Before(e.expires) {
+			i.metrics.CacheHit(CacheError)
+			return Result{}, fmt.Errorf("%w (registry %s remembered as down)", e.err, ref.Context().RegistryStr())
+		}
+		// Expired: this lookup probes the registry. The others keep
+		// failing at once while it runs, so an interval costs one deadline
+		// however many pods are in flight; it clears the mark if the
+		// registry answers, renews it for ErrorTTL if not.
+		i.down.add(ref.Context().RegistryStr(), errEntry{err: e.err, expires: i.now().Add(i.opts.Timeout)})
+	}
 	// 3. The registry, once for all identical concurrent requests. The
 	// lookup runs detached from this caller so that one caller going away
 	// does not fail the others; it has its own Timeout.
@@ -357,7 +378,14 @@ func (i *Inspector) inspect(ctx context.Context, r Request) (Result, error) {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return Result{}, ctx.Err()
 		}
-		return Result{}, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+		err := fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+		if ownDeadline && i.opts.ErrorTTL > 0 {
+			// The registry did not answer within Timeout. The lookup, which
+			// has a deadline of its own, will remember it too, but an
+			// instant later: the next image must not wait another Timeout.
+			i.down.add(ref.Context().RegistryStr(), errEntry{err: err, expires: i.now().Add(i.opts.ErrorTTL)})
+		}
+		return Result{}, err
 	case out := <-ch:
 		if out.Err != nil {
 			return Result{}, out.Err
@@ -376,13 +404,20 @@ func (i *Inspector) lookup(ctx context.Context, q *query, auth authn.Authenticat
 		return Result{}, fmt.Errorf("%w: %w", ErrRegistry, err)
 	}
 	res, err := (&session{i: i, q: q, ctx: ctx, puller: puller}).evaluate()
+	reg := q.ref.Context().RegistryStr()
 	if err != nil {
 		err = classify(ctx, err)
 		if cacheable(err) && i.opts.ErrorTTL > 0 {
-			i.errs.add(q.key, errEntry{err: err, expires: i.now().Add(i.opts.ErrorTTL)})
+			e := errEntry{err: err, expires: i.now().Add(i.opts.ErrorTTL)}
+			i.errs.add(q.key, e)
+			if registryDown(err) {
+				i.down.add(reg, e)
+			}
 		}
+		return res, err
 	}
-	return res, err
+	i.down.remove(reg) // it answered: up again
+	return res, nil
 }
 
 // parse reads an image reference and applies the registry rules: the

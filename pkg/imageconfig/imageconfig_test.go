@@ -3,6 +3,7 @@ package imageconfig
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -306,7 +307,9 @@ func TestInspectTimeout(t *testing.T) {
 	reg.Push(t, "slow", "1", imagetest.Image{Cmd: []string{"app"}})
 	reg.SetLatency(5 * time.Second)
 	const timeout = 200 * time.Millisecond
-	i, _ := newInspector(Options{Timeout: timeout}, reg)
+	// Nothing remembered (the registry would be, as down): each image
+	// below meets the deadline itself.
+	i, _ := newInspector(Options{Timeout: timeout, ErrorTTL: -1}, reg)
 
 	start := time.Now()
 	_, err := i.Inspect(context.Background(), Request{Image: reg.Ref("slow:1")})
@@ -384,6 +387,76 @@ func TestInspectRegistryDown(t *testing.T) {
 	if got := counter.n.Load(); got == sent {
 		t.Error("no request after ErrorTTL")
 	}
+}
+
+// TestInspectRegistryDownEveryImage: a registry that never answers costs
+// one deadline, not one per image: once a lookup timed out, the other
+// images it serves fail at once, without a request, for ErrorTTL (issue
+// 25: 500 images behind a dead registry made nearly every pod of a storm
+// wait the 2 s deadline). After ErrorTTL it is asked again, and once it
+// answers its images are read again. An image that is merely missing
+// does not mark its registry down.
+func TestInspectRegistryDownEveryImage(t *testing.T) {
+	t.Parallel()
+	reg := imagetest.NewRegistry(t)
+	const images = 10
+	for k := range images {
+		reg.Push(t, fmt.Sprintf("app-%d", k), "1", imagetest.Image{Cmd: []string{"app"}})
+	}
+	reg.Reset()
+	reg.SetLatency(time.Hour) // accepts, never answers within any deadline
+	i, clock := newInspector(Options{Timeout: 200 * time.Millisecond, ErrorTTL: 10 * time.Second}, reg)
+
+	_, err := i.Inspect(context.Background(), Request{Image: reg.Ref("app-0:1")})
+	wantErr(t, err, ErrTimeout)
+	sent := reg.Total()
+	if sent == 0 {
+		t.Fatal("no request reached the registry")
+	}
+	for k := 1; k < images; k++ {
+		_, err := i.Inspect(context.Background(), Request{Image: reg.Ref(fmt.Sprintf("app-%d:1", k))})
+		wantErr(t, err, ErrTimeout)
+		if !strings.Contains(err.Error(), "remembered as down") {
+			t.Errorf("app-%d: %v, want the registry remembered as down", k, err)
+		}
+	}
+	if got := reg.Total(); got != sent {
+		t.Errorf("%d more requests for %d other images of a registry that timed out, want none", got-sent, images-1)
+	}
+
+	// After ErrorTTL it is asked again; it answers now. (The first
+	// lookup, detached from its caller, ends at its own deadline, an
+	// instant after its caller gave up: let it end first, or it would
+	// remember the registry as down again after the clock moved.)
+	time.Sleep(time.Second)
+	clock.advance(11 * time.Second)
+	// One lookup probes it (still down); while it waits, the other images
+	// still fail at once.
+	probed := make(chan error, 1)
+	go func() {
+		_, err := i.Inspect(context.Background(), Request{Image: reg.Ref("app-1:1")})
+		probed <- err
+	}()
+	for reg.Total() == sent {
+		time.Sleep(5 * time.Millisecond)
+	}
+	sent = reg.Total()
+	_, err = i.Inspect(context.Background(), Request{Image: reg.Ref("app-2:1")})
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "remembered as down") || reg.Total() != sent {
+		t.Errorf("during the probe: %v, %d requests; want the registry remembered as down and no request", err, reg.Total()-sent)
+	}
+	wantErr(t, <-probed, ErrTimeout)
+	time.Sleep(time.Second) // the probe's own lookup ends too
+	reg.SetLatency(0)
+	clock.advance(11 * time.Second)
+	inspect(t, i, Request{Image: reg.Ref("app-1:1")})
+	if reg.Total() == sent {
+		t.Error("not asked again after ErrorTTL")
+	}
+	// A missing image is the image's failure, not the registry's.
+	_, err = i.Inspect(context.Background(), Request{Image: reg.Ref("missing:1")})
+	wantErr(t, err, ErrNotFound)
+	inspect(t, i, Request{Image: reg.Ref("app-2:1")})
 }
 
 func TestInspectNotFound(t *testing.T) {
