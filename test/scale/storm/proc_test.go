@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +20,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/podgrace/podgrace/internal/procstat"
 )
 
 // proc is a webhook process the test started.
@@ -95,33 +96,15 @@ func (p *proc) waitReady(ctx context.Context) error {
 }
 
 // cpuTime is the CPU time (user and system, all threads) the process has
-// used: from /proc/PID/stat while it runs (clock ticks of 10 ms), from its
-// rusage once it has exited.
+// used: from /proc/PID/stat while it runs, from its rusage once it has
+// exited.
 func (p *proc) cpuTime() (time.Duration, error) {
 	select {
 	case <-p.done:
 		return p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime(), nil
 	default:
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name, field 2, is in parentheses and may hold spaces.
-	_, rest, ok := strings.Cut(string(b), ") ")
-	f := strings.Fields(rest)
-	if !ok || len(f) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/PID/stat: %q", b)
-	}
-	var ticks int64
-	for _, v := range f[11:13] { // utime, stime: fields 14 and 15
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, err
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond, nil
+	return procstat.CPUTime(p.cmd.Process.Pid)
 }
 
 // stop sends SIGTERM and waits for the process, killing it after 30 s.

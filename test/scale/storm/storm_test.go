@@ -29,6 +29,7 @@ import (
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/internal/freeport"
+	"github.com/podgrace/podgrace/internal/testkube"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
 
@@ -70,17 +71,20 @@ type arm struct {
 // result is what one storm measured.
 type result struct {
 	arm
-	wall       time.Duration
-	lat        []time.Duration // per pod, client side
-	errs       []error
-	unmutated  int
-	cpu        time.Duration // the arm's webhook processes, over the storm
-	admissions float64       // the API server's calls of the webhook
-	failOpen   float64       // apiserver_admission_webhook_fail_open_count
-	rejected   float64       // apiserver_admission_webhook_rejection_count
-	non200     float64       // apiserver_admission_webhook_request_total{code!=200}
-	afterExit  int           // pods created after the evicted replica exited
-	evicted    string        // what the eviction did, for the log
+	wall      time.Duration
+	lat       []time.Duration // per pod, client side
+	errs      []error
+	unmutated int
+	// unmutatedAt is when each unmutated pod's create started and ended,
+	// from the storm's start.
+	unmutatedAt []string
+	cpu         time.Duration // the arm's webhook processes, over the storm
+	admissions  float64       // the API server's calls of the webhook
+	failOpen    float64       // apiserver_admission_webhook_fail_open_count
+	rejected    float64       // apiserver_admission_webhook_rejection_count
+	non200      float64       // apiserver_admission_webhook_request_total{code!=200}
+	afterExit   int           // pods created after the evicted replica exited
+	evicted     string        // what the eviction did, for the log
 	// served is each podgrace replica's admissions (its
 	// controller_runtime_webhook_requests_total), -1 when it exited.
 	served []float64
@@ -115,7 +119,7 @@ func TestStorm(t *testing.T) {
 	if _, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ip, err := hostIP()
+	ip, err := testkube.HostIP()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +301,7 @@ func report(t *testing.T, results []*result) {
 			t.Errorf("%s: %d of %d creates failed, first: %v", r.name, len(r.errs), stormPods, r.errs[0])
 		}
 		if r.unmutated > 0 {
-			t.Errorf("%s: %d pods created without podgrace's mutation", r.name, r.unmutated)
+			t.Errorf("%s: %d pods created without podgrace's mutation: %s", r.name, r.unmutated, strings.Join(r.unmutatedAt, ", "))
 		}
 		if r.failOpen != 0 || r.rejected != 0 || r.non200 != 0 {
 			t.Errorf("%s: apiserver_admission_webhook_fail_open_count +%v, _rejection_count +%v, _request_total{code!=200} +%v: want 0",
@@ -357,6 +361,8 @@ func storm(ctx context.Context, t *testing.T, ns string, pod *corev1.Pod, n int,
 					r.errs = append(r.errs, fmt.Errorf("%s: %w", p.Name, err))
 				} else if a.mutated && !isMutated(got) {
 					r.unmutated++
+					r.unmutatedAt = append(r.unmutatedAt, fmt.Sprintf("%s %.2f–%.2fs", p.Name,
+						starts[i].Sub(start).Seconds(), (starts[i].Sub(start)+r.lat[i]).Seconds()))
 				}
 				mu.Unlock()
 				if ev != nil && int(done.Add(1)) == n/3 {
