@@ -3,10 +3,18 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -17,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
+	"github.com/podgrace/podgrace/internal/freeport"
 	"github.com/podgrace/podgrace/pkg/admissionpolicy"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
@@ -98,12 +107,64 @@ func typicalPod(b *testing.B) *corev1.Pod {
 
 // setup is one way pods are admitted.
 type setup struct {
-	name string // none, podgrace, policy, or a variant's server name
+	name string // none, noop, podgrace, policy, or a variant's server name
 	ns   string
 }
 
 // isPodgrace says whether a setup is served by podgrace or one of its variants.
-func (s setup) isPodgrace() bool { return s.name != "none" && s.name != "policy" }
+func (s setup) isPodgrace() bool {
+	return s.name != "none" && s.name != "noop" && s.name != "replay" && s.name != "policy"
+}
+
+// mutates says whether pods created in the setup's namespace are mutated.
+func (s setup) mutates() bool { return s.name != "none" && s.name != "noop" }
+
+// startReplay starts the floor server answering every review with
+// podgrace's patch of the typical pod (baseline.Replay): podgrace's answer
+// to the typical review, fetched from the running podgrace.
+func startReplay(ctx context.Context, b *testing.B) *server {
+	b.Helper()
+	body, err := os.ReadFile(typicalReview)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	defer c.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, podgrace.url, bytes.NewReader(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var rev admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&rev); err != nil || rev.Response == nil || len(rev.Response.Patch) == 0 {
+		b.Fatalf("podgrace's answer to %s has no patch (%v)", typicalReview, err)
+	}
+	patchFile := filepath.Join(workDir, "podgrace.patch")
+	if err := os.WriteFile(patchFile, rev.Response.Patch, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	ports, err := freeport.Take(1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := startServer("replay", ports[0], floor.cmd.Path, "-cert-dir", workDir, "-port", strconv.Itoa(ports[0]), "-patch", patchFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.stop)
+	if err := s.waitServing(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("replay: podgrace's patch of the typical pod, %d bytes", len(rev.Response.Patch))
+	return s
+}
 
 // preStopSleeps returns each container's native preStop sleep (0 without).
 func preStopSleeps(p *corev1.Pod) []int64 {
@@ -122,17 +183,24 @@ func dryRun(ctx context.Context, ns string, pod *corev1.Pod) (*corev1.Pod, error
 }
 
 // BenchmarkPodCreate measures pod CREATE latency through the API server
-// (client-go, one request at a time) in three namespaces: (i) none, which
-// no webhook or policy selects; (ii) podgrace, opted in to podgrace's
-// webhook (the real binary, registered with its own configuration); (iii)
-// policy, served by the admission policies `podgrace generate policy`
-// prints (MutatingAdmissionPolicy and ValidatingAdmissionPolicy). Rounds rotate the order; each block
-// creates pods and then deletes them (no scheduler or kubelet: they never
-// run). The latency each mutation adds is its p50 minus (i)'s.
+// (client-go, one request at a time) in four namespaces: (i) none, which
+// no webhook or policy selects; (ii) noop, opted in to the floor server
+// (test/bench/floorserver: a mutating webhook that answers allowed with no
+// patch) registered exactly as podgrace is: the least being a webhook costs;
+// (iii) replay, the same no-op answering with podgrace's patch of the pod
+// (what the patch costs the API server, without podgrace's decisions);
+// (iv) podgrace, opted in to podgrace's webhook (the real binary,
+// registered with its own configuration); (v) policy, served by the
+// admission policies `podgrace generate policy` prints
+// (MutatingAdmissionPolicy and ValidatingAdmissionPolicy). Rounds rotate
+// the order; each block creates pods and then deletes them (no scheduler or
+// kubelet: they never run). The latency each one adds is its quantile minus
+// (i)'s; podgrace's is also reported as a ratio to the no-op's, at p50 and
+// p90, with the range of the per-round ratios.
 func BenchmarkPodCreate(b *testing.B) {
 	const (
-		rounds = 5
-		block  = 100
+		rounds = 10 // a multiple of the five setups: each is first, second… equally often
+		block  = 150
 		warm   = 20
 	)
 	ctx := b.Context()
@@ -148,9 +216,12 @@ func BenchmarkPodCreate(b *testing.B) {
 		b.Fatalf("kube-apiserver %s does not serve admissionregistration.k8s.io/v1 mutatingadmissionpolicies", serverVersion())
 	}
 
-	setups := []setup{{name: "none"}, {name: "podgrace"}, {name: "policy"}}
+	setups := []setup{{name: "none"}, {name: "noop"}, {name: "replay"}, {name: "podgrace"}, {name: "policy"}}
 	labels := map[string]map[string]string{
-		"none":     nil,
+		"none": nil,
+		// Opted in as podgrace's namespaces are, to the no-op webhooks.
+		"noop":     {policy.LabelInject: policy.InjectEnabled, variantLabel: "noop"},
+		"replay":   {policy.LabelInject: policy.InjectEnabled, variantLabel: "replay"},
 		"podgrace": {policy.LabelInject: policy.InjectEnabled},
 		"policy":   {policyLabel: "true"},
 	}
@@ -178,6 +249,9 @@ func BenchmarkPodCreate(b *testing.B) {
 		})
 	}
 	register("podgrace-bench", podgrace, metav1.LabelSelectorRequirement{Key: variantLabel, Operator: metav1.LabelSelectorOpDoesNotExist})
+	// The no-op: the floor server, same TLS, registered as podgrace is.
+	register("bench-noop", floor, metav1.LabelSelectorRequirement{Key: variantLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"noop"}})
+	register("bench-replay", startReplay(ctx, b), metav1.LabelSelectorRequirement{Key: variantLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"replay"}})
 	for _, v := range variants {
 		register("bench-"+v.name, v, metav1.LabelSelectorRequirement{Key: variantLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{v.name}})
 	}
@@ -185,7 +259,7 @@ func BenchmarkPodCreate(b *testing.B) {
 	var sleep int64
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		for _, s := range setups {
-			if !s.isPodgrace() {
+			if !s.isPodgrace() && s.name != "replay" {
 				continue
 			}
 			p, err := dryRun(ctx, s.ns, pod)
@@ -205,7 +279,7 @@ func BenchmarkPodCreate(b *testing.B) {
 
 	installPolicy(ctx, b)
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		p, err := dryRun(ctx, setups[2].ns, pod)
+		p, err := dryRun(ctx, setups[4].ns, pod)
 		if err != nil {
 			return false, err
 		}
@@ -223,10 +297,10 @@ func BenchmarkPodCreate(b *testing.B) {
 		_, annotated := p.Annotations[policy.AnnotationStatus]
 		sleeps := preStopSleeps(p)
 		want := []int64{sleep, sleep, sleep}
-		if s.name == "none" {
+		if !s.mutates() {
 			want = []int64{0, 0, 0}
 		}
-		if !slices.Equal(sleeps, want) || annotated != (s.name != "none") {
+		if !slices.Equal(sleeps, want) || annotated != s.mutates() {
 			b.Fatalf("%s: preStop sleeps %v (want %v), podgrace annotation %v", s.name, sleeps, want, annotated)
 		}
 	}
@@ -251,18 +325,17 @@ func BenchmarkPodCreate(b *testing.B) {
 		create(s, warm)
 	}
 	lat := map[string][]time.Duration{}
+	perRound := map[string][][]time.Duration{} // per setup, each round's block
 	for r := range rounds {
 		for i := range setups {
 			s := setups[(r+i)%len(setups)]
-			lat[s.name] = append(lat[s.name], create(s, block)...)
+			d := create(s, block)
+			lat[s.name] = append(lat[s.name], d...)
+			perRound[s.name] = append(perRound[s.name], d)
 		}
 	}
 
-	q := func(name string, p float64) float64 {
-		xs := slices.Clone(lat[name])
-		slices.Sort(xs)
-		return float64(xs[min(len(xs)-1, int(p*float64(len(xs))))]) / float64(time.Millisecond)
-	}
+	q := func(name string, p float64) float64 { return quantileMs(lat[name], p) }
 	for _, s := range setups {
 		b.Logf("%-18s p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  (%d pods)", s.name, q(s.name, 0.5), q(s.name, 0.9), q(s.name, 0.99), len(lat[s.name]))
 		b.ReportMetric(q(s.name, 0.5), s.name+"-p50-ms")
@@ -275,12 +348,40 @@ func BenchmarkPodCreate(b *testing.B) {
 	b.ReportMetric(addedPG, "podgrace-added-ms")
 	b.ReportMetric(addedPolicy, "policy-added-ms")
 	b.ReportMetric(addedPG/addedPolicy, "podgrace-added/policy-added")
-	for _, s := range setups[3:] {
+	// The floor of being a webhook: podgrace's added latency against the
+	// no-op's, over all rounds and per round (their range is the spread);
+	// the replay says how much of the difference is the patch.
+	for _, p := range []float64{0.5, 0.9} {
+		name := fmt.Sprintf("p%.0f", p*100)
+		added := func(s string) float64 { return q(s, p) - q("none", p) }
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for r := range rounds {
+			none := quantileMs(perRound["none"][r], p)
+			ratio := (quantileMs(perRound["podgrace"][r], p) - none) / (quantileMs(perRound["noop"][r], p) - none)
+			lo, hi = min(lo, ratio), max(hi, ratio)
+		}
+		b.Logf("%s added: podgrace %+.2f ms, no-op webhook %+.2f ms, no-op with podgrace's patch %+.2f ms: podgrace/no-op %.2f× (per round %.2f–%.2f×), replay/no-op %.2f×",
+			name, added("podgrace"), added("noop"), added("replay"), added("podgrace")/added("noop"), lo, hi, added("replay")/added("noop"))
+		b.ReportMetric(added("noop"), "noop-added-"+name+"-ms")
+		b.ReportMetric(added("replay"), "replay-added-"+name+"-ms")
+		b.ReportMetric(added("podgrace")/added("noop"), "podgrace-added/noop-added-"+name)
+		b.ReportMetric(lo, "podgrace-added/noop-added-"+name+"-min")
+		b.ReportMetric(hi, "podgrace-added/noop-added-"+name+"-max")
+		b.ReportMetric(added("replay")/added("noop"), "replay-added/noop-added-"+name)
+	}
+	for _, s := range setups[5:] {
 		added := q(s.name, 0.5) - none
 		b.ReportMetric(added, s.name+"-added-ms")
 		b.ReportMetric(addedPG/added, "podgrace-added/"+s.name+"-added")
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// quantileMs is the p-quantile of ds, in milliseconds.
+func quantileMs(ds []time.Duration, p float64) float64 {
+	xs := slices.Clone(ds)
+	slices.Sort(xs)
+	return float64(xs[min(len(xs)-1, int(p*float64(len(xs))))]) / float64(time.Millisecond)
 }
 
 // mustWebhook renders the chart's registration for a podgrace at o.URL (the

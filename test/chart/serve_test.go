@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,6 +27,7 @@ import (
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/internal/freeport"
+	"github.com/podgrace/podgrace/internal/testkube"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/webhook"
 )
@@ -62,7 +61,7 @@ func installChart(ctx context.Context, t *testing.T, cfg *rest.Config, rel chart
 // <service>.<namespace>.svc, as in a cluster.
 func routeService(ctx context.Context, t *testing.T, cs kubernetes.Interface, namespace, service string, port int) {
 	t.Helper()
-	ip, err := hostIP()
+	ip, err := testkube.HostIP()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,21 +104,6 @@ func routeService(ctx context.Context, t *testing.T, cs kubernetes.Interface, na
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// hostIP is a non-loopback IPv4 address of this machine (EndpointSlices may
-// not hold loopback addresses).
-func hostIP() (string, error) {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return "", err
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
-			return n.IP.String(), nil
-		}
-	}
-	return "", errors.New("no non-loopback IPv4 address to route the webhook Service to")
 }
 
 // secretVolume mirrors a Secret into a directory the way the kubelet's

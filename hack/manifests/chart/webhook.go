@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -44,6 +46,57 @@ func Webhook(chartDir string, o WebhookOptions) (*admissionregistrationv1.Mutati
 		mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: o.CABundle}
 	}
 	return &mwc, nil
+}
+
+// Served is what the chart renders to serve podgrace's webhook through its
+// Service, as `helm install` does: the API server calls the Service (the
+// MutatingWebhookConfiguration's clientConfig.service, caBundle set), and
+// the PodDisruptionBudget guards the replicas behind it.
+type Served struct {
+	Webhook *admissionregistrationv1.MutatingWebhookConfiguration
+	Service *corev1.Service
+	PDB     *policyv1.PodDisruptionBudget
+}
+
+// ServedWebhook renders the chart's registration, Service and
+// PodDisruptionBudget for release o.Name in DefaultRelease.Namespace (o.URL
+// is ignored: the registration keeps the chart's Service reference).
+func ServedWebhook(chartDir string, o WebhookOptions) (*Served, error) {
+	r, err := renderWebhooks(chartDir, o)
+	if err != nil {
+		return nil, err
+	}
+	out := &Served{Webhook: &admissionregistrationv1.MutatingWebhookConfiguration{}, Service: &corev1.Service{}, PDB: &policyv1.PodDisruptionBudget{}}
+	if err := intoOne(r, "MutatingWebhookConfiguration", out.Webhook); err != nil {
+		return nil, err
+	}
+	if err := intoOne(r, "PodDisruptionBudget", out.PDB); err != nil {
+		return nil, err
+	}
+	if len(out.Webhook.Webhooks) != 1 || out.Webhook.Webhooks[0].ClientConfig.Service == nil {
+		return nil, fmt.Errorf("the chart's MutatingWebhookConfiguration has %d webhooks, the first without a Service", len(out.Webhook.Webhooks))
+	}
+	name := out.Webhook.Webhooks[0].ClientConfig.Service.Name
+	svc := r.Find("Service", name)
+	if svc == nil {
+		return nil, fmt.Errorf("the chart renders no Service %s", name)
+	}
+	if err := Into(svc, out.Service); err != nil {
+		return nil, err
+	}
+	for i := range out.Webhook.Webhooks {
+		out.Webhook.Webhooks[i].ClientConfig.CABundle = o.CABundle
+	}
+	return out, nil
+}
+
+// intoOne decodes the one object of kind that r holds into obj.
+func intoOne(r *Rendered, kind string, obj any) error {
+	objs := r.OfKind(kind)
+	if len(objs) != 1 {
+		return fmt.Errorf("the chart renders %d %ss", len(objs), kind)
+	}
+	return Into(objs[0], obj)
 }
 
 // WorkloadWebhook renders the chart's ValidatingWebhookConfiguration (the

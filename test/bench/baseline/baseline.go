@@ -50,10 +50,22 @@ type Floor struct{}
 
 // ServeHTTP implements http.Handler.
 func (Floor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	serveFloor(w, r, kjson.UnmarshalCaseSensitivePreserveInts)
+	serveFloor(w, r, kjson.UnmarshalCaseSensitivePreserveInts, nil)
 }
 
-func serveFloor(w http.ResponseWriter, r *http.Request, decode func([]byte, any) error) {
+// Replay is Floor answering every review with the same JSON patch: a
+// webhook that costs the API server what a patch costs it (applying it,
+// decoding, defaulting and validating the patched pod again) without
+// podgrace deciding anything. BenchmarkPodCreate replays podgrace's own
+// patch of the pod it creates.
+type Replay struct{ Patch []byte }
+
+// ServeHTTP implements http.Handler.
+func (h Replay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	serveFloor(w, r, kjson.UnmarshalCaseSensitivePreserveInts, h.Patch)
+}
+
+func serveFloor(w http.ResponseWriter, r *http.Request, decode func([]byte, any) error, patch []byte) {
 	buf := bufPool.Get().(*bytes.Buffer)
 	defer func() {
 		if buf.Cap() <= 1<<20 {
@@ -73,9 +85,14 @@ func serveFloor(w http.ResponseWriter, r *http.Request, decode func([]byte, any)
 		http.Error(w, "not an AdmissionReview", http.StatusBadRequest)
 		return
 	}
+	resp := &admissionv1.AdmissionResponse{UID: rev.Request.UID, Allowed: true}
+	if patch != nil {
+		pt := admissionv1.PatchTypeJSONPatch
+		resp.Patch, resp.PatchType = patch, &pt
+	}
 	body, err := json.Marshal(&admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Response: &admissionv1.AdmissionResponse{UID: rev.Request.UID, Allowed: true},
+		Response: resp,
 	})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -93,7 +110,7 @@ type FloorV2 struct{}
 
 // ServeHTTP implements http.Handler.
 func (FloorV2) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	serveFloor(w, r, func(data []byte, v any) error { return jsonv2.Unmarshal(data, v) })
+	serveFloor(w, r, func(data []byte, v any) error { return jsonv2.Unmarshal(data, v) }, nil)
 }
 
 // NewDefaulter serves podgrace's mutation the way a kubebuilder project

@@ -3,9 +3,11 @@
 // controller-runtime's webhook server with podgrace's TLS settings (TLS 1.2
 // minimum, HTTP/1.1 only) and request metrics, serving baseline.Floor at
 // /mutate-v1-pod: every review is decoded and answered allowed, unchanged.
-// Whatever podgrace costs over it under load is podgrace's handler.
+// Whatever podgrace costs over it under load is podgrace's handler. With
+// -patch it answers every review with that file's JSON patch instead
+// (baseline.Replay).
 //
-//	floorserver -cert-dir DIR -host 127.0.0.1 -port 9444
+//	floorserver -cert-dir DIR -host 127.0.0.1 -port 9444 [-patch FILE]
 package main
 
 import (
@@ -29,6 +31,7 @@ func main() {
 	host := flag.String("host", "127.0.0.1", "address to listen on")
 	port := flag.Int("port", 9444, "port to serve HTTPS on")
 	pprofAddr := flag.String("pprof-bind-address", "", "address net/http/pprof is served on (off when empty)")
+	patchFile := flag.String("patch", "", "answer every review with this JSON patch (baseline.Replay) instead of none")
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
 	if *pprofAddr != "" {
@@ -49,7 +52,16 @@ func main() {
 			c.NextProtos = []string{"http/1.1"}
 		}},
 	})
-	srv.Register(webhook.Path, baseline.Floor{})
+	var h http.Handler = baseline.Floor{}
+	if *patchFile != "" {
+		patch, err := os.ReadFile(*patchFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "floorserver:", err)
+			os.Exit(1)
+		}
+		h = baseline.Replay{Patch: patch}
+	}
+	srv.Register(webhook.Path, h)
 	if err := srv.Start(ctrl.SetupSignalHandler()); err != nil {
 		fmt.Fprintln(os.Stderr, "floorserver:", err)
 		os.Exit(1)
