@@ -67,7 +67,9 @@ func installPodgrace(ctx context.Context) (*podgraceInstall, error) {
 	}
 	chartRef := "oci://" + env.Registry + "/charts/podgrace"
 	chartVersion := strings.TrimPrefix(env.ReleaseVersion, "v")
-	if _, err := helm(ctx, "install", rel.Name, chartRef, "--version", chartVersion, "--plain-http",
+	// upgrade --install: `helm install` on a fresh cluster, and a no-op
+	// upgrade when the suite runs again on one `make cluster-up` left up.
+	if _, err := helm(ctx, "upgrade", "--install", rel.Name, chartRef, "--version", chartVersion, "--plain-http",
 		"--namespace", rel.Namespace, "--create-namespace", "-f", valuesFile.Name()); err != nil {
 		return nil, err
 	}
