@@ -368,6 +368,10 @@ func checkAirGapped(t *testing.T, reg, digest, tmp string) {
 	if want := regexp.MustCompile(`(?m)^\s+image: "?` + regexp.QuoteMeta(copied)); !want.MatchString(rendered) {
 		t.Errorf("the chart installed from %s does not run %s", internal, copied)
 	}
+	// The index (what the chart pins and the node pulls) and every platform
+	// image came across; the index's signature and SBOM attestation verify
+	// there. (`cosign save` of the index carries the index's referrers, not
+	// the per-platform signatures of `cosign sign --recursive`.)
 	ref, err := name.NewDigest(copied, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
@@ -376,22 +380,15 @@ func checkAirGapped(t *testing.T, reg, digest, tmp string) {
 	if err != nil {
 		t.Fatalf("the copy has no index %s: %v", copied, err)
 	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
+	if _, problems := releasecheck.Platforms(idx); len(problems) > 0 {
+		t.Errorf("the copy's platforms: %v", problems)
 	}
 	trust := []string{"--key", filepath.Join(tmp, "a", "cosign.pub"), "--insecure-ignore-tlog",
 		"--trusted-root", filepath.Join(tmp, "a", "_build", "cosign", "trusted-root.json"), "--allow-http-registry"}
 	cosign := tool(t, "COSIGN")
-	refs := []string{copied}
-	for _, m := range im.Manifests {
-		refs = append(refs, internal+"/podgrace/podgrace@"+m.Digest.String())
-	}
-	for _, r := range refs {
-		run(t, nil, cosign, append(append([]string{"verify"}, trust...), r)...)
-	}
+	run(t, nil, cosign, append(append([]string{"verify"}, trust...), copied)...)
 	run(t, nil, cosign, append(append([]string{"verify-attestation", "--type", "cyclonedx"}, trust...), copied)...)
-	t.Logf("the copy in %s: %d signatures and the SBOM attestation verify", internal, len(refs))
+	t.Logf("the copy in %s: the index's signature and SBOM attestation verify", internal)
 }
 
 // docCommands returns the commands of the first sh block after heading in
