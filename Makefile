@@ -221,12 +221,16 @@ E2E_DIR ?= /var/lib/podgrace-e2e
 # Extra `go test` flags for make e2e, e.g. E2E_FLAGS='-run Rolling'.
 E2E_FLAGS ?=
 E2E_ENV := E2E_DIR='$(E2E_DIR)' KUBE_VERSION='$(KUBE_VERSION)' ETCD_VERSION='$(ETCD_VERSION)' GO='$(GO)'
+# hack/cluster/publish.sh: make release + make publish to the node registry.
+E2E_PUBLISH_ENV = $(E2E_ENV) MAKE='$(MAKE)' COSIGN='$(COSIGN)' HELM='$(HELM)'
 
 .PHONY: cluster-up
-cluster-up: image ## Bring up the real single-node e2e cluster and leave it running with podgrace installed and the test images imported, to use by hand (Linux, root; make cluster-down removes it).
+cluster-up: $(RELEASE_TOOLS) ## Bring up the real single-node e2e cluster and leave it running with a podgrace release published to its node registry and installed from it, and the test images imported, to use by hand (Linux, root; make cluster-down removes it).
 	$(E2E_ENV) hack/cluster/up.sh
+	$(E2E_PUBLISH_ENV) hack/cluster/publish.sh
 	@# The e2e suite's own setup with no test: builds and imports the test
-	@# images (app, ingress proxy) and installs podgrace from the chart.
+	@# images (app, ingress proxy) and installs podgrace with helm install
+	@# from the node registry.
 	E2E_DIR='$(E2E_DIR)' $(GO) test -tags e2e -count=1 -run '^$$' ./test/e2e/
 	@echo "cluster up with podgrace installed: export $$(grep '^KUBECONFIG=' '$(E2E_DIR)/cluster.env')"
 
@@ -235,8 +239,8 @@ cluster-down: ## Tear the e2e cluster down and verify that nothing of it is left
 	$(E2E_ENV) hack/cluster/down.sh
 
 .PHONY: e2e
-e2e: image ## Real-node e2e: cluster up, podgrace installed, rollout, traffic-path and SIGTERM tests, cluster down (even on failure; a failure prints its cause first).
-	$(E2E_ENV) hack/cluster/e2e.sh $(E2E_FLAGS)
+e2e: $(RELEASE_TOOLS) ## Real-node e2e: cluster up, a release published to the node registry and podgrace installed from it, rollout, traffic-path and SIGTERM tests, cluster down (even on failure; a failure prints its cause first).
+	$(E2E_PUBLISH_ENV) hack/cluster/e2e.sh $(E2E_FLAGS)
 
 ##@ Benchmarks
 

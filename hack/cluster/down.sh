@@ -8,8 +8,9 @@
 # pods are deleted so the kubelet tears their sandboxes down through CNI,
 # then the kubelet, kube-proxy, the API server (before etcd: it hangs on
 # SIGTERM once etcd is gone), etcd; leftover containers are killed through
-# containerd, containerd stops, then mounts, iptables chains, the bridge,
-# the node address and the kernel settings are cleaned or restored.
+# containerd, containerd stops, the node registry stops, then mounts,
+# iptables chains, the bridge, the node address and the kernel settings are
+# cleaned or restored.
 #
 # E2E_KEEP_STATE=1 keeps $E2E_DIR's files (PKI, etcd data, images) for a
 # faster next bring-up; by default everything but the logs is removed.
@@ -53,6 +54,8 @@ if running containerd; then
   for c in $(ctr_k8s containers ls -q 2>/dev/null); do ctr_k8s containers delete "$c" >/dev/null 2>&1 || true; done
   stop containerd
 fi
+# The node registry (in memory: the release and the images pushed to it go with it).
+stop registry
 
 # Shims of our containerd (started by it, in their own sessions): identified
 # by our socket on their command line, signalled by PID.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# `make e2e`: bring the cluster up, run the e2e tests, tear the cluster down
-# (always). A failing run says why before the teardown: the whole output of
-# each failed test (hack/e2ereport) and the tail of every component log.
+# `make e2e`: bring the cluster up, publish a release to its node registry
+# (hack/cluster/publish.sh), run the e2e tests (which install podgrace from
+# it), tear the cluster down (always). A failing run says why before the
+# teardown: the whole output of each failed test (hack/e2ereport) and the
+# tail of every component log.
 # The test output is also kept in $E2E_DIR/log/e2e-test.log (down.sh keeps
 # the logs).
 #
@@ -33,6 +35,9 @@ trap finish EXIT
 
 "$ROOT/hack/cluster/up.sh" # a failed bring-up prints its own log tails
 UP_DONE=1
+# make release + make publish to the node registry: the e2e installs podgrace
+# from that release (test/e2e installPodgrace). Says why when it fails.
+"$ROOT/hack/cluster/publish.sh"
 mkdir -p "$E2E_BIN"
 (cd "$ROOT" && "$GO" build -o "$E2E_BIN/e2ereport" ./hack/e2ereport)
 cd "$ROOT"

@@ -37,7 +37,10 @@ CTR=${CTR:-ctr}
 
 # Components in start order; down.sh stops them in reverse, except that
 # kube-apiserver must stop before etcd (it hangs on SIGTERM once etcd is gone).
-COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy cert-manager)
+# registry is the node registry (hack/registry, in memory, plain HTTP on
+# $NODE_IP:$REGISTRY_PORT): the e2e publishes the release to it
+# (hack/cluster/publish.sh) and pushes test images to it.
+COMPONENTS=(registry containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy cert-manager)
 
 # Kernel settings the cluster changes (ip_forward, bridge netfilter; the
 # kubelet sets the vm/kernel ones): saved by up.sh, restored by down.sh.

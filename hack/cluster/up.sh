@@ -70,6 +70,20 @@ build() {
   "${hack_build[@]}"
   log "building cert-manager (host process) -> $E2E_BIN/cert-manager"
   (cd "$ROOT/test/e2e/certmanager" && GOWORK=off CGO_ENABLED=0 "$GO" build -trimpath -o "$E2E_BIN/cert-manager" .)
+  log "building the node registry (hack/registry) -> $E2E_BIN/registry"
+  (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -trimpath -o "$E2E_BIN/registry" ./hack/registry)
+}
+
+# The node registry: go-containerregistry's registry with the OCI referrers
+# API on (hack/registry; cosign keeps signatures and attestations as
+# referrers), in memory, plain HTTP on the node address (reachable from the
+# host, containerd and pods, and from nowhere else). The e2e publishes the
+# release to it (hack/cluster/publish.sh) and pushes test images to it;
+# containerd pulls from it over HTTP (its mirror below).
+registry_up() {
+  rm -f "$RUN/registry.addr"
+  start registry "$E2E_BIN/registry" -addr "$NODE_IP:$REGISTRY_PORT" -addr-file "$RUN/registry.addr"
+  waitfor "node registry on $NODE_IP:$REGISTRY_PORT" 30 test -s "$RUN/registry.addr"
 }
 
 # PKI: one CA signs the API server's serving certificate and a client
@@ -186,8 +200,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$ETC/cni/net.d"
-  # The e2e's own registry (go-containerregistry's pkg/registry, run by the
-  # tests on the node address, plain HTTP) for image-inspection tests.
+  # The node registry (registry_up: plain HTTP on the node address): podgrace's
+  # release image and the test images the e2e pushes.
   [plugins."io.containerd.grpc.v1.cri".registry.mirrors."$NODE_IP:$REGISTRY_PORT"]
     endpoint = ["http://$NODE_IP:$REGISTRY_PORT"]
 EOF
@@ -335,6 +349,7 @@ phase "binaries"; TB=$SECONDS; build; BUILD_SECONDS=$((SECONDS - TB))
 TU=$SECONDS
 phase "pki"; pki
 phase "host network"; host_network
+phase "node registry"; registry_up
 phase "containerd"; containerd_up
 phase "control plane"; control_plane_up
 phase "node"; node_up

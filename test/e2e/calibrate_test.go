@@ -91,7 +91,9 @@ func runCalibrate(t *testing.T, applyTo string) *calibrate.Report {
 		t.Fatal(err)
 	}
 	url := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, "80") + "/"
-	bin := filepath.Join(env.Root, "bin", "podgrace")
+	// The released CLI (hack/cluster/publish.sh), the linux/amd64 binary
+	// its archive holds.
+	bin := filepath.Join(env.ReleaseDir, "_build", "bin", "linux-amd64", "podgrace")
 	args := []string{"calibrate", "--kubeconfig", env.Kubeconfig, "--trials", "2", "--window", "30s",
 		"--url", url, "--apply-to-namespace", applyTo, "-o", "json"}
 	var stdout, stderr bytes.Buffer

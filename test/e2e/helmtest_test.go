@@ -71,12 +71,13 @@ func podgraceDown(t *testing.T) (restore func()) {
 	return restore
 }
 
-// runHelmTest does what `helm test` does with the chart's test hook (the
-// install applied everything else; the e2e installs without a Helm
-// release, so Helm's own runner has none to test): it creates the hook's
-// ServiceAccount and RBAC, then its Pod, which the real kubelet runs to
-// completion; it returns the pod's phase and log, and deletes the hook's
-// objects. extraArgs are appended to the test container's arguments.
+// runHelmTest does what `helm test` does with the chart's test hook (`helm
+// install` applied everything else; the hook's objects are those `helm get
+// hooks` returned), by itself so that it can run the hook again and keep
+// its pod's phase and log: it creates the hook's ServiceAccount and RBAC,
+// then its Pod, which the real kubelet runs to completion; it returns the
+// pod's phase and log, and deletes the hook's objects. extraArgs are
+// appended to the test container's arguments.
 func runHelmTest(t *testing.T, extraArgs ...string) (corev1.PodPhase, string) {
 	t.Helper()
 	ctx := context.Background()

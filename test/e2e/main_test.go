@@ -47,8 +47,16 @@ var env struct {
 	Kubectl    string
 	NodeIP     string
 	NodeName   string
-	Registry   string // host:port of the e2e registry (image inspection)
-	Root       string // the podgrace module
+	Registry   string // host:port of the node registry (hack/cluster/up.sh)
+	// The release hack/cluster/publish.sh published to the node registry:
+	// its version, its dist directory, its image index's digest, and the
+	// cosign and helm the Makefile built.
+	ReleaseVersion string
+	ReleaseDir     string
+	ReleaseDigest  string
+	Cosign         string
+	Helm           string
+	Root           string // the podgrace module
 	// KubeVersion is the Kubernetes release the cluster was built at
 	// (make e2e KUBE_VERSION=...); the tests check that it runs.
 	KubeVersion string
@@ -178,7 +186,8 @@ func loadEnv() error {
 	for key, dst := range map[string]*string{
 		"KUBECONFIG": &env.Kubeconfig, "CONTAINERD_ADDRESS": &env.Containerd, "CTR": &env.Ctr,
 		"KUBECTL": &env.Kubectl, "NODE_IP": &env.NodeIP, "NODE_NAME": &env.NodeName, "REGISTRY": &env.Registry,
-		"KUBE_VERSION": &env.KubeVersion,
+		"KUBE_VERSION": &env.KubeVersion, "RELEASE_VERSION": &env.ReleaseVersion, "RELEASE_DIR": &env.ReleaseDir,
+		"RELEASE_DIGEST": &env.ReleaseDigest, "COSIGN": &env.Cosign, "HELM": &env.Helm,
 	} {
 		if vals[key] == "" {
 			return fmt.Errorf("%s: %s is not set", file, key)

@@ -3,17 +3,13 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -31,85 +27,93 @@ type podgraceInstall struct {
 	Deployment string
 	Image      string
 	Webhook    string // MutatingWebhookConfiguration name
-	// TestHook are the chart's `helm test` objects, which the install
-	// leaves out as `helm install` does (TestHelmTest runs them).
+	// TestHook are the chart's `helm test` objects, which `helm install`
+	// leaves out (TestHelmTest runs them).
 	TestHook []*unstructured.Unstructured
 }
 
-func (p *podgraceInstall) close() { stopRegistry() }
+func (p *podgraceInstall) close() {}
 
-// installPodgrace installs podgrace the way a user does: the image `make
-// image` built (an OCI archive in dist/) imported into containerd, the Helm
-// chart rendered with Helm's SDK and applied, TLS from cert-manager (running
-// as a host process, hack/cluster/up.sh), then it waits until the API server
-// actually calls the webhook.
+// installPodgrace installs podgrace the way a user installs a release: the
+// release hack/cluster/publish.sh published to the node registry (`make
+// release`, `make publish`), installed with `helm install` from
+// oci://REGISTRY/charts (the chart's default values pin the image by the
+// index's digest, so the node pulls it by digest from the registry: nothing
+// is imported), TLS from cert-manager (running as a host process,
+// hack/cluster/up.sh); then it waits until the API server actually calls
+// the webhook. TestRelease verifies what the node pulled.
 func installPodgrace(ctx context.Context) (*podgraceInstall, error) {
-	archive, err := podgraceImageArchive()
-	if err != nil {
-		return nil, err
-	}
-	ref, err := archiveRef(archive)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", archive, err)
-	}
-	repo, tag, ok := splitTag(ref)
-	if !ok {
-		return nil, fmt.Errorf("%s: image reference %q has no tag", archive, ref)
-	}
-	out, err := exec.CommandContext(ctx, env.Ctr, "--address", env.Containerd, "--namespace", "k8s.io",
-		"images", "import", archive).CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("importing %s: %w\n%s", archive, err, out)
-	}
-
-	dir := filepath.Join(env.Root, chart.Path)
-	if _, err := os.Stat(filepath.Join(dir, "Chart.yaml")); err != nil {
-		return nil, fmt.Errorf("the chart: %w", err)
-	}
 	rel := chart.DefaultRelease
+	// Values a cluster operator would set; the image is the chart's own.
 	values := map[string]any{
-		"image": map[string]any{"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"},
 		"config": map[string]any{"imageInspection": map[string]any{
-			// The e2e registry is plain HTTP on the node address: named,
+			// The node registry is plain HTTP on the node address: named,
 			// since every other registry is HTTPS only.
 			"insecureRegistries": []any{env.Registry},
 		}},
 		// Metrics as a security-minded cluster runs them (TestSecureMetrics).
 		"metrics": map[string]any{"secure": true, "service": true},
 	}
-	rendered, err := chart.Render(dir, rel, values)
+	valuesFile, err := os.CreateTemp("", "podgrace-e2e-values-*.json")
 	if err != nil {
-		return nil, fmt.Errorf("rendering %s: %w", dir, err)
+		return nil, err
 	}
-	p := &podgraceInstall{Namespace: rel.Namespace, Image: ref}
-	var install []*unstructured.Unstructured
-	for _, o := range rendered.Objects {
-		if o.GetAnnotations()["helm.sh/hook"] == "test" {
-			p.TestHook = append(p.TestHook, o)
-			continue
-		}
-		install = append(install, o)
+	defer func() { _ = os.Remove(valuesFile.Name()) }()
+	if err := json.NewEncoder(valuesFile).Encode(values); err != nil {
+		return nil, err
+	}
+	if err := valuesFile.Close(); err != nil {
+		return nil, err
+	}
+	chartRef := "oci://" + env.Registry + "/charts/podgrace"
+	chartVersion := strings.TrimPrefix(env.ReleaseVersion, "v")
+	// upgrade --install: `helm install` on a fresh cluster, and a no-op
+	// upgrade when the suite runs again on one `make cluster-up` left up.
+	if _, err := helm(ctx, "upgrade", "--install", rel.Name, chartRef, "--version", chartVersion, "--plain-http",
+		"--namespace", rel.Namespace, "--create-namespace", "-f", valuesFile.Name()); err != nil {
+		return nil, err
+	}
+	manifest, err := helm(ctx, "get", "manifest", rel.Name, "--namespace", rel.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	objs, err := chart.Decode(manifest)
+	if err != nil {
+		return nil, fmt.Errorf("helm get manifest: %w", err)
+	}
+	p := &podgraceInstall{Namespace: rel.Namespace}
+	for _, o := range objs {
 		switch o.GetKind() {
 		case "Deployment":
 			p.Deployment = o.GetName()
+			cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			if len(cs) > 0 {
+				p.Image, _, _ = unstructured.NestedString(cs[0].(map[string]any), "image")
+			}
 		case "MutatingWebhookConfiguration":
 			p.Webhook = o.GetName()
 		}
 	}
 	if p.Deployment == "" || p.Webhook == "" {
-		return nil, errors.New("the rendered chart has no Deployment or no MutatingWebhookConfiguration")
+		return nil, errors.New("the installed release has no Deployment or no MutatingWebhookConfiguration")
 	}
-	manifest, err := chart.ToYAML(install)
+	if want := env.Registry + "/podgrace@" + env.ReleaseDigest; p.Image != want {
+		return nil, fmt.Errorf("the chart from %s installs image %q, want the release's index by digest %q", chartRef, p.Image, want)
+	}
+	hooks, err := helm(ctx, "get", "hooks", rel.Name, "--namespace", rel.Namespace)
 	if err != nil {
 		return nil, err
 	}
+	hookObjs, err := chart.Decode(hooks)
+	if err != nil {
+		return nil, fmt.Errorf("helm get hooks: %w", err)
+	}
+	for _, o := range hookObjs {
+		if o.GetAnnotations()["helm.sh/hook"] == "test" {
+			p.TestHook = append(p.TestHook, o)
+		}
+	}
 
-	if err := kubectl(ctx, nil, "create", "namespace", rel.Namespace); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {
-		return nil, err
-	}
-	if err := kubectl(ctx, manifest, "apply", "--server-side", "--force-conflicts", "--field-manager", "podgrace-e2e", "-f", "-"); err != nil {
-		return nil, err
-	}
 	if err := kubectl(ctx, nil, "-n", rel.Namespace, "wait", "--for=condition=Ready", "certificates.cert-manager.io", "--all", "--timeout=120s"); err != nil {
 		return nil, fmt.Errorf("cert-manager did not issue podgrace's certificates: %w", err)
 	}
@@ -218,79 +222,6 @@ func probePod(name string) *corev1.Pod {
 	}
 }
 
-// podgraceImageArchive finds the image archive `make image` wrote in dist/.
-func podgraceImageArchive() (string, error) {
-	if f := os.Getenv("PODGRACE_IMAGE_ARCHIVE"); f != "" {
-		return f, nil
-	}
-	matches, _ := filepath.Glob(filepath.Join(env.Root, "dist", "*.tar"))
-	sort.Strings(matches)
-	switch len(matches) {
-	case 0:
-		return "", fmt.Errorf("no image archive in %s/dist (run `make image`)", env.Root)
-	case 1:
-		return matches[0], nil
-	}
-	return "", fmt.Errorf("several image archives in dist/ (%v): set PODGRACE_IMAGE_ARCHIVE", matches)
-}
-
-// archiveRef reads the image reference recorded in an OCI layout archive
-// (index.json annotations) or a docker-archive (manifest.json RepoTags).
-func archiveRef(file string) (string, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = f.Close() }()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return "", errors.New("no index.json or manifest.json with an image name")
-		}
-		if err != nil {
-			return "", err
-		}
-		switch strings.TrimPrefix(h.Name, "./") {
-		case "index.json":
-			var idx struct {
-				Manifests []struct {
-					Annotations map[string]string `json:"annotations"`
-				} `json:"manifests"`
-			}
-			if err := json.NewDecoder(tr).Decode(&idx); err != nil {
-				return "", err
-			}
-			for _, m := range idx.Manifests {
-				for _, k := range []string{"io.containerd.image.name", "org.opencontainers.image.ref.name"} {
-					if v := m.Annotations[k]; strings.Contains(v, ":") || strings.Contains(v, "/") {
-						return v, nil
-					}
-				}
-			}
-		case "manifest.json":
-			var ms []struct{ RepoTags []string }
-			if err := json.NewDecoder(tr).Decode(&ms); err != nil {
-				return "", err
-			}
-			for _, m := range ms {
-				if len(m.RepoTags) > 0 {
-					return m.RepoTags[0], nil
-				}
-			}
-		}
-	}
-}
-
-// splitTag splits "repo/name:tag" (the registry may have a port).
-func splitTag(ref string) (repo, tag string, ok bool) {
-	i := strings.LastIndex(ref, ":")
-	if i < 0 || strings.Contains(ref[i:], "/") {
-		return "", "", false
-	}
-	return ref[:i], ref[i+1:], true
-}
-
 // kubectl runs the cluster's kubectl with the admin kubeconfig.
 func kubectl(ctx context.Context, stdin []byte, args ...string) error {
 	cmd := exec.CommandContext(ctx, env.Kubectl, append([]string{"--kubeconfig", env.Kubeconfig}, args...)...)
@@ -302,4 +233,17 @@ func kubectl(ctx context.Context, stdin []byte, args ...string) error {
 		return fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return nil
+}
+
+// helm runs the helm CLI `make` built (named in cluster.env) against the
+// cluster and returns its standard output.
+func helm(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, env.Helm, append(args, "--kubeconfig", env.Kubeconfig)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("helm %s: %w\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
+	}
+	return string(out), nil
 }

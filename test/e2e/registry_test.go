@@ -4,46 +4,21 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"log"
-	"net"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/podgrace/podgrace/test/e2e/images"
 )
 
-// The e2e registry: go-containerregistry's in-memory registry, plain HTTP,
-// on the node address (reachable from the host, from containerd and from
-// pods, and from nowhere else). podgrace's image inspection reads image
-// configs from it; containerd is configured (hack/cluster/up.sh) to pull
-// from it over HTTP. It lives as long as the test binary.
-var (
-	registryOnce sync.Once
-	registryErr  error
-	registryStop func()
-)
-
-func startRegistry() error {
-	registryOnce.Do(func() {
-		ln, err := net.Listen("tcp", env.Registry)
-		if err != nil {
-			registryErr = fmt.Errorf("e2e registry on %s: %w", env.Registry, err)
-			return
-		}
-		srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		registryStop = func() { _ = srv.Close() }
-	})
-	return registryErr
-}
+// The node registry: go-containerregistry's in-memory registry (hack/registry,
+// referrers on), plain HTTP on the node address (reachable from the host,
+// from containerd and from pods, and from nowhere else), a process
+// hack/cluster/up.sh starts and down.sh stops. podgrace's release is
+// published to it (hack/cluster/publish.sh); podgrace's image inspection
+// reads image configs from it; containerd pulls from it over HTTP.
 
 // registryImage pushes a built test image to the e2e registry and returns
 // its reference there. The kubelet pulls it from the registry (containerd
@@ -58,9 +33,6 @@ func startRegistry() error {
 // (imagePullPolicy IfNotPresent) then gets a pull attempt, which fails here.
 func registryImage(t *testing.T, localRef string) string {
 	t.Helper()
-	if err := startRegistry(); err != nil {
-		t.Fatal(err)
-	}
 	local, ok := builtImages[localRef]
 	if !ok {
 		t.Fatalf("no built image %s", localRef)
@@ -82,10 +54,4 @@ func registryImage(t *testing.T, localRef string) string {
 		t.Fatalf("pushing %s: %v", ref, err)
 	}
 	return ref
-}
-
-func stopRegistry() {
-	if registryStop != nil {
-		registryStop()
-	}
 }

@@ -11,11 +11,6 @@
 package release
 
 import (
-	"archive/tar"
-	"bytes"
-	"debug/elf"
-	"errors"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,8 +21,9 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/podgrace/podgrace/test/releasecheck"
 )
 
 const version = "v0.0.0-test.1"
@@ -156,6 +152,7 @@ func TestRelease(t *testing.T) {
 	t.Run("files", func(t *testing.T) { checkFiles(t, distA) })
 	t.Run("platforms", func(t *testing.T) { checkPlatforms(t, reg, digest) })
 	t.Run("chart", func(t *testing.T) { checkChart(t, helm, reg, digest, tmp) })
+	t.Run("air-gapped", func(t *testing.T) { checkAirGapped(t, reg, digest, tmp) })
 
 	// The same commit built again (another directory, the build cache
 	// warm) gives the same files, byte for byte: the same SHA256SUMS.
@@ -241,82 +238,13 @@ func checkPlatforms(t *testing.T, reg, digest string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
+	checked, problems := releasecheck.Platforms(idx)
+	for _, c := range checked {
+		t.Log(c)
 	}
-	want := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
-	for _, d := range im.Manifests {
-		if d.Platform == nil || d.Platform.OS != "linux" {
-			t.Errorf("index entry %s has platform %v", d.Digest, d.Platform)
-			continue
-		}
-		machine, ok := want[d.Platform.Architecture]
-		if !ok {
-			t.Errorf("unexpected platform %s", d.Platform)
-			continue
-		}
-		delete(want, d.Platform.Architecture)
-		img, err := idx.Image(d.Digest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cf.Architecture != d.Platform.Architecture || cf.OS != "linux" {
-			t.Errorf("%s: config says %s/%s", d.Platform, cf.OS, cf.Architecture)
-		}
-		bin := podgraceBinary(t, img)
-		f, err := elf.NewFile(bytes.NewReader(bin))
-		if err != nil {
-			t.Fatalf("%s: /podgrace is not ELF: %v", d.Platform, err)
-		}
-		if f.Machine != machine || f.Class != elf.ELFCLASS64 {
-			t.Errorf("%s: /podgrace is %s %s, want %s", d.Platform, f.Class, f.Machine, machine)
-		} else {
-			t.Logf("%s %s: /podgrace is ELF %s", d.Platform, d.Digest, f.Machine)
-		}
+	for _, p := range problems {
+		t.Error(p)
 	}
-	if len(want) > 0 {
-		t.Errorf("the index lacks %v", want)
-	}
-}
-
-func podgraceBinary(t *testing.T, img v1.Image) []byte {
-	t.Helper()
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range layers {
-		rc, err := l.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := tar.NewReader(rc)
-		for {
-			h, err := tr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if h.Name == "podgrace" {
-				b, err := io.ReadAll(tr)
-				_ = rc.Close()
-				if err != nil {
-					t.Fatal(err)
-				}
-				return b
-			}
-		}
-		_ = rc.Close()
-	}
-	t.Fatal("no /podgrace in the image")
-	return nil
 }
 
 // checkChart: the chart pulled back from oci://REGISTRY/charts has the
@@ -384,4 +312,118 @@ func checkTampered(t *testing.T, env []string, vars func(string, ...string) []st
 			}
 		})
 	}
+}
+
+// checkAirGapped runs the air-gapped install commands of
+// docs/operate/install.md as written there, with the release's registry
+// for ghcr.io and a second registry on loopback for registry.internal;
+// the only additions are the plain-HTTP flags, and `helm template` for
+// `helm install` (no cluster here). Then the copy's signatures and SBOM
+// attestation verify in the second registry, and the installed chart runs
+// the image by the same digest from there.
+func checkAirGapped(t *testing.T, reg, digest, tmp string) {
+	work, regDir := filepath.Join(tmp, "air-gapped"), filepath.Join(tmp, "internal")
+	for _, d := range []string{work, regDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	internal := startRegistry(t, regDir)
+	cmds := docCommands(t, filepath.Join(root, "docs", "operate", "install.md"), "### Air-gapped installs")
+	subst := strings.NewReplacer(
+		"ghcr.io/podgrace/charts", reg+"/charts", "ghcr.io/podgrace/podgrace", reg+"/podgrace",
+		"registry.internal", internal, "$DIGEST", digest,
+		"vX.Y.Z", version, "X.Y.Z", strings.TrimPrefix(version, "v"))
+	var rendered string
+	for _, c := range cmds {
+		args := strings.Fields(subst.Replace(c))
+		switch {
+		case len(args) < 2:
+			t.Fatalf("docs command %q", c)
+		case args[0] == "cosign":
+			args = append([]string{tool(t, "COSIGN"), args[1], "--allow-http-registry"}, args[2:]...)
+		case args[0] == "helm":
+			if args[1] == "install" {
+				args[1] = "template"
+			}
+			args = append([]string{tool(t, "HELM"), args[1], "--plain-http"}, args[2:]...)
+		default:
+			t.Fatalf("the air-gapped commands in docs/operate/install.md use %s; this test runs cosign and helm only: %q", args[0], c)
+		}
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Dir = work
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s (docs: %s): %v\n%s", strings.Join(args, " "), c, err, out)
+		}
+		t.Logf("ran %q", c)
+		if args[1] == "template" {
+			rendered = string(out)
+		}
+	}
+	if len(cmds) < 5 || rendered == "" {
+		t.Fatalf("docs/operate/install.md's air-gapped block has %d commands and no helm install: %q", len(cmds), cmds)
+	}
+	copied := internal + "/podgrace/podgrace@" + digest
+	if want := regexp.MustCompile(`(?m)^\s+image: "?` + regexp.QuoteMeta(copied)); !want.MatchString(rendered) {
+		t.Errorf("the chart installed from %s does not run %s", internal, copied)
+	}
+	// The index (what the chart pins and the node pulls) and every platform
+	// image came across; the index's signature and SBOM attestation verify
+	// there. (`cosign save` of the index carries the index's referrers, not
+	// the per-platform signatures of `cosign sign --recursive`.)
+	ref, err := name.NewDigest(copied, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(ref)
+	if err != nil {
+		t.Fatalf("the copy has no index %s: %v", copied, err)
+	}
+	if _, problems := releasecheck.Platforms(idx); len(problems) > 0 {
+		t.Errorf("the copy's platforms: %v", problems)
+	}
+	trust := []string{"--key", filepath.Join(tmp, "a", "cosign.pub"), "--insecure-ignore-tlog",
+		"--trusted-root", filepath.Join(tmp, "a", "_build", "cosign", "trusted-root.json"), "--allow-http-registry"}
+	cosign := tool(t, "COSIGN")
+	run(t, nil, cosign, append(append([]string{"verify"}, trust...), copied)...)
+	run(t, nil, cosign, append(append([]string{"verify-attestation", "--type", "cyclonedx"}, trust...), copied)...)
+	t.Logf("the copy in %s: the index's signature and SBOM attestation verify", internal)
+}
+
+// docCommands returns the commands of the first sh block after heading in
+// a Markdown file: continuation lines joined, comments and blank lines
+// left out.
+func docCommands(t *testing.T, file, heading string) []string {
+	t.Helper()
+	text := readFile(t, file)
+	i := strings.Index(text, "\n"+heading+"\n")
+	if i < 0 {
+		t.Fatalf("%s has no %q", file, heading)
+	}
+	text = text[i:]
+	start := strings.Index(text, "\n```sh\n")
+	if start < 0 {
+		t.Fatalf("%s: no sh block after %q", file, heading)
+	}
+	text = text[start+len("\n```sh\n"):]
+	block, _, ok := strings.Cut(text, "\n```\n")
+	if !ok {
+		t.Fatalf("%s: the sh block after %q does not end", file, heading)
+	}
+	var cmds []string
+	cur := ""
+	for _, line := range strings.Split(block, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "#") || (line == "" && cur == "") {
+			continue
+		}
+		if more, ok := strings.CutSuffix(line, "\\"); ok {
+			cur += more + " "
+			continue
+		}
+		cmds = append(cmds, strings.TrimSpace(cur+line))
+		cur = ""
+	}
+	return cmds
 }
