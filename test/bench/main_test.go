@@ -29,19 +29,11 @@ package bench
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"errors"
 	"flag"
 	"fmt"
 	"maps"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,6 +54,7 @@ import (
 
 	"github.com/podgrace/podgrace/internal/freeport"
 	"github.com/podgrace/podgrace/internal/procstat"
+	"github.com/podgrace/podgrace/internal/testcert"
 	"github.com/podgrace/podgrace/pkg/webhook"
 )
 
@@ -162,7 +155,7 @@ func setUp(env *envtest.Environment) (func(), error) {
 	}
 	loadgenBin = bins["loadgen"]
 
-	if err := writeCerts(workDir); err != nil {
+	if caPEM, err = testcert.Write(workDir, "127.0.0.1", "localhost"); err != nil {
 		return stop, err
 	}
 	caFile = filepath.Join(workDir, "ca.crt")
@@ -318,59 +311,6 @@ func buildBinaries(out map[string]string, variants []string) error {
 	return nil
 }
 
-// writeCerts writes a CA (ca.crt) and a serving certificate for 127.0.0.1
-// and localhost signed by it (tls.crt, tls.key) into dir.
-func writeCerts(dir string) error {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "podgrace-bench-ca"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "podgrace-bench"},
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	files := map[string][]byte{
-		"ca.crt":  caPEM,
-		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // server is a webhook process this suite started.
 type server struct {
 	name string
@@ -436,31 +376,10 @@ func (s *server) waitServing(ctx context.Context) error {
 	return nil
 }
 
-// memory reads VmRSS and VmHWM (peak RSS), in KiB, from /proc.
+// memory reads VmRSS and VmHWM (peak RSS), in KiB.
 func (s *server) memory() (rss, hwm int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("%s: %q: %w", k, v, err)
-		}
-		if k == "VmRSS" {
-			rss = n
-		} else {
-			hwm = n
-		}
-	}
-	if rss == 0 {
-		return 0, 0, errors.New("no VmRSS in /proc/PID/status")
-	}
-	return rss, hwm, nil
+	rss, hwm, err = procstat.Memory(s.cmd.Process.Pid)
+	return rss >> 10, hwm >> 10, err
 }
 
 // cpuTime reads the CPU time (user and system, all threads) the server has

@@ -20,27 +20,18 @@ package growth
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"maps"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -56,6 +47,8 @@ import (
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/internal/freeport"
+	"github.com/podgrace/podgrace/internal/procstat"
+	"github.com/podgrace/podgrace/internal/testcert"
 	"github.com/podgrace/podgrace/pkg/policy"
 	"github.com/podgrace/podgrace/pkg/webhook"
 )
@@ -127,7 +120,7 @@ func setUp(env *envtest.Environment) error {
 	cfg.QPS, cfg.Burst = -1, 0 // no client-side rate limit: the API server is what is measured
 	restConfig = cfg
 	kube = kubernetes.NewForConfigOrDie(cfg)
-	if err := writeCerts(workDir); err != nil {
+	if caPEM, err = testcert.Write(workDir, "127.0.0.1"); err != nil {
 		return err
 	}
 	user, err := env.AddUser(envtest.User{Name: "podgrace", Groups: []string{"system:masters"}}, nil)
@@ -140,58 +133,6 @@ func setUp(env *envtest.Environment) error {
 	}
 	kubeconfig = filepath.Join(workDir, "kubeconfig")
 	return os.WriteFile(kubeconfig, kc, 0o600)
-}
-
-// writeCerts writes a CA (ca.crt) and a serving certificate for 127.0.0.1
-// signed by it (tls.crt, tls.key) into dir.
-func writeCerts(dir string) error {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "podgrace-growth-ca"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "podgrace-growth"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:   now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	for name, b := range map[string][]byte{
-		"ca.crt":  caPEM,
-		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // server is a `podgrace webhook` process.
@@ -327,31 +268,7 @@ func servedNamespace(t *testing.T, s *server) string {
 }
 
 // memory reads VmRSS and VmHWM (peak RSS) of s, in bytes.
-func (s *server) memory() (rss, hwm int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("%s: %q: %w", k, v, err)
-		}
-		if k == "VmRSS" {
-			rss = n << 10
-		} else {
-			hwm = n << 10
-		}
-	}
-	if rss == 0 {
-		return 0, 0, errors.New("no VmRSS in /proc/PID/status")
-	}
-	return rss, hwm, nil
-}
+func (s *server) memory() (rss, hwm int64, err error) { return procstat.Memory(s.cmd.Process.Pid) }
 
 // settled is the webhook's memory after a forced collection: VmRSS, VmHWM
 // and the live heap (go_memstats_heap_alloc_bytes right after the GC that

@@ -29,6 +29,7 @@ import (
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/internal/freeport"
+	"github.com/podgrace/podgrace/internal/testcert"
 	"github.com/podgrace/podgrace/internal/testkube"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
@@ -142,7 +143,7 @@ func TestStorm(t *testing.T) {
 	}
 	noop.Webhook.Webhooks[0].Name = noopWebhook
 	certDir := workDir
-	caPEM, err := writeCerts(certDir, pg.Service.Name+"."+ns+".svc", noop.Service.Name+"."+ns+".svc")
+	caPEM, err := testcert.Write(certDir, pg.Service.Name+"."+ns+".svc", noop.Service.Name+"."+ns+".svc")
 	if err != nil {
 		t.Fatal(err)
 	}
