@@ -2,6 +2,7 @@ package inject
 
 import (
 	"context"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -21,6 +22,11 @@ type PodInput struct {
 	HookAction           policy.HookAction
 	// Images may be nil: argvs that come from an image are then left alone.
 	Images ImageLookup
+	// LookupDeadline, when set, bounds the image lookup: it runs under a
+	// context with this deadline, made only when there is a lookup (the
+	// webhook's admission deadline; a timer per admission would cost every
+	// pod).
+	LookupDeadline time.Time
 }
 
 // Pod runs the whole mutation of one pod: resolve the policy, read the image
@@ -37,11 +43,21 @@ func Pod(ctx context.Context, in PodInput) Result {
 	denied := in.Config.Strict && len(pp.Problems) > 0
 	if in.Images != nil && !denied {
 		if need := ImagesNeeded(in.Pod, &pp, &prev); len(need) > 0 {
-			images = in.Images(ctx, in.Pod, need)
+			images = lookup(ctx, in, need)
 		}
 	}
 	if err := ctx.Err(); err != nil {
 		return Result{Pod: in.Pod, Err: err}
 	}
 	return Mutate(Input{Pod: in.Pod, Policy: &pp, Config: in.Config, HookAction: in.HookAction, Images: images, Previous: &prev})
+}
+
+// lookup reads the image configs of need, under in.LookupDeadline if set.
+func lookup(ctx context.Context, in PodInput, need []string) map[string]ImageInfo {
+	if !in.LookupDeadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, in.LookupDeadline)
+		defer cancel()
+	}
+	return in.Images(ctx, in.Pod, need)
 }

@@ -190,20 +190,13 @@ func (h *Handler) admit(ctx context.Context, deadline time.Time, req *admissionR
 	if err := pastDeadline(ctx, deadline); err != nil {
 		return nil, abandoned(err)
 	}
-	images := h.Images
-	if images != nil && !deadline.IsZero() {
-		images = func(ctx context.Context, pod *corev1.Pod, names []string) map[string]inject.ImageInfo {
-			ctx, cancel := context.WithDeadline(ctx, deadline)
-			defer cancel()
-			return h.Images(ctx, pod, names)
-		}
-	}
 	res := inject.Pod(ctx, inject.PodInput{
 		Pod:                  pod,
 		NamespaceAnnotations: nsAnnotations,
 		Config:               h.Config,
 		HookAction:           h.HookAction,
-		Images:               images,
+		Images:               h.Images,
+		LookupDeadline:       deadline,
 	})
 	if res.Err == nil {
 		res.Err = pastDeadline(ctx, deadline)
