@@ -218,6 +218,10 @@ func TestRequestController(t *testing.T) {
 		"fallback decoder": bytes.Replace(body, []byte(`"uid":"0a1b2c"`), []byte(`"uid":"0a1b2c","uid":"0a1b2c"`), 1),
 	} {
 		t.Run(name, func(t *testing.T) {
+			var fast podReview
+			if fastOK := decodeFast(b, &fast) == nil; fastRejectsDuplicateNames && fastOK != (name == "fast decoder") {
+				t.Fatalf("decodeFast accepted the body: %v; this case is for the %s", fastOK, name)
+			}
 			req := read(t, b)
 			if len(req.Pod.OwnerReferences) != 0 {
 				t.Errorf("the core's pod holds ownerReferences: %v", req.Pod.OwnerReferences)
