@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -76,27 +77,20 @@ func newStore(t *testing.T) *store {
 func (s *store) pushShellForm(t *testing.T, n int) {
 	t.Helper()
 	host := strings.TrimPrefix(s.push.URL, "http://")
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 8)
+	var g errgroup.Group
+	g.SetLimit(8)
 	for k := range n {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			img := imagetest.Build(t, imagetest.Image{Cmd: []string{"/bin/sh", "-c", fmt.Sprintf("/app --id %d", k)}})
 			ref, err := name.ParseReference(fmt.Sprintf("%s/app-%05d:1", host, k), name.Insecure)
-			if err == nil {
-				err = remote.Write(ref, img)
+			if err != nil {
+				return err
 			}
-			errs <- err
+			return remote.Write(ref, img)
 		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
 	}
 }
 
