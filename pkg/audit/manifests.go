@@ -102,10 +102,7 @@ func (v *ChartValues) MutatingWebhook() *admissionregistrationv1.MutatingWebhook
 		Name:              registration.WebhookName,
 		NamespaceSelector: sel.NamespaceSelector(),
 		ObjectSelector:    registration.ObjectSelector(),
-		MatchConditions: append([]admissionregistrationv1.MatchCondition{{
-			Name:       "not-a-mirror-pod",
-			Expression: "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)",
-		}}, v.Webhook.MatchConditions...),
+		MatchConditions:   v.Webhook.MatchConditions,
 	}
 }
 

@@ -137,6 +137,11 @@ spec: {containers: [{name: app, image: x, command: [/app]}]}
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: mirror, namespace: team-a, annotations: {kubernetes.io/config.mirror: 4f1d2c3b}}
+spec: {containers: [{name: app, image: x, command: [/app]}]}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: app, namespace: monitoring}
 spec: {containers: [{name: app, image: x, command: [/app]}]}
 ---
@@ -164,6 +169,7 @@ spec: {containers: [{name: app, image: x, command: [/app]}]}
 	for name, want := range map[string]Served{
 		"team-a/Pod/app":     ServedYes,
 		"team-a/Pod/batch":   ServedNo, // the matchCondition
+		"team-a/Pod/mirror":  ServedNo, // a mirror pod: podgrace's handler leaves it alone
 		"monitoring/Pod/app": ServedNo, // excluded by name
 		"no-team/Pod/app":    ServedYes,
 		"podgrace/Pod/app":   ServedNo, // podgrace's own namespace
@@ -174,6 +180,9 @@ spec: {containers: [{name: app, image: x, command: [/app]}]}
 	}
 	if w := got["team-a/Pod/batch"]; w != nil && !strings.Contains(w.ServedReason, "not-batch") {
 		t.Errorf("reason %q does not name the matchCondition", w.ServedReason)
+	}
+	if w := got["team-a/Pod/mirror"]; w != nil && !strings.Contains(w.ServedReason, "mirror pod") {
+		t.Errorf("reason %q does not say it is a mirror pod", w.ServedReason)
 	}
 
 	// A condition the audit cannot evaluate says so instead of guessing.

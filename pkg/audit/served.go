@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/podgrace/podgrace/pkg/registration"
 )
 
 // matcher decides, as the API server does, whether one of podgrace's webhooks
@@ -79,6 +81,9 @@ func (m *matcher) served(pod *corev1.Pod, nsLabels map[string]string) (Served, s
 	}
 	if !m.objects.Matches(labels.Set(pod.Labels)) {
 		return ServedNo, "pod labels not selected by " + m.name
+	}
+	if registration.IsMirrorPod(pod) {
+		return ServedNo, "a mirror pod (a static pod's copy): podgrace leaves it alone"
 	}
 	if m.err != nil {
 		return ServedUnknown, m.name + ": " + m.err.Error()

@@ -52,3 +52,16 @@ func ObjectSelector() *metav1.LabelSelector {
 		{Key: policy.LabelInject, Operator: metav1.LabelSelectorOpNotIn, Values: []string{policy.InjectDisabled}},
 	}}
 }
+
+// IsMirrorPod says whether pod is a mirror pod, the API server's copy of a
+// static pod file on a node (annotated kubernetes.io/config.mirror):
+// podgrace leaves it alone, since a change made to the copy is not what the
+// kubelet runs. The webhook's handler tests this itself instead of the
+// registration carrying a matchCondition: a matchCondition makes the API
+// server convert the whole pod for CEL on every call, about 1 ms of its CPU
+// per pod (twice for a pod podgrace mutates, on reinvocation), for pods
+// that are nearly never mirror pods (docs/develop/performance.md).
+func IsMirrorPod(pod *corev1.Pod) bool {
+	_, ok := pod.Annotations[corev1.MirrorPodAnnotationKey]
+	return ok
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
+	"github.com/podgrace/podgrace/pkg/registration"
 )
 
 // NamespaceLookup returns the annotations of a namespace. The server's
@@ -98,6 +99,9 @@ const (
 	reasonNoObject     = "no-object"
 	reasonUndecodable  = "undecodable-object"
 	reasonPatchEncoded = "patch-encoding"
+	// reasonMirrorPod: a mirror pod is left alone by design, without a
+	// warning (registration.IsMirrorPod).
+	reasonMirrorPod = "mirror-pod"
 )
 
 // ServeHTTP implements http.Handler.
@@ -170,6 +174,11 @@ func (h *Handler) admit(ctx context.Context, deadline time.Time, req *admissionR
 	name := pod.Name
 	if name == "" {
 		name = pod.GenerateName
+	}
+	if registration.IsMirrorPod(pod) {
+		notHandledTotal.WithLabelValues(reasonMirrorPod).Inc()
+		h.Log.V(1).Info("Allowed unchanged: a mirror pod", requestKV(req, name)...)
+		return &admissionv1.AdmissionResponse{Allowed: true}, nil
 	}
 
 	var warnings []inject.Warning

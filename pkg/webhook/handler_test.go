@@ -256,6 +256,24 @@ func TestHandlerAllowsWhatItDoesNotHandle(t *testing.T) {
 	}
 }
 
+// TestHandlerLeavesMirrorPods: a mirror pod is allowed unchanged and
+// without a warning (the kubelet creates it; nobody is there to read one),
+// whatever else it carries; the same pod without the annotation is mutated.
+func TestHandlerLeavesMirrorPods(t *testing.T) {
+	t.Parallel()
+	h := newTestHandler(nil, nil)
+	mirror := testPod()
+	mirror.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: "4f1d2c3b", policy.AnnotationPreStopSleep: "not-a-duration"}
+	resp := decodeResponse(t, post(h, reviewFor(t, mirror, nil), "application/json"), "0a1b2c")
+	if !resp.Allowed || resp.Patch != nil || resp.Result != nil || len(resp.Warnings) > 0 {
+		t.Errorf("a mirror pod: want allowed, no patch, no warning; got %+v", resp)
+	}
+	resp = decodeResponse(t, post(h, reviewFor(t, testPod(), nil), "application/json"), "0a1b2c")
+	if !resp.Allowed || resp.Patch == nil {
+		t.Errorf("the same pod, not a mirror pod: want a patch, got %+v", resp)
+	}
+}
+
 func TestHandlerMutatesPodCreate(t *testing.T) {
 	t.Parallel()
 	pod := testPod()

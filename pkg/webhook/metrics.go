@@ -34,7 +34,7 @@ var (
 	}, []string{"kind"})
 	notHandledTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "podgrace_requests_not_handled_total",
-		Help: "Requests answered without running the mutation: HTTP errors for malformed reviews, allowed-unchanged for reviews that are not a Pod CREATE, panics.",
+		Help: "Requests answered without running the mutation: HTTP errors for malformed reviews, allowed-unchanged for reviews that are not a Pod CREATE and for mirror pods, panics.",
 	}, []string{"reason"})
 	warnModePodsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "podgrace_warn_mode_pods_total",

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
 
 	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/internal/freeport"
@@ -113,16 +115,18 @@ type setup struct {
 
 // isPodgrace says whether a setup is served by podgrace or one of its variants.
 func (s setup) isPodgrace() bool {
-	return s.name != "none" && s.name != "noop" && s.name != "replay" && s.name != "policy"
+	return s.name != "none" && s.name != "noop" && !s.isReplay() && s.name != "policy"
 }
+
+// isReplay says whether a setup is a no-op answering with a fixed patch.
+func (s setup) isReplay() bool { return strings.HasPrefix(s.name, "replay") }
 
 // mutates says whether pods created in the setup's namespace are mutated.
 func (s setup) mutates() bool { return s.name != "none" && s.name != "noop" }
 
-// startReplay starts the floor server answering every review with
-// podgrace's patch of the typical pod (baseline.Replay): podgrace's answer
-// to the typical review, fetched from the running podgrace.
-func startReplay(ctx context.Context, b *testing.B) *server {
+// podgracePatch is podgrace's answer to the typical review: its JSON patch
+// of the typical pod, fetched from the running podgrace.
+func podgracePatch(ctx context.Context, b *testing.B) []byte {
 	b.Helper()
 	body, err := os.ReadFile(typicalReview)
 	if err != nil {
@@ -146,15 +150,44 @@ func startReplay(ctx context.Context, b *testing.B) *server {
 	if err := json.NewDecoder(resp.Body).Decode(&rev); err != nil || rev.Response == nil || len(rev.Response.Patch) == 0 {
 		b.Fatalf("podgrace's answer to %s has no patch (%v)", typicalReview, err)
 	}
-	patchFile := filepath.Join(workDir, "podgrace.patch")
-	if err := os.WriteFile(patchFile, rev.Response.Patch, 0o600); err != nil {
+	return rev.Response.Patch
+}
+
+// metadataOnly keeps the operations of a JSON patch on /metadata (podgrace's
+// status annotation): a patch as small as a mutating webhook's can be.
+func metadataOnly(b *testing.B, patch []byte) []byte {
+	b.Helper()
+	var ops []map[string]any
+	if err := json.Unmarshal(patch, &ops); err != nil {
+		b.Fatal(err)
+	}
+	ops = slices.DeleteFunc(ops, func(op map[string]any) bool {
+		path, _ := op["path"].(string)
+		return !strings.HasPrefix(path, "/metadata/")
+	})
+	if len(ops) == 0 {
+		b.Fatalf("podgrace's patch %s has no operation on /metadata", patch)
+	}
+	out, err := json.Marshal(ops)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+// startReplay starts the floor server answering every review with patch
+// (baseline.Replay).
+func startReplay(ctx context.Context, b *testing.B, name string, patch []byte) *server {
+	b.Helper()
+	patchFile := filepath.Join(workDir, name+".patch")
+	if err := os.WriteFile(patchFile, patch, 0o600); err != nil {
 		b.Fatal(err)
 	}
 	ports, err := freeport.Take(1)
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := startServer("replay", ports[0], floor.cmd.Path, "-cert-dir", workDir, "-port", strconv.Itoa(ports[0]), "-patch", patchFile)
+	s, err := startServer(name, ports[0], floor.cmd.Path, "-cert-dir", workDir, "-port", strconv.Itoa(ports[0]), "-patch", patchFile)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -162,7 +195,7 @@ func startReplay(ctx context.Context, b *testing.B) *server {
 	if err := s.waitServing(ctx); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("replay: podgrace's patch of the typical pod, %d bytes", len(rev.Response.Patch))
+	b.Logf("%s: a no-op answering with a %d-byte patch: %s", name, len(patch), patch)
 	return s
 }
 
@@ -188,7 +221,11 @@ func dryRun(ctx context.Context, ns string, pod *corev1.Pod) (*corev1.Pod, error
 // (test/bench/floorserver: a mutating webhook that answers allowed with no
 // patch) registered exactly as podgrace is: the least being a webhook costs;
 // (iii) replay, the same no-op answering with podgrace's patch of the pod
-// (what the patch costs the API server, without podgrace's decisions);
+// (what the patch costs the API server, without podgrace's decisions), and
+// two ways of splitting that cost: replay-never, the same with
+// reinvocationPolicy Never (what reinvocation costs), and replay-meta,
+// answering with only the patch's /metadata operation, podgrace's status
+// annotation (what any patch costs, against what this one's size does);
 // (iv) podgrace, opted in to podgrace's webhook (the real binary,
 // registered with its own configuration); (v) policy, served by the
 // admission policies `podgrace generate policy` prints
@@ -199,9 +236,8 @@ func dryRun(ctx context.Context, ns string, pod *corev1.Pod) (*corev1.Pod, error
 // p90, with the range of the per-round ratios.
 func BenchmarkPodCreate(b *testing.B) {
 	const (
-		rounds = 10 // a multiple of the five setups: each is first, second… equally often
-		block  = 150
-		warm   = 20
+		block = 150
+		warm  = 20
 	)
 	ctx := b.Context()
 	pod := typicalPod(b)
@@ -216,14 +252,16 @@ func BenchmarkPodCreate(b *testing.B) {
 		b.Fatalf("kube-apiserver %s does not serve admissionregistration.k8s.io/v1 mutatingadmissionpolicies", serverVersion())
 	}
 
-	setups := []setup{{name: "none"}, {name: "noop"}, {name: "replay"}, {name: "podgrace"}, {name: "policy"}}
+	setups := []setup{{name: "none"}, {name: "noop"}, {name: "replay"}, {name: "podgrace"}, {name: "policy"}, {name: "replay-never"}, {name: "replay-meta"}}
 	labels := map[string]map[string]string{
 		"none": nil,
 		// Opted in as podgrace's namespaces are, to the no-op webhooks.
-		"noop":     {policy.LabelInject: policy.InjectEnabled, variantLabel: "noop"},
-		"replay":   {policy.LabelInject: policy.InjectEnabled, variantLabel: "replay"},
-		"podgrace": {policy.LabelInject: policy.InjectEnabled},
-		"policy":   {policyLabel: "true"},
+		"noop":         {policy.LabelInject: policy.InjectEnabled, variantLabel: "noop"},
+		"replay":       {policy.LabelInject: policy.InjectEnabled, variantLabel: "replay"},
+		"replay-never": {policy.LabelInject: policy.InjectEnabled, variantLabel: "replay-never"},
+		"replay-meta":  {policy.LabelInject: policy.InjectEnabled, variantLabel: "replay-meta"},
+		"podgrace":     {policy.LabelInject: policy.InjectEnabled},
+		"policy":       {policyLabel: "true"},
 	}
 	for _, v := range variants {
 		setups = append(setups, setup{name: v.name})
@@ -239,8 +277,11 @@ func BenchmarkPodCreate(b *testing.B) {
 		setups[i].ns = ns.Name
 	}
 
-	register := func(name string, s *server, sel metav1.LabelSelectorRequirement) {
+	register := func(name string, s *server, sel metav1.LabelSelectorRequirement, edit ...func(*admissionregistrationv1.MutatingWebhook)) {
 		mwc := mustWebhook(chart.WebhookOptions{Name: name, URL: s.url, CABundle: caPEM, ExtraNamespaceSelector: []metav1.LabelSelectorRequirement{sel}})
+		for _, e := range edit {
+			e(&mwc.Webhooks[0])
+		}
 		if _, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
 			b.Fatal(err)
 		}
@@ -251,7 +292,15 @@ func BenchmarkPodCreate(b *testing.B) {
 	register("podgrace-bench", podgrace, metav1.LabelSelectorRequirement{Key: variantLabel, Operator: metav1.LabelSelectorOpDoesNotExist})
 	// The no-op: the floor server, same TLS, registered as podgrace is.
 	register("bench-noop", floor, metav1.LabelSelectorRequirement{Key: variantLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"noop"}})
-	register("bench-replay", startReplay(ctx, b), metav1.LabelSelectorRequirement{Key: variantLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"replay"}})
+	patch := podgracePatch(ctx, b)
+	replay := startReplay(ctx, b, "replay", patch)
+	register("bench-replay", replay, metav1.LabelSelectorRequirement{Key: variantLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"replay"}})
+	register("bench-replay-never", replay, metav1.LabelSelectorRequirement{Key: variantLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"replay-never"}},
+		func(w *admissionregistrationv1.MutatingWebhook) {
+			w.ReinvocationPolicy = ptr.To(admissionregistrationv1.NeverReinvocationPolicy)
+		})
+	register("bench-replay-meta", startReplay(ctx, b, "replay-meta", metadataOnly(b, patch)),
+		metav1.LabelSelectorRequirement{Key: variantLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{"replay-meta"}})
 	for _, v := range variants {
 		register("bench-"+v.name, v, metav1.LabelSelectorRequirement{Key: variantLabel, Operator: metav1.LabelSelectorOpIn, Values: []string{v.name}})
 	}
@@ -259,7 +308,7 @@ func BenchmarkPodCreate(b *testing.B) {
 	var sleep int64
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		for _, s := range setups {
-			if !s.isPodgrace() && s.name != "replay" {
+			if !s.isPodgrace() && !s.isReplay() {
 				continue
 			}
 			p, err := dryRun(ctx, s.ns, pod)
@@ -269,7 +318,9 @@ func BenchmarkPodCreate(b *testing.B) {
 			if _, ok := p.Annotations[policy.AnnotationStatus]; !ok {
 				return false, nil
 			}
-			sleep = preStopSleeps(p)[0]
+			if s.name != "replay-meta" {
+				sleep = preStopSleeps(p)[0]
+			}
 		}
 		return true, nil
 	})
@@ -297,7 +348,7 @@ func BenchmarkPodCreate(b *testing.B) {
 		_, annotated := p.Annotations[policy.AnnotationStatus]
 		sleeps := preStopSleeps(p)
 		want := []int64{sleep, sleep, sleep}
-		if !s.mutates() {
+		if !s.mutates() || s.name == "replay-meta" {
 			want = []int64{0, 0, 0}
 		}
 		if !slices.Equal(sleeps, want) || annotated != s.mutates() {
@@ -326,6 +377,7 @@ func BenchmarkPodCreate(b *testing.B) {
 	}
 	lat := map[string][]time.Duration{}
 	perRound := map[string][][]time.Duration{} // per setup, each round's block
+	rounds := 2 * len(setups)                  // each setup is first, second… equally often
 	for r := range rounds {
 		for i := range setups {
 			s := setups[(r+i)%len(setups)]
@@ -333,6 +385,10 @@ func BenchmarkPodCreate(b *testing.B) {
 			lat[s.name] = append(lat[s.name], d...)
 			perRound[s.name] = append(perRound[s.name], d)
 		}
+	}
+
+	if os.Getenv("BENCH_APISERVER_PROFILE") != "" {
+		profileAPIServer(ctx, b, setups, func(s setup) int { return len(create(s, block)) })
 	}
 
 	q := func(name string, p float64) float64 { return quantileMs(lat[name], p) }
@@ -368,13 +424,57 @@ func BenchmarkPodCreate(b *testing.B) {
 		b.ReportMetric(lo, "podgrace-added/noop-added-"+name+"-min")
 		b.ReportMetric(hi, "podgrace-added/noop-added-"+name+"-max")
 		b.ReportMetric(added("replay")/added("noop"), "replay-added/noop-added-"+name)
+		// Where the replay's cost goes: any patch at all (the status
+		// annotation alone), the rest of podgrace's patch, reinvocation.
+		b.Logf("%s added by the patch: any patch (the annotation alone) %+.2f ms, the rest of podgrace's patch %+.2f ms, reinvocation (IfNeeded against Never) %+.2f ms",
+			name, added("replay-meta")-added("noop"), added("replay")-added("replay-meta"), added("replay")-added("replay-never"))
+		b.ReportMetric(added("replay-meta")/added("noop"), "replay-meta-added/noop-added-"+name)
+		b.ReportMetric(added("replay-never")/added("noop"), "replay-never-added/noop-added-"+name)
 	}
-	for _, s := range setups[5:] {
+	for _, s := range setups[7:] {
 		added := q(s.name, 0.5) - none
 		b.ReportMetric(added, s.name+"-added-ms")
 		b.ReportMetric(addedPG/added, "podgrace-added/"+s.name+"-added")
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// profileAPIServer takes a CPU profile of the API server (its
+// /debug/pprof/profile, on by default) while each of the none, noop,
+// replay-meta, replay and podgrace setups creates pods for the same time,
+// one block after another, and writes each to the work dir as
+// apiserver-<setup>.pprof with the number of pods created: what the API
+// server does for a pod a webhook patches, against one nobody does
+// (`go tool pprof -top -diff_base apiserver-noop.pprof apiserver-replay.pprof`).
+// BENCH_APISERVER_PROFILE=1 turns it on (with BENCH_KEEP=1 to keep them).
+func profileAPIServer(ctx context.Context, b *testing.B, setups []setup, create func(setup) int) {
+	b.Helper()
+	const seconds = 15
+	for _, s := range setups {
+		if !slices.Contains([]string{"none", "noop", "replay-meta", "replay", "podgrace"}, s.name) {
+			continue
+		}
+		prof := make(chan []byte, 1)
+		errs := make(chan error, 1)
+		go func() {
+			body, err := kube.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", strconv.Itoa(seconds)).DoRaw(ctx)
+			prof <- body
+			errs <- err
+		}()
+		pods, start := 0, time.Now()
+		for time.Since(start) < seconds*time.Second {
+			pods += create(s)
+		}
+		body, err := <-prof, <-errs
+		if err != nil {
+			b.Fatalf("profiling the API server: %v", err)
+		}
+		file := filepath.Join(workDir, "apiserver-"+s.name+".pprof")
+		if err := os.WriteFile(file, body, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("API server profile while %s created %d pods (each block deleted after): %s", s.name, pods, file)
+	}
 }
 
 // quantileMs is the p-quantile of ds, in milliseconds.

@@ -377,6 +377,18 @@ func sleepOf(c *corev1.Container) int64 {
 // each named family whose labels include match.
 func scrape(t *testing.T, url string, match map[string]string, names ...string) map[string]float64 {
 	t.Helper()
+	return scrapeFamilies(t, url, match, false, names...)
+}
+
+// scrapeVec is scrape for counter vectors that expose nothing until their
+// first count: a family not served reads as 0.
+func scrapeVec(t *testing.T, url string, match map[string]string, names ...string) map[string]float64 {
+	t.Helper()
+	return scrapeFamilies(t, url, match, true, names...)
+}
+
+func scrapeFamilies(t *testing.T, url string, match map[string]string, absentIsZero bool, names ...string) map[string]float64 {
+	t.Helper()
 	resp, err := http.Get(url) //nolint:noctx // a local scrape
 	if err != nil {
 		t.Fatal(err)
@@ -393,7 +405,7 @@ func scrape(t *testing.T, url string, match map[string]string, names ...string) 
 	out := map[string]float64{}
 	for _, name := range names {
 		fam, ok := fams[name]
-		if !ok {
+		if !ok && !absentIsZero {
 			t.Fatalf("%s does not serve %s", url, name)
 		}
 	series:

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -76,6 +77,38 @@ func TestWebhookNotCalled(t *testing.T) {
 	deleteLater(t, mainNamespace, "opted-in")
 	if after := counters(); after[requestsTotal] != before[requestsTotal]+1 || after["podgrace_pods_mutated_total"] != before["podgrace_pods_mutated_total"]+1 {
 		t.Errorf("one opted-in pod: counters went from %v to %v, want +1 each", before, after)
+	}
+}
+
+// TestMirrorPod: a mirror pod (the API server's copy of a static pod file,
+// annotated kubernetes.io/config.mirror) in an opted-in namespace reaches
+// podgrace (the registration has no matchCondition: one would cost the API
+// server a CEL conversion of every pod) and is stored untouched, without a
+// warning; podgrace counts it as not handled, reason mirror-pod.
+func TestMirrorPod(t *testing.T) {
+	cs, warn := client(t)
+	ctx := t.Context()
+	counters := func() map[string]float64 {
+		out := scrape(t, mainServer.metrics, map[string]string{"webhook": webhook.Path}, requestsTotal)
+		maps.Copy(out, scrapeVec(t, mainServer.metrics, map[string]string{"reason": "mirror-pod"}, "podgrace_requests_not_handled_total"))
+		return out
+	}
+	before := counters()
+	mirror := pod("mirror", 30)
+	mirror.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: "4f1d2c3b5a6e7f80"}
+	mirror.Spec.NodeName = "static-node" // the API server requires it of a mirror pod
+	got, err := cs.CoreV1().Pods(mainNamespace).Create(ctx, mirror, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleteLater(t, mainNamespace, mirror.Name)
+	assertUntouched(t, got)
+	if w := warn.Take(); len(w) > 0 {
+		t.Errorf("warnings for a mirror pod: %q", w)
+	}
+	after := counters()
+	if after[requestsTotal] != before[requestsTotal]+1 || after["podgrace_requests_not_handled_total"] != before["podgrace_requests_not_handled_total"]+1 {
+		t.Errorf("a mirror pod: counters went from %v to %v, want podgrace called once and the pod not handled (mirror-pod)", before, after)
 	}
 }
 

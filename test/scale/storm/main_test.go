@@ -63,6 +63,15 @@ func run(m *testing.M) int {
 	// Service-referenced webhooks are called at an endpoint of the
 	// Service's EndpointSlices: no kube-proxy routes cluster IPs here.
 	env.ControlPlane.GetAPIServer().Configure().Set("enable-aggregator-routing", "true")
+	// The API server's log stays with the processes' logs (kept when a
+	// test fails): it says why a webhook call failed open.
+	apiLog, err := os.Create(filepath.Join(workDir, "kube-apiserver.log"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = apiLog.Close() }()
+	env.ControlPlane.GetAPIServer().Out, env.ControlPlane.GetAPIServer().Err = apiLog, apiLog
 	cfg, err := env.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: starting kube-apiserver and etcd:", err)

@@ -140,6 +140,11 @@ func counters(body []byte, keep func(labels map[string]string) bool, names ...st
 			}
 			if h := m.GetHistogram(); h != nil {
 				out[name] += float64(h.GetSampleCount())
+				// The samples above each bucket's bound, for telling
+				// slow calls (near the webhook's timeout) from fast ones.
+				for _, b := range h.GetBucket() {
+					out[fmt.Sprintf("%s>%g", name, b.GetUpperBound())] += float64(h.GetSampleCount() - b.GetCumulativeCount())
+				}
 			} else {
 				out[name] += m.GetCounter().GetValue()
 			}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -86,6 +87,7 @@ type result struct {
 	non200      float64       // apiserver_admission_webhook_request_total{code!=200}
 	afterExit   int           // pods created after the evicted replica exited
 	evicted     string        // what the eviction did, for the log
+	detail      []string      // failed calls by code, slow calls, for the log
 	// served is each podgrace replica's admissions (its
 	// controller_runtime_webhook_requests_total), -1 when it exited.
 	served []float64
@@ -287,6 +289,9 @@ func report(t *testing.T, results []*result) {
 		if r.evicted != "" {
 			fmt.Fprintf(&b, "%s: %s; %d pods created after the replica exited\n", r.name, r.evicted, r.afterExit)
 		}
+		if len(r.detail) > 0 {
+			fmt.Fprintf(&b, "%s: webhook calls %s\n", r.name, strings.Join(r.detail, ", "))
+		}
 	}
 	if cpuPer["noop"] > 0 {
 		fmt.Fprintf(&b, "podgrace/no-op: throughput %.2f×, added p50 %.2f×, added p90 %.2f×, CPU per admission %.2f×\n",
@@ -401,6 +406,15 @@ func storm(ctx context.Context, t *testing.T, ns string, pod *corev1.Pod, n int,
 	r.failOpen = after["apiserver_admission_webhook_fail_open_count"] - before["apiserver_admission_webhook_fail_open_count"]
 	r.rejected = after["apiserver_admission_webhook_rejection_count"] - before["apiserver_admission_webhook_rejection_count"]
 	r.non200 = after["non200"] - before["non200"]
+	// What the failures were, for the log: calls by the API server's
+	// code label (0: no HTTP answer, a timeout or a connection error),
+	// and calls slower than 1 and 2.5 s.
+	for _, k := range slices.Sorted(maps.Keys(after)) {
+		d := after[k] - before[k]
+		if d != 0 && (strings.HasPrefix(k, "code ") || strings.HasPrefix(k, "apiserver_admission_webhook_admission_duration_seconds>")) {
+			r.detail = append(r.detail, fmt.Sprintf("%s: %v", strings.TrimPrefix(k, "apiserver_admission_webhook_admission_duration_seconds"), d))
+		}
+	}
 	return r
 }
 
@@ -456,6 +470,14 @@ func apiMetrics(ctx context.Context, t *testing.T, webhooks ...string) map[strin
 		"apiserver_admission_webhook_rejection_count")
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, code := range []string{"0", "400", "429", "500", "503", "504"} {
+		c, err := counters(body, func(l map[string]string) bool { return ours(l) && l["code"] == code },
+			"apiserver_admission_webhook_request_total")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["code "+code] = c["apiserver_admission_webhook_request_total"]
 	}
 	non200, err := counters(body, func(l map[string]string) bool { return ours(l) && l["code"] != "200" },
 		"apiserver_admission_webhook_request_total")
