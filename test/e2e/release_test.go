@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/podgrace/podgrace/test/releasecheck"
@@ -83,15 +81,10 @@ func TestRelease(t *testing.T) {
 	}
 
 	// The index's platforms, the arm64 one checked by its ELF header.
-	ref, err := name.NewDigest(imageID, name.Insecure)
+	checked, problems, err := releasecheck.PlatformsAt(ctx, imageID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := remote.Index(ref, remote.WithContext(ctx))
-	if err != nil {
-		t.Fatal(err)
-	}
-	checked, problems := releasecheck.Platforms(idx)
 	for _, c := range checked {
 		t.Log(c)
 	}

@@ -6,13 +6,32 @@ package releasecheck
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
+
+// PlatformsAt pulls the image index at ref (REGISTRY/REPO@sha256:…, plain
+// HTTP allowed: the test registries are) and checks it with Platforms. err
+// is set when there is no index to check.
+func PlatformsAt(ctx context.Context, ref string) (checked []string, problems []error, err error) {
+	d, err := name.NewDigest(ref, name.Insecure)
+	if err != nil {
+		return nil, nil, err
+	}
+	idx, err := remote.Index(d, remote.WithContext(ctx))
+	if err != nil {
+		return nil, nil, fmt.Errorf("no image index at %s: %w", ref, err)
+	}
+	checked, problems = Platforms(idx)
+	return checked, problems, nil
+}
 
 // machines are the image's platforms (linux/ARCH) and the ELF machine of
 // each one's /podgrace.
