@@ -303,8 +303,10 @@ func build(s Settings, o Options) (*Objects, error) {
 		WorkloadValidating: wp, WorkloadValidatingBinding: wb}, nil
 }
 
-// matchConditions are the webhook's: mirror pods reflect static pod files on
-// a node, so a change made here would not be what the kubelet runs.
+// matchConditions skip mirror pods: they reflect static pod files on a node,
+// so a change made here would not be what the kubelet runs. (The webhook
+// skips them in its handler, registration.IsMirrorPod; a policy's CEL runs
+// on the pod anyway, so here a condition costs nothing more.)
 func matchConditions() []admissionregistrationv1.MatchCondition {
 	return []admissionregistrationv1.MatchCondition{{
 		Name:       "not-a-mirror-pod",

@@ -29,6 +29,7 @@ import (
 	"github.com/podgrace/podgrace/hack/manifests/chart"
 	"github.com/podgrace/podgrace/internal/freeport"
 	"github.com/podgrace/podgrace/pkg/admissionpolicy"
+	"github.com/podgrace/podgrace/pkg/inject"
 	"github.com/podgrace/podgrace/pkg/policy"
 )
 
@@ -157,14 +158,11 @@ func podgracePatch(ctx context.Context, b *testing.B) []byte {
 // status annotation): a patch as small as a mutating webhook's can be.
 func metadataOnly(b *testing.B, patch []byte) []byte {
 	b.Helper()
-	var ops []map[string]any
+	var ops []inject.PatchOp
 	if err := json.Unmarshal(patch, &ops); err != nil {
 		b.Fatal(err)
 	}
-	ops = slices.DeleteFunc(ops, func(op map[string]any) bool {
-		path, _ := op["path"].(string)
-		return !strings.HasPrefix(path, "/metadata/")
-	})
+	ops = slices.DeleteFunc(ops, func(op inject.PatchOp) bool { return !strings.HasPrefix(op.Path, "/metadata/") })
 	if len(ops) == 0 {
 		b.Fatalf("podgrace's patch %s has no operation on /metadata", patch)
 	}
@@ -455,18 +453,18 @@ func profileAPIServer(ctx context.Context, b *testing.B, setups []setup, create 
 		if !slices.Contains([]string{"none", "noop", "replay-meta", "replay", "podgrace"}, s.name) {
 			continue
 		}
-		prof := make(chan []byte, 1)
-		errs := make(chan error, 1)
+		var body []byte
+		var err error
+		done := make(chan struct{})
 		go func() {
-			body, err := kube.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", strconv.Itoa(seconds)).DoRaw(ctx)
-			prof <- body
-			errs <- err
+			defer close(done)
+			body, err = kube.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", strconv.Itoa(seconds)).DoRaw(ctx)
 		}()
 		pods, start := 0, time.Now()
 		for time.Since(start) < seconds*time.Second {
 			pods += create(s)
 		}
-		body, err := <-prof, <-errs
+		<-done
 		if err != nil {
 			b.Fatalf("profiling the API server: %v", err)
 		}

@@ -121,7 +121,10 @@ func (p *proc) stop() {
 // counters sums, per family, the counters (or the histograms' sample
 // counts) of a Prometheus text exposition whose labels satisfy keep. A
 // family that is not exposed (a vector nothing was counted in yet) is 0.
-func counters(body []byte, keep func(labels map[string]string) bool, names ...string) (map[string]float64, error) {
+// With by set, it also sums them per value of that label, as
+// "name{by=value}"; a histogram also gets the samples above each bucket's
+// bound, as "name>bound".
+func counters(body []byte, keep func(labels map[string]string) bool, by string, names ...string) (map[string]float64, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
@@ -138,15 +141,16 @@ func counters(body []byte, keep func(labels map[string]string) bool, names ...st
 			if !keep(labels) {
 				continue
 			}
+			v := m.GetCounter().GetValue()
 			if h := m.GetHistogram(); h != nil {
-				out[name] += float64(h.GetSampleCount())
-				// The samples above each bucket's bound, for telling
-				// slow calls (near the webhook's timeout) from fast ones.
+				v = float64(h.GetSampleCount())
 				for _, b := range h.GetBucket() {
 					out[fmt.Sprintf("%s>%g", name, b.GetUpperBound())] += float64(h.GetSampleCount() - b.GetCumulativeCount())
 				}
-			} else {
-				out[name] += m.GetCounter().GetValue()
+			}
+			out[name] += v
+			if by != "" {
+				out[fmt.Sprintf("%s{%s=%s}", name, by, labels[by])] += v
 			}
 		}
 	}
